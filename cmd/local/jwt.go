@@ -1,0 +1,67 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// DefaultJWTSecret is the local runner's HS256 secret when LOCAL_JWT_SECRET is not set.
+const DefaultJWTSecret = "lastunit-local-secret"
+
+// verifyToken checks an HS256 bearer token the way the HTTP API's JWT authorizer would
+// (signature, exp required) and returns its claims as API Gateway passes them to a function:
+// strings as they are, numbers in decimal, arrays as "[a b]".
+func verifyToken(secret []byte, header string) (map[string]string, error) {
+	raw, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok || raw == "" {
+		return nil, errors.New("missing bearer token")
+	}
+	tok, err := jwt.Parse(raw, func(*jwt.Token) (any, error) { return secret, nil },
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired())
+	if err != nil {
+		return nil, err
+	}
+	mc, ok := tok.Claims.(jwt.MapClaims)
+	if !ok {
+		return nil, errors.New("unexpected claims")
+	}
+	out := make(map[string]string, len(mc))
+	for k, v := range mc {
+		out[k] = claimString(v)
+	}
+	if out["sub"] == "" {
+		return nil, errors.New("token has no sub")
+	}
+	return out, nil
+}
+
+func claimString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			parts[i] = claimString(e)
+		}
+		return "[" + strings.Join(parts, " ") + "]"
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+// mintToken signs a dev token for sub with groups, valid for ttl.
+func mintToken(secret []byte, sub string, groups []string, ttl time.Duration, now time.Time) (string, error) {
+	claims := jwt.MapClaims{"sub": sub, "iat": now.Unix(), "exp": now.Add(ttl).Unix(), "iss": "lastunit-local"}
+	if len(groups) > 0 {
+		claims["cognito:groups"] = groups
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"lastunit/shared/apigw"
+	"lastunit/shared/shop"
+)
+
+// lambdaFunc is an HTTP API function as Lambda would invoke it.
+type lambdaFunc func(context.Context, events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error)
+
+// route is one HTTP API route: what API Gateway would match and which function it invokes.
+type route struct {
+	method, path string
+	key          string
+	access       apigw.Access
+	fn           lambdaFunc
+}
+
+// server is the local runner's HTTP side: API Gateway's routing and JWT authorizer in front
+// of the unchanged function handlers, plus the runner-only routes.
+type server struct {
+	log    *slog.Logger
+	secret []byte
+	routes []route
+	health func(context.Context) error
+	mux    *http.ServeMux
+	reqs   atomic.Int64
+}
+
+func newServer(log *slog.Logger, secret []byte, health func(context.Context) error, funcs ...*apigw.Mux) *server {
+	s := &server{log: log, secret: secret, health: health, mux: http.NewServeMux()}
+	for _, f := range funcs {
+		for key, access := range f.Routes() {
+			method, path, _ := strings.Cut(key, " ")
+			s.routes = append(s.routes, route{method: method, path: path, key: key, access: access, fn: f.Serve})
+		}
+	}
+	sort.Slice(s.routes, func(i, j int) bool { return s.routes[i].key < s.routes[j].key })
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("POST /_local/token", s.token)
+	s.mux.HandleFunc("/", s.api)
+	return s
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// api routes a request to its function as API Gateway would: 404 for an unknown path, 405 for
+// a known path with another method, 401 when a protected route has no valid token.
+func (s *server) api(w http.ResponseWriter, r *http.Request) {
+	var match *route
+	var params map[string]string
+	pathKnown := false
+	for i := range s.routes {
+		p, ok := apigw.MatchPath(s.routes[i].path, r.URL.Path)
+		if !ok {
+			continue
+		}
+		pathKnown = true
+		if s.routes[i].method == r.Method {
+			match, params = &s.routes[i], p
+			break
+		}
+	}
+	switch {
+	case match == nil && pathKnown:
+		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path)))
+		return
+	case match == nil:
+		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeNotFound, "no route %s %s", r.Method, r.URL.Path)))
+		return
+	}
+	var claims map[string]string
+	if match.access != apigw.Public {
+		c, err := verifyToken(s.secret, r.Header.Get("Authorization"))
+		if err != nil {
+			apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeUnauthenticated, "missing, malformed, expired or badly signed token")))
+			return
+		}
+		claims = c
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, apigw.MaxBody+1))
+	if err != nil {
+		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("", "could not read the body")))
+		return
+	}
+	ev := apigw.FromHTTP(r, match.key, params, claims, body, shop.NewID("req_"))
+	resp, err := match.fn(r.Context(), ev)
+	if err != nil {
+		resp = apigw.ErrorResponse(err)
+	}
+	apigw.WriteHTTP(w, resp)
+}
+
+func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	if err := s.health(ctx); err != nil {
+		s.log.Warn("healthz", "err", err.Error())
+		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeUnavailable, "not ready: %v", err)))
+		return
+	}
+	apigw.WriteHTTP(w, apigw.JSON(http.StatusOK, map[string]string{"status": "ok"}))
+}
+
+// tokenRequest is the body of POST /_local/token.
+type tokenRequest struct {
+	Sub    string   `json:"sub"`
+	Groups []string `json:"groups"`
+	TTL    string   `json:"ttl"`
+}
+
+func (s *server) token(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, apigw.MaxBody+1))
+	var req tokenRequest
+	if err := apigw.DecodeJSON(r.Header.Get("Content-Type"), body, &req); err != nil {
+		apigw.WriteHTTP(w, apigw.ErrorResponse(err))
+		return
+	}
+	if req.Sub == "" || len(req.Sub) > 128 {
+		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("sub", "sub must be 1 to 128 characters")))
+		return
+	}
+	ttl := time.Hour
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		if err != nil || d <= 0 || d > 7*24*time.Hour {
+			apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("ttl", "ttl must be a Go duration from 1s to 168h")))
+			return
+		}
+		ttl = d
+	}
+	tok, err := mintToken(s.secret, req.Sub, req.Groups, ttl, time.Now())
+	if err != nil {
+		apigw.WriteHTTP(w, apigw.ErrorResponse(err))
+		return
+	}
+	b, _ := json.Marshal(map[string]string{"token": tok})
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b) //nolint:errcheck
+}

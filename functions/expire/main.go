@@ -1,0 +1,14 @@
+// Command expire is the expiry sweep, run by an EventBridge schedule every minute.
+package main
+
+import (
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"lastunit/shared/config"
+	"lastunit/shared/handler"
+)
+
+func main() {
+	app := config.MustOpen()
+	lambda.Start(handler.Expire(app.Shop, app.Log))
+}

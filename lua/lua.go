@@ -1,0 +1,25 @@
+// Package lua holds the Redis scripts of the stock gate, one file per atomic operation.
+// Each file documents its KEYS, ARGV and return values at the top.
+package lua
+
+import _ "embed"
+
+// Reserve takes units of one product for a new hold (reserve.lua).
+//
+//go:embed reserve.lua
+var Reserve string
+
+// Release ends one hold and gives its units back exactly once (release.lua).
+//
+//go:embed release.lua
+var Release string
+
+// Rebuild sets a product's gate from Postgres when it is absent (rebuild.lua).
+//
+//go:embed rebuild.lua
+var Rebuild string
+
+// Invalidate drops a product's gate older than a generation (invalidate.lua).
+//
+//go:embed invalidate.lua
+var Invalidate string

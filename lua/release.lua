@@ -1,0 +1,35 @@
+-- release.lua: end one hold and give its units back to available, exactly once.
+--
+-- KEYS[1]  {p:ID}:gate    KEYS[2]  {p:ID}:holds    KEYS[3]  {p:ID}:dl
+-- KEYS[4]  {p:ID}:users   KEYS[5]  {p:ID}:ver
+-- KEYS[6]  {p:ID}:idem:<user>:<key> to forget with the hold (any key of the slot when ARGV[2] is "0")
+--
+-- ARGV[1]  reservation id
+-- ARGV[2]  "1" to delete KEYS[6] when it still points at this hold (undoing a failed reserve), else "0"
+--
+-- Returns one of:
+--   {"released", qty, available, version}
+--   {"absent"}     the gate has no such hold: already released, or never counted by this gate
+--   {"missing"}    no gate for this product (the next rebuild counts from Postgres)
+-- Only the call that removes the hold gives units back, so any number of callers is safe.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {'missing'}
+end
+local rid = ARGV[1]
+local h = redis.call('HGET', KEYS[2], rid)
+if not h then
+  return {'absent'}
+end
+local qty, user = string.match(h, '^(%d+):%d+:%a+:(.*)$')
+qty = tonumber(qty)
+redis.call('HDEL', KEYS[2], rid)
+redis.call('ZREM', KEYS[3], rid)
+if redis.call('HINCRBY', KEYS[4], user, -qty) <= 0 then
+  redis.call('HDEL', KEYS[4], user)
+end
+local avail = redis.call('HINCRBY', KEYS[1], 'avail', qty)
+local ver = redis.call('INCR', KEYS[5])
+if ARGV[2] == '1' and redis.call('HGET', KEYS[6], 'rid') == rid then
+  redis.call('DEL', KEYS[6])
+end
+return {'released', qty, avail, ver}

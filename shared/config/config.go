@@ -1,0 +1,141 @@
+// Package config reads lastunit's settings from the environment and builds its clients once
+// per cold start. Secrets come only from the environment (in AWS: from Secrets Manager and
+// SSM, put there by the CDK stack); nothing secret has a default outside local mode.
+package config
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"lastunit/shared/shop"
+	"lastunit/shared/stock"
+	"lastunit/shared/store"
+)
+
+// Config is every setting the functions and the local runner read.
+type Config struct {
+	DatabaseURL    string
+	RedisURL       string
+	DBMaxConns     int32
+	ReservationTTL time.Duration
+	PaymentWindow  time.Duration
+	ExpireEvery    time.Duration
+	JanitorEvery   time.Duration
+	FailedJobAge   time.Duration
+	Migrate        bool // apply migrations at start
+}
+
+// Defaults match `make services` on one machine.
+const (
+	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/lastunit?sslmode=disable"
+	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
+)
+
+// Load reads the environment. Durations use Go syntax ("10m", "30s").
+func Load() (Config, error) {
+	c := Config{
+		DatabaseURL: env("DATABASE_URL", DefaultDatabaseURL),
+		RedisURL:    env("REDIS_URL", DefaultRedisURL),
+		Migrate:     env("MIGRATE_ON_START", "true") == "true",
+	}
+	n, err := strconv.Atoi(env("DB_MAX_CONNS", "0"))
+	if err != nil {
+		return c, fmt.Errorf("DB_MAX_CONNS: %w", err)
+	}
+	c.DBMaxConns = int32(n)
+	for _, d := range []struct {
+		name string
+		def  string
+		dst  *time.Duration
+	}{
+		{"RESERVATION_TTL", "10m", &c.ReservationTTL},
+		{"PAYMENT_WINDOW", "15m", &c.PaymentWindow},
+		{"EXPIRE_EVERY", "30s", &c.ExpireEvery},
+		{"JANITOR_EVERY", "24h", &c.JanitorEvery},
+		{"FAILED_JOB_MAX_AGE", "24h", &c.FailedJobAge},
+	} {
+		v, err := time.ParseDuration(env(d.name, d.def))
+		if err != nil || v <= 0 {
+			return c, fmt.Errorf("%s must be a positive Go duration such as %s", d.name, d.def)
+		}
+		*d.dst = v
+	}
+	return c, nil
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// App is the clients and the service, built once per cold start.
+type App struct {
+	Config Config
+	Log    *slog.Logger
+	Pool   *pgxpool.Pool
+	Redis  *redis.Client
+	Shop   *shop.Service
+}
+
+// Logger returns the JSON logger every function uses.
+func Logger() *slog.Logger { return slog.New(slog.NewJSONHandler(os.Stdout, nil)) }
+
+// Open connects to Postgres and Redis, applies migrations if asked, and builds the service.
+func Open(ctx context.Context, c Config, log *slog.Logger) (*App, error) {
+	pool, err := store.Open(ctx, c.DatabaseURL, c.DBMaxConns)
+	if err != nil {
+		return nil, err
+	}
+	if c.Migrate {
+		if err := store.Migrate(ctx, pool); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	opt, err := redis.ParseURL(c.RedisURL)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(opt)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		pool.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("ping redis: %w", err)
+	}
+	svc := shop.NewService(store.New(pool), stock.New(rdb))
+	svc.Log = log
+	svc.HoldTTL = c.ReservationTTL
+	return &App{Config: c, Log: log, Pool: pool, Redis: rdb, Shop: svc}, nil
+}
+
+// MustOpen is what a function's main calls once per cold start: it loads the environment and
+// opens the App, or logs why it cannot and exits.
+func MustOpen() *App {
+	log := Logger()
+	c, err := Load()
+	if err == nil {
+		var app *App
+		if app, err = Open(context.Background(), c, log); err == nil {
+			return app
+		}
+	}
+	log.Error("start", "err", err.Error())
+	os.Exit(1)
+	return nil
+}
+
+// Close releases the clients.
+func (a *App) Close() {
+	a.Pool.Close()
+	a.Redis.Close()
+}

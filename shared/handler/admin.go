@@ -1,0 +1,81 @@
+package handler
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"lastunit/shared/apigw"
+	"lastunit/shared/shop"
+)
+
+// Route keys of the admin function (API.md, admin routes).
+const (
+	RouteAdminProducts = "GET /admin/products"
+	RouteUpsertProduct = "PUT /admin/products/{id}"
+	RouteRestock       = "POST /admin/products/{id}/restock"
+)
+
+// ProductBody is the body of PUT /admin/products/{id}; every field is required.
+type ProductBody struct {
+	Name       *string `json:"name"`
+	PriceCents *int64  `json:"price_cents"`
+	Currency   *string `json:"currency"`
+	Stock      *int64  `json:"stock"`
+	MaxPerUser *int64  `json:"max_per_user"`
+}
+
+// Shop checks that every field is there and returns the shop's input.
+func (b ProductBody) Shop() (shop.ProductInput, error) {
+	switch {
+	case b.Name == nil:
+		return shop.ProductInput{}, shop.Invalid("name", "name is required")
+	case b.PriceCents == nil:
+		return shop.ProductInput{}, shop.Invalid("price_cents", "price_cents is required")
+	case b.Currency == nil:
+		return shop.ProductInput{}, shop.Invalid("currency", "currency is required")
+	case b.Stock == nil:
+		return shop.ProductInput{}, shop.Invalid("stock", "stock is required")
+	case b.MaxPerUser == nil:
+		return shop.ProductInput{}, shop.Invalid("max_per_user", "max_per_user is required")
+	}
+	return shop.ProductInput{Name: *b.Name, PriceCents: *b.PriceCents, Currency: *b.Currency, Stock: *b.Stock, MaxPerUser: *b.MaxPerUser}, nil
+}
+
+// RestockBody is the body of POST /admin/products/{id}/restock.
+type RestockBody struct {
+	Delta *int64 `json:"delta"`
+}
+
+// Admin returns the admin function's handler: the product ledger and restocking.
+func Admin(svc *shop.Service, log *slog.Logger) *apigw.Mux {
+	m := apigw.NewMux(log)
+	m.Handle(RouteAdminProducts, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		ps, err := svc.AdminProducts(ctx)
+		return http.StatusOK, map[string]any{"products": ps}, err
+	})
+	m.Handle(RouteUpsertProduct, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		var body ProductBody
+		if err := apigw.Decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		in, err := body.Shop()
+		if err != nil {
+			return 0, nil, err
+		}
+		p, err := svc.UpsertProduct(ctx, r.Param("id"), in)
+		return http.StatusOK, p, err
+	})
+	m.Handle(RouteRestock, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		var body RestockBody
+		if err := apigw.Decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		if body.Delta == nil {
+			return 0, nil, shop.Invalid("delta", "delta is required")
+		}
+		p, err := svc.Restock(ctx, r.Param("id"), *body.Delta)
+		return http.StatusOK, p, err
+	})
+	return m
+}

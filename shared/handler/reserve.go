@@ -1,0 +1,66 @@
+// Package handler holds the Lambda handlers: short adapters that decode an event, call
+// shared/shop and map the result. Each function's main wires one of them; the local runner
+// serves the same ones.
+package handler
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"lastunit/shared/apigw"
+	"lastunit/shared/shop"
+)
+
+// Route keys of the reserve function (API.md, shopper routes).
+const (
+	RouteListProducts = "GET /products"
+	RouteGetProduct   = "GET /products/{id}"
+	RouteReserve      = "POST /reservations"
+	RouteListMine     = "GET /reservations"
+	RouteRelease      = "DELETE /reservations/{id}"
+)
+
+// ReserveRequest is the body of POST /reservations.
+type ReserveRequest struct {
+	ProductID string `json:"product_id"`
+	Quantity  *int64 `json:"quantity"`
+}
+
+// Reserve returns the reserve function's handler: products, and the shopper's holds.
+func Reserve(svc *shop.Service, log *slog.Logger) *apigw.Mux {
+	m := apigw.NewMux(log)
+	m.Handle(RouteListProducts, apigw.Public, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		ps, err := svc.Products(ctx)
+		return http.StatusOK, map[string]any{"products": ps}, err
+	})
+	m.Handle(RouteGetProduct, apigw.Public, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		p, err := svc.Product(ctx, r.Param("id"))
+		return http.StatusOK, p, err
+	})
+	m.Handle(RouteReserve, apigw.Shopper, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		var body ReserveRequest
+		if err := apigw.Decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		out, err := svc.Reserve(ctx, body.Shop(r.User.UserID, r.Header("Idempotency-Key")))
+		return http.StatusCreated, out, err
+	})
+	m.Handle(RouteListMine, apigw.Shopper, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		rs, err := svc.ListMine(ctx, r.User.UserID)
+		return http.StatusOK, map[string]any{"reservations": rs}, err
+	})
+	m.Handle(RouteRelease, apigw.Shopper, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		return http.StatusNoContent, nil, svc.Release(ctx, r.User.UserID, r.Param("id"))
+	})
+	return m
+}
+
+// Shop turns the body into the shop's request; quantity defaults to 1.
+func (b ReserveRequest) Shop(userID, idemKey string) shop.ReserveRequest {
+	q := int64(1)
+	if b.Quantity != nil {
+		q = *b.Quantity
+	}
+	return shop.ReserveRequest{UserID: userID, ProductID: b.ProductID, Quantity: q, IdemKey: idemKey}
+}

@@ -1,0 +1,253 @@
+package shop
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"time"
+)
+
+var currencyPattern = regexp.MustCompile(`^[a-z]{3}$`)
+
+// Limits on what an admin may set.
+const (
+	MaxStock      = 1_000_000_000
+	MaxPriceCents = 100_000_000_00
+	MaxNameLen    = 200
+)
+
+// Products lists every product with its available units.
+func (s *Service) Products(ctx context.Context) ([]Product, error) {
+	rows, err := s.Store.Products(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.withAvailable(ctx, rows)
+}
+
+// Product returns one product with its available units.
+func (s *Service) Product(ctx context.Context, id string) (Product, error) {
+	if !ValidProductID(id) {
+		return Product{}, Invalid("id", "product id must match [a-z0-9][a-z0-9_-]{0,63}")
+	}
+	row, err := s.Store.Product(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Product{}, Errorf(CodeNotFound, "no product %q", id)
+	}
+	if err != nil {
+		return Product{}, err
+	}
+	ps, err := s.withAvailable(ctx, []ProductRow{row})
+	if err != nil {
+		return Product{}, err
+	}
+	return ps[0], nil
+}
+
+// withAvailable reads available units from the gate, rebuilding any gate that is missing.
+func (s *Service) withAvailable(ctx context.Context, rows []ProductRow) ([]Product, error) {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	avail, err := s.Gate.Available(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, id := range ids {
+		if _, ok := avail[id]; !ok {
+			if err := s.ensureGate(ctx, id); err != nil && ErrorCode(err) != CodeNotFound {
+				return nil, err
+			}
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		again, err := s.Gate.Available(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		for id, n := range again {
+			avail[id] = n
+		}
+	}
+	out := make([]Product, 0, len(rows))
+	for _, r := range rows {
+		p := r.product()
+		p.Available = avail[r.ID]
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (r ProductRow) product() Product {
+	return Product{ID: r.ID, Name: r.Name, PriceCents: r.PriceCents, Currency: r.Currency, MaxPerUser: r.MaxPerUser}
+}
+
+// Admin returns the admin's view of a row: available is stock on hand minus live holds, as
+// Postgres counts them, so available + held == stock in every answer.
+func (r ProductRow) Admin() AdminProduct {
+	p := r.product()
+	p.Available = r.Stock - r.Held
+	return AdminProduct{Product: p, Stock: r.Stock, Held: r.Held, Sold: r.Sold}
+}
+
+// AdminProducts lists every product with its ledger.
+func (s *Service) AdminProducts(ctx context.Context) ([]AdminProduct, error) {
+	rows, err := s.Store.Products(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AdminProduct, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, r.Admin())
+	}
+	return out, nil
+}
+
+// UpsertProduct creates or updates a product. Its gate is rebuilt from Postgres at once, so
+// available follows the new stock.
+func (s *Service) UpsertProduct(ctx context.Context, id string, in ProductInput) (AdminProduct, error) {
+	if !ValidProductID(id) {
+		return AdminProduct{}, Invalid("id", "product id must match [a-z0-9][a-z0-9_-]{0,63}")
+	}
+	switch {
+	case in.Name == "" || len(in.Name) > MaxNameLen:
+		return AdminProduct{}, Invalid("name", "name must be 1 to %d bytes", MaxNameLen)
+	case in.PriceCents < 0 || in.PriceCents > MaxPriceCents:
+		return AdminProduct{}, Invalid("price_cents", "price_cents must be from 0 to %d", int64(MaxPriceCents))
+	case !currencyPattern.MatchString(in.Currency):
+		return AdminProduct{}, Invalid("currency", "currency must be a lower-case ISO code such as usd")
+	case in.Stock < 0 || in.Stock > MaxStock:
+		return AdminProduct{}, Invalid("stock", "stock must be from 0 to %d", MaxStock)
+	case in.MaxPerUser < 1 || in.MaxPerUser > MaxStock:
+		return AdminProduct{}, Invalid("max_per_user", "max_per_user must be from 1 to %d", MaxStock)
+	}
+	row, err := s.Store.UpsertProduct(ctx, id, in, s.now())
+	if err != nil {
+		return AdminProduct{}, err
+	}
+	s.refreshGate(ctx, row)
+	return row.Admin(), nil
+}
+
+// Restock adds delta units (maybe negative, never below what is held) to stock on hand.
+func (s *Service) Restock(ctx context.Context, id string, delta int64) (AdminProduct, error) {
+	if !ValidProductID(id) {
+		return AdminProduct{}, Invalid("id", "product id must match [a-z0-9][a-z0-9_-]{0,63}")
+	}
+	if delta < -MaxStock || delta > MaxStock {
+		return AdminProduct{}, Invalid("delta", "delta must be from %d to %d", -MaxStock, MaxStock)
+	}
+	row, err := s.Store.Restock(ctx, id, delta, s.now())
+	if errors.Is(err, ErrNotFound) {
+		return AdminProduct{}, Errorf(CodeNotFound, "no product %q", id)
+	}
+	if err != nil {
+		return AdminProduct{}, err
+	}
+	s.refreshGate(ctx, row)
+	return row.Admin(), nil
+}
+
+// refreshGate drops a gate older than the row's generation and rebuilds it. Postgres already
+// holds the change, so a failure here only delays it: a reserve recorded under the old
+// generation is refused and retried, and the next use or sweep rebuilds the gate.
+func (s *Service) refreshGate(ctx context.Context, row ProductRow) {
+	ctx = context.WithoutCancel(ctx)
+	err := s.Gate.Invalidate(ctx, row.ID, row.Gen)
+	if err == nil {
+		err = s.ensureGate(ctx, row.ID)
+	}
+	if err != nil {
+		s.Log.Warn("refresh gate", "product_id", row.ID, "err", err)
+	}
+}
+
+// SweepReport says what one sweep did.
+type SweepReport struct {
+	Expired      int `json:"expired"`       // holds moved to expired in Postgres
+	UnitsFreed   int `json:"units_freed"`   // units given back to available
+	Orphans      int `json:"orphans"`       // gate holds Postgres never recorded or already ended
+	GatesRebuilt int `json:"gates_rebuilt"` // missing gates set again from Postgres
+}
+
+// sweepBatch is how many holds one Postgres statement of the sweep expires.
+const sweepBatch = 500
+
+// Sweep is the expiry pass, safe to run concurrently with itself and with shoppers:
+// reserved holds past their deadline become expired and their units return exactly once;
+// gate holds whose deadline passed but that Postgres never recorded (a process died between
+// the two steps) or already ended return their units; missing gates are rebuilt; old
+// idempotency records are forgotten.
+func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
+	var rep SweepReport
+	now := s.now()
+	for {
+		holds, err := s.Store.ExpireDue(ctx, now, sweepBatch)
+		if err != nil {
+			return rep, err
+		}
+		rep.Expired += len(holds)
+		for _, h := range holds {
+			res, err := s.Gate.Release(ctx, h.ProductID, h.ID, h.UserID, "")
+			if err != nil {
+				return rep, err // the orphan pass of a later sweep finds it
+			}
+			if res.Outcome == GateReleased {
+				rep.UnitsFreed += int(res.Quantity)
+			}
+		}
+		if len(holds) < sweepBatch {
+			break
+		}
+	}
+	rows, err := s.Store.Products(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, p := range rows {
+		if err := s.sweepGate(ctx, p.ID, now, &rep); err != nil {
+			return rep, err
+		}
+	}
+	if _, err := s.Store.DeleteIdemBefore(ctx, now.Add(-s.IdemTTL-time.Hour)); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// sweepGate repairs one product's gate: rebuilds it if missing, else releases its due holds
+// that Postgres does not have as live.
+func (s *Service) sweepGate(ctx context.Context, productID string, now time.Time, rep *SweepReport) error {
+	due, err := s.Gate.Due(ctx, productID, now)
+	if errors.Is(err, ErrNotFound) {
+		if err := s.ensureGate(ctx, productID); err != nil {
+			return err
+		}
+		rep.GatesRebuilt++
+		return nil
+	}
+	if err != nil || len(due) == 0 {
+		return err
+	}
+	status, err := s.Store.HoldStatuses(ctx, due)
+	if err != nil {
+		return err
+	}
+	for _, id := range due {
+		if st, ok := status[id]; ok && (st == StatusReserved || st == StatusCheckedOut) {
+			continue // live in Postgres: its own transition releases it
+		}
+		res, err := s.Gate.Release(ctx, productID, id, "", "")
+		if err != nil {
+			return err
+		}
+		if res.Outcome == GateReleased {
+			rep.Orphans++
+			rep.UnitsFreed += int(res.Quantity)
+		}
+	}
+	return nil
+}

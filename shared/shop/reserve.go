@@ -1,0 +1,262 @@
+package shop
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+var (
+	productIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	holdIDPattern    = regexp.MustCompile(`^r_[a-z2-7]{24}$`)
+)
+
+// MaxQuantity is the largest quantity one reserve may ask for.
+const MaxQuantity = 1000
+
+// ValidProductID reports whether id fits API.md's product id pattern.
+func ValidProductID(id string) bool { return productIDPattern.MatchString(id) }
+
+// ValidIdempotencyKey reports whether k is 1..255 visible ASCII characters.
+func ValidIdempotencyKey(k string) bool {
+	if len(k) < 1 || len(k) > 255 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// ReserveRequest is one shopper's request for units of one product.
+type ReserveRequest struct {
+	UserID    string
+	ProductID string
+	Quantity  int64
+	// IdemKey is the request's Idempotency-Key, "" when it has none.
+	IdemKey string
+}
+
+// replayWait bounds how long a repeated Idempotency-Key waits for the first request to land.
+const replayWait = 3 * time.Second
+
+// Reserve takes units for a new hold: first atomically in the Redis gate, then durably in
+// Postgres. If the Postgres write fails the units go back before it answers; if the process
+// dies in between, the sweep gives them back after the hold's deadline.
+func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, error) {
+	if !ValidProductID(req.ProductID) {
+		return Reserved{}, Invalid("product_id", "product_id must match [a-z0-9][a-z0-9_-]{0,63}")
+	}
+	if req.Quantity < 1 || req.Quantity > MaxQuantity {
+		return Reserved{}, Invalid("quantity", "quantity must be an integer from 1 to %d", MaxQuantity)
+	}
+	if req.IdemKey != "" && !ValidIdempotencyKey(req.IdemKey) {
+		return Reserved{}, Invalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
+	}
+	hash := ""
+	if req.IdemKey != "" {
+		hash = requestHash("POST /reservations", req.ProductID, req.Quantity)
+	}
+	giveUp := time.Now().Add(replayWait) // a wait bound, not business time
+	for {
+		now := s.now()
+		a := GateReserve{
+			ProductID: req.ProductID, ID: NewID("r_"), UserID: req.UserID, Quantity: req.Quantity,
+			Now: now, Deadline: now.Add(s.HoldTTL), IdemKey: req.IdemKey, RequestHash: hash,
+		}
+		res, err := s.Gate.Reserve(ctx, a)
+		if err != nil {
+			return Reserved{}, err
+		}
+		switch res.Outcome {
+		case GateMissing:
+			if err := s.ensureGate(ctx, req.ProductID); err != nil {
+				return Reserved{}, err
+			}
+			continue
+		case GateConflict:
+			return Reserved{}, Errorf(CodeIdempotencyConflict, "this Idempotency-Key was used with another request")
+		case GateReplay:
+			// The first request with this key holds units; answer with what it recorded.
+			out, err := s.replay(ctx, req, hash)
+			if !errors.Is(err, ErrNotFound) {
+				return out, err
+			}
+			if time.Now().After(giveUp) {
+				return Reserved{}, Errorf(CodeUnavailable, "the first request with this Idempotency-Key is still in progress")
+			}
+			sleep(ctx, 20*time.Millisecond)
+			continue
+		case GateOutOfStock, GateLimit:
+			if req.IdemKey != "" {
+				// The key may have succeeded before and its hold ended since: that answer stands.
+				if out, err := s.replay(ctx, req, hash); !errors.Is(err, ErrNotFound) {
+					return out, err
+				}
+			}
+			if res.Outcome == GateLimit {
+				e := Errorf(CodeLimitExceeded, "at most %d units of this product per shopper", res.Limit)
+				e.Details = map[string]any{"limit": res.Limit}
+				return Reserved{}, e
+			}
+			e := Errorf(CodeOutOfStock, "only %d left", res.Available)
+			e.Details = map[string]any{"available": res.Available}
+			return Reserved{}, e
+		case GateOK:
+			out, retry, err := s.record(ctx, req, a, res, hash)
+			if retry {
+				continue
+			}
+			return out, err
+		default:
+			return Reserved{}, fmt.Errorf("reserve: unexpected gate outcome %q", res.Outcome)
+		}
+	}
+}
+
+// record writes a hold the gate granted to Postgres, undoing the gate's step if it cannot.
+func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve, res GateResult, hash string) (out Reserved, retry bool, err error) {
+	out = Reserved{
+		Reservation: Reservation{
+			ID: a.ID, ProductID: a.ProductID, UserID: a.UserID, Quantity: a.Quantity,
+			Status: StatusReserved, ExpiresAt: a.Deadline, CreatedAt: a.Now,
+		},
+		Available: res.Available,
+	}
+	var idem *IdemRecord
+	if req.IdemKey != "" {
+		body, err := json.Marshal(out)
+		if err != nil {
+			return Reserved{}, false, fmt.Errorf("encode reservation: %w", err)
+		}
+		idem = &IdemRecord{UserID: req.UserID, Key: req.IdemKey, RequestHash: hash, Status: 201, Body: body, CreatedAt: a.Now}
+	}
+	if s.Fault != nil {
+		if err := s.Fault("reserve.before_record"); err != nil {
+			return Reserved{}, false, err // the process "dies": nothing is undone here
+		}
+	}
+	ok, err := s.Store.InsertHold(ctx, out.Reservation, res.Gen, s.now(), idem)
+	if err == nil && ok {
+		return out, false, nil
+	}
+	if uerr := s.undo(ctx, a); uerr != nil {
+		s.Log.Error("undo reserve", "reservation_id", a.ID, "product_id", a.ProductID, "err", uerr)
+	}
+	switch {
+	case errors.Is(err, ErrIdemTaken):
+		out, err := s.replay(ctx, req, hash)
+		return out, false, err
+	case err != nil:
+		return Reserved{}, false, err
+	default:
+		// The gate was rebuilt under a newer generation while we held units of the old one.
+		if err := s.Gate.Invalidate(context.WithoutCancel(ctx), a.ProductID, res.Gen+1); err != nil {
+			return Reserved{}, false, err
+		}
+		return Reserved{}, true, nil
+	}
+}
+
+// undo gives back the units the gate granted to a hold that Postgres did not record.
+func (s *Service) undo(ctx context.Context, a GateReserve) error {
+	_, err := s.Gate.Release(context.WithoutCancel(ctx), a.ProductID, a.ID, a.UserID, a.IdemKey)
+	return err
+}
+
+// replay answers a repeated Idempotency-Key from its stored record: the first response again,
+// or idempotency_conflict for another request. ErrNotFound when nothing is stored yet.
+func (s *Service) replay(ctx context.Context, req ReserveRequest, hash string) (Reserved, error) {
+	rec, err := s.Store.Idem(ctx, req.UserID, req.IdemKey)
+	if err != nil {
+		return Reserved{}, err
+	}
+	if rec.RequestHash != hash {
+		return Reserved{}, Errorf(CodeIdempotencyConflict, "this Idempotency-Key was used with another request")
+	}
+	var out Reserved
+	if err := json.Unmarshal(rec.Body, &out); err != nil {
+		return Reserved{}, fmt.Errorf("decode stored response: %w", err)
+	}
+	out.UserID = req.UserID
+	return out, nil
+}
+
+// requestHash identifies a request's meaning (route and fields), so that the same request
+// sent with other formatting is still the same request.
+func requestHash(route string, fields ...any) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s", route)
+	for _, f := range fields {
+		fmt.Fprintf(h, "\x00%v", f)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// ensureGate rebuilds a product's missing gate from Postgres; ErrNotFound → 404.
+func (s *Service) ensureGate(ctx context.Context, productID string) error {
+	_, err, _ := s.rebuilds.Do(productID, func() (any, error) {
+		return nil, s.Store.RebuildGate(ctx, productID, func(st GateState) (bool, error) {
+			return s.Gate.Rebuild(ctx, st, s.now())
+		})
+	})
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(CodeNotFound, "no product %q", productID)
+	}
+	return err
+}
+
+// Release ends the user's reserved hold now and gives its units back. Releasing a hold that
+// is already released or expired is fine; a checked-out one is invalid_state.
+func (s *Service) Release(ctx context.Context, userID, id string) error {
+	if !holdIDPattern.MatchString(id) {
+		return Errorf(CodeNotFound, "no such reservation")
+	}
+	r, released, err := s.Store.ReleaseHold(ctx, id, userID, s.now())
+	if errors.Is(err, ErrNotFound) {
+		return Errorf(CodeNotFound, "no such reservation")
+	}
+	if err != nil {
+		return err
+	}
+	if !released {
+		switch r.Status {
+		case StatusReleased, StatusExpired:
+			return nil
+		default:
+			e := Errorf(CodeInvalidState, "a %s reservation cannot be released", r.Status)
+			e.Details = map[string]any{"status": r.Status}
+			return e
+		}
+	}
+	if _, err := s.Gate.Release(context.WithoutCancel(ctx), r.ProductID, r.ID, r.UserID, ""); err != nil {
+		// Postgres says released; the sweep gives the units back after the deadline.
+		s.Log.Error("release in gate", "reservation_id", r.ID, "product_id", r.ProductID, "err", err)
+	}
+	return nil
+}
+
+// ListMine returns the user's live holds: reserved and not past their deadline, or checked out.
+func (s *Service) ListMine(ctx context.Context, userID string) ([]Reservation, error) {
+	rs, err := s.Store.LiveHolds(ctx, userID, s.now())
+	if rs == nil {
+		rs = []Reservation{}
+	}
+	return rs, err
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,229 @@
+// Package shop holds lastunit's business rules: holds on scarce stock, their expiry, and the
+// admin's product tools. It talks to Postgres (the truth) and to the Redis gate (the fast,
+// atomic check) through the small interfaces below, and to nothing else.
+package shop
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"log/slog"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Hold statuses (the status of a Reservation).
+const (
+	StatusReserved   = "reserved"
+	StatusCheckedOut = "checked_out"
+	StatusFulfilled  = "fulfilled"
+	StatusReleased   = "released"
+	StatusExpired    = "expired"
+	StatusCancelled  = "cancelled"
+)
+
+// Product is a product as shoppers see it.
+type Product struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	PriceCents int64  `json:"price_cents"`
+	Currency   string `json:"currency"`
+	Available  int64  `json:"available"`
+	MaxPerUser int64  `json:"max_per_user"`
+}
+
+// AdminProduct is a product with its ledger: Available + Held == Stock, and Stock + Sold
+// changes only by restocking.
+type AdminProduct struct {
+	Product
+	Stock int64 `json:"stock"`
+	Held  int64 `json:"held"`
+	Sold  int64 `json:"sold"`
+}
+
+// ProductInput is what an admin sets on a product.
+type ProductInput struct {
+	Name       string `json:"name"`
+	PriceCents int64  `json:"price_cents"`
+	Currency   string `json:"currency"`
+	Stock      int64  `json:"stock"`
+	MaxPerUser int64  `json:"max_per_user"`
+}
+
+// Reservation is one hold of one product by one user.
+type Reservation struct {
+	ID        string    `json:"id"`
+	ProductID string    `json:"product_id"`
+	UserID    string    `json:"-"`
+	Quantity  int64     `json:"quantity"`
+	Status    string    `json:"status"`
+	ExpiresAt time.Time `json:"expires_at"`
+	CreatedAt time.Time `json:"created_at"`
+	OrderID   *string   `json:"order_id"`
+}
+
+// Reserved is the answer to a reserve: the hold and the product's available units after it.
+type Reserved struct {
+	Reservation
+	Available int64 `json:"available"`
+}
+
+// ProductRow is a product as Postgres keeps it.
+type ProductRow struct {
+	ID         string
+	Name       string
+	PriceCents int64
+	Currency   string
+	Stock      int64
+	Sold       int64
+	Held       int64
+	MaxPerUser int64
+	Gen        int64
+}
+
+// GateState is what a product's gate is rebuilt from: Postgres's view under a new generation.
+type GateState struct {
+	ProductID  string
+	Available  int64
+	MaxPerUser int64
+	Gen        int64
+	Holds      []Reservation // live holds: reserved or checked out
+}
+
+// IdemRecord is a stored answer to a request that carried an Idempotency-Key.
+type IdemRecord struct {
+	UserID      string
+	Key         string
+	RequestHash string
+	Status      int
+	Body        []byte
+	CreatedAt   time.Time
+}
+
+// Store is Postgres, the source of truth.
+type Store interface {
+	// Product returns one product with its held units; ErrNotFound if there is none.
+	Product(ctx context.Context, id string) (ProductRow, error)
+	// Products returns every product with its held units, ordered by id.
+	Products(ctx context.Context) ([]ProductRow, error)
+	// UpsertProduct creates or updates a product and bumps its gate generation.
+	// Setting stock below the held units is an invalid_state *Error.
+	UpsertProduct(ctx context.Context, id string, in ProductInput, now time.Time) (ProductRow, error)
+	// Restock adds delta (maybe negative) to stock and bumps the gate generation.
+	Restock(ctx context.Context, id string, delta int64, now time.Time) (ProductRow, error)
+	// RebuildGate locks the product, bumps its generation, reads its live holds and passes the
+	// state to apply; it commits only if apply reports that it set the gate.
+	RebuildGate(ctx context.Context, id string, apply func(GateState) (bool, error)) error
+	// InsertHold records a new hold taken under gate generation gen, with its idempotency
+	// record when idem is not nil. It returns false when the generation is no longer the
+	// product's (the gate was rebuilt meanwhile) or the deadline is not after now, and
+	// ErrIdemTaken when the user already used idem.Key.
+	InsertHold(ctx context.Context, r Reservation, gen int64, now time.Time, idem *IdemRecord) (bool, error)
+	// Idem returns a stored idempotency record; ErrNotFound if there is none.
+	Idem(ctx context.Context, userID, key string) (IdemRecord, error)
+	// ReleaseHold moves the user's hold from reserved to released (compare-and-set). It returns
+	// the hold as it is now and whether this call released it; ErrNotFound if the user has no
+	// such hold.
+	ReleaseHold(ctx context.Context, id, userID string, now time.Time) (Reservation, bool, error)
+	// LiveHolds returns the user's reserved holds not past now and checked-out holds.
+	LiveHolds(ctx context.Context, userID string, now time.Time) ([]Reservation, error)
+	// ExpireDue moves up to limit reserved holds whose deadline is not after now to expired
+	// and returns those this call moved.
+	ExpireDue(ctx context.Context, now time.Time, limit int) ([]Reservation, error)
+	// HoldStatuses returns the status of each of the given holds that Postgres has.
+	HoldStatuses(ctx context.Context, ids []string) (map[string]string, error)
+	// DeleteIdemBefore forgets idempotency records created before t.
+	DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error)
+}
+
+// ErrIdemTaken is returned by Store.InsertHold when the Idempotency-Key was used already.
+var ErrIdemTaken = Errorf(CodeIdempotencyConflict, "this Idempotency-Key was already used")
+
+// Gate is the Redis stock gate: the fast, atomic check in front of Postgres.
+type Gate interface {
+	// Reserve runs reserve.lua for one hold.
+	Reserve(ctx context.Context, a GateReserve) (GateResult, error)
+	// Release runs release.lua; with an idemKey it also forgets that key's entry if it
+	// still points at this hold.
+	Release(ctx context.Context, productID, id, userID, idemKey string) (GateResult, error)
+	// Rebuild runs rebuild.lua and reports whether it set the gate.
+	Rebuild(ctx context.Context, s GateState, now time.Time) (bool, error)
+	// Invalidate drops the product's gate if its generation is below gen.
+	Invalidate(ctx context.Context, productID string, gen int64) error
+	// Available returns the available units of each product that has a gate.
+	Available(ctx context.Context, ids []string) (map[string]int64, error)
+	// Due returns the holds of the product whose deadline is not after now.
+	Due(ctx context.Context, productID string, now time.Time) ([]string, error)
+}
+
+// GateReserve is one reserve.lua call.
+type GateReserve struct {
+	ProductID   string
+	ID          string
+	UserID      string
+	Quantity    int64
+	Now         time.Time
+	Deadline    time.Time
+	IdemKey     string // "" when the request has none
+	RequestHash string
+}
+
+// Gate outcomes (GateResult.Outcome).
+const (
+	GateOK         = "ok"
+	GateReplay     = "replay"
+	GateConflict   = "conflict"
+	GateOutOfStock = "out_of_stock"
+	GateLimit      = "limit"
+	GateMissing    = "missing"
+	GateReleased   = "released"
+	GateAbsent     = "absent"
+)
+
+// GateResult is what a gate script answered.
+type GateResult struct {
+	Outcome   string
+	Available int64
+	Gen       int64
+	Version   int64
+	Limit     int64
+	Quantity  int64
+	// ID is, for a replay, the hold first taken under the same Idempotency-Key.
+	ID string
+}
+
+// Service runs the rules. Build it once per cold start.
+type Service struct {
+	Store Store
+	Gate  Gate
+	Log   *slog.Logger
+	// Now is the clock; tests move it.
+	Now func() time.Time
+	// HoldTTL is how long a reservation holds its units (RESERVATION_TTL).
+	HoldTTL time.Duration
+	// IdemTTL is how long an Idempotency-Key answers with its first response (>= 24 h).
+	IdemTTL time.Duration
+	// Fault, when set, is called after the gate took units and before Postgres records the
+	// hold; an error from it stands for the process dying there (tests inject crashes).
+	Fault func(step string) error
+
+	rebuilds singleflight.Group // one gate rebuild per product at a time in this process
+}
+
+// NewService returns a Service with the default clock, TTLs and logger.
+func NewService(st Store, g Gate) *Service {
+	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, IdemTTL: 24 * time.Hour}
+}
+
+func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Millisecond) }
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// NewID returns a new random id with the given prefix, e.g. "r_…" for reservations.
+func NewID(prefix string) string {
+	b := make([]byte, 15)
+	_, _ = rand.Read(b)
+	return prefix + strings.ToLower(idEncoding.EncodeToString(b))
+}

@@ -1,0 +1,209 @@
+// Package stock is the Redis gate in front of Postgres: per product, the units reservable
+// now, the live holds with their deadlines, the per-user held counts and a version. Every
+// change is one Lua script (lua/*.lua), run with EVALSHA and an EVAL fallback, and every
+// key of a product carries the hash tag {p:ID} so that one script touches one cluster slot.
+package stock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"lastunit/lua"
+	"lastunit/shared/shop"
+)
+
+var (
+	reserveScript    = redis.NewScript(lua.Reserve)
+	releaseScript    = redis.NewScript(lua.Release)
+	rebuildScript    = redis.NewScript(lua.Rebuild)
+	invalidateScript = redis.NewScript(lua.Invalidate)
+)
+
+// Gate implements shop.Gate on a Redis client.
+type Gate struct {
+	rdb redis.UniversalClient
+	// IdemTTL is how long an Idempotency-Key entry lives (24 h by default).
+	IdemTTL time.Duration
+}
+
+var _ shop.Gate = (*Gate)(nil)
+
+// New returns a Gate on rdb.
+func New(rdb redis.UniversalClient) *Gate { return &Gate{rdb: rdb, IdemTTL: 24 * time.Hour} }
+
+// Keys are the Redis keys of one product's gate.
+type Keys struct {
+	Gate, Holds, Deadlines, Users, Version string
+}
+
+// KeysFor returns the keys of product id, all in the slot of the hash tag {p:id}.
+func KeysFor(id string) Keys {
+	p := "{p:" + id + "}:"
+	return Keys{Gate: p + "gate", Holds: p + "holds", Deadlines: p + "dl", Users: p + "users", Version: p + "ver"}
+}
+
+func (k Keys) list() []string { return []string{k.Gate, k.Holds, k.Deadlines, k.Users, k.Version} }
+
+// idemKey is the key of a user's Idempotency-Key entry for a product; with no key, a key of
+// the same slot that is never written.
+func idemKey(productID, userID, key string) string {
+	if key == "" {
+		return "{p:" + productID + "}:noidem"
+	}
+	return "{p:" + productID + "}:idem:" + userID + ":" + key
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+// Reserve runs reserve.lua for one hold.
+func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult, error) {
+	k := KeysFor(a.ProductID)
+	keys := append(k.list(), idemKey(a.ProductID, a.UserID, a.IdemKey))
+	v, err := reserveScript.Run(ctx, g.rdb, keys, a.ID, a.UserID, a.Quantity, ms(a.Deadline), a.RequestHash, g.IdemTTL.Milliseconds()).Slice()
+	if err != nil {
+		return shop.GateResult{}, fmt.Errorf("run reserve.lua: %w", translate(err))
+	}
+	r := shop.GateResult{Outcome: str(v, 0)}
+	switch r.Outcome {
+	case shop.GateOK:
+		r.Available, r.Gen, r.Version = num(v, 1), num(v, 2), num(v, 3)
+	case shop.GateReplay:
+		r.ID = str(v, 1)
+	case shop.GateOutOfStock:
+		r.Available = num(v, 1)
+	case shop.GateLimit:
+		r.Limit = num(v, 1)
+	}
+	return r, nil
+}
+
+// Release runs release.lua; with an idemKey it also forgets that key's entry if it still
+// points at this hold.
+func (g *Gate) Release(ctx context.Context, productID, id, userID, idemKeyName string) (shop.GateResult, error) {
+	k := KeysFor(productID)
+	keys := append(k.list(), idemKey(productID, userID, idemKeyName))
+	forget := "0"
+	if idemKeyName != "" {
+		forget = "1"
+	}
+	v, err := releaseScript.Run(ctx, g.rdb, keys, id, forget).Slice()
+	if err != nil {
+		return shop.GateResult{}, fmt.Errorf("run release.lua: %w", translate(err))
+	}
+	r := shop.GateResult{Outcome: str(v, 0)}
+	if r.Outcome == shop.GateReleased {
+		r.Quantity, r.Available, r.Version = num(v, 1), num(v, 2), num(v, 3)
+	}
+	return r, nil
+}
+
+// Rebuild runs rebuild.lua and reports whether it set the gate.
+func (g *Gate) Rebuild(ctx context.Context, s shop.GateState, now time.Time) (bool, error) {
+	args := make([]any, 0, 4+5*len(s.Holds))
+	args = append(args, s.Available, s.MaxPerUser, s.Gen, ms(now))
+	for _, h := range s.Holds {
+		args = append(args, h.ID, h.Quantity, ms(h.ExpiresAt), h.Status, h.UserID)
+	}
+	v, err := rebuildScript.Run(ctx, g.rdb, KeysFor(s.ProductID).list(), args...).Slice()
+	if err != nil {
+		return false, fmt.Errorf("run rebuild.lua: %w", translate(err))
+	}
+	return str(v, 0) == "rebuilt", nil
+}
+
+// Invalidate drops the product's gate if its generation is below gen.
+func (g *Gate) Invalidate(ctx context.Context, productID string, gen int64) error {
+	k := KeysFor(productID)
+	if err := invalidateScript.Run(ctx, g.rdb, []string{k.Gate, k.Holds, k.Deadlines, k.Users}, gen).Err(); err != nil {
+		return fmt.Errorf("run invalidate.lua: %w", translate(err))
+	}
+	return nil
+}
+
+// Available returns the available units of each product that has a gate, in one round trip.
+func (g *Gate) Available(ctx context.Context, ids []string) (map[string]int64, error) {
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGet(ctx, KeysFor(id).Gate, "avail")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("read available: %w", translate(err))
+	}
+	out := make(map[string]int64, len(ids))
+	for i, c := range cmds {
+		n, err := c.Int64()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read available of %s: %w", ids[i], translate(err))
+		}
+		out[ids[i]] = n
+	}
+	return out, nil
+}
+
+// Due returns the holds of the product whose deadline is not after now; shop.ErrNotFound
+// when the product has no gate.
+func (g *Gate) Due(ctx context.Context, productID string, now time.Time) ([]string, error) {
+	k := KeysFor(productID)
+	var exists *redis.IntCmd
+	var due *redis.StringSliceCmd
+	_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		exists = p.Exists(ctx, k.Gate)
+		due = p.ZRangeByScore(ctx, k.Deadlines, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(ms(now), 10)})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read due holds: %w", translate(err))
+	}
+	if exists.Val() == 0 {
+		return nil, shop.ErrNotFound
+	}
+	return due.Val(), nil
+}
+
+// translate marks errors of a Redis that cannot be reached as shop.ErrUnavailable.
+func translate(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, net.ErrClosed) ||
+		strings.HasPrefix(err.Error(), "LOADING") || strings.HasPrefix(err.Error(), "READONLY") ||
+		strings.Contains(err.Error(), "connection refused") {
+		return fmt.Errorf("%w: %w", shop.ErrUnavailable, err)
+	}
+	return err
+}
+
+func str(v []any, i int) string {
+	if i < len(v) {
+		if s, ok := v[i].(string); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+func num(v []any, i int) int64 {
+	if i < len(v) {
+		switch n := v[i].(type) {
+		case int64:
+			return n
+		case string:
+			x, _ := strconv.ParseInt(n, 10, 64)
+			return x
+		}
+	}
+	return 0
+}

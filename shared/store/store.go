@@ -1,0 +1,347 @@
+// Package store is lastunit's Postgres adapter: products, holds and idempotency records.
+// It translates driver errors at the boundary (no rows → shop.ErrNotFound, connection
+// failures → shop.ErrUnavailable) and makes every status change a compare-and-set.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"lastunit/shared/shop"
+)
+
+// Store implements shop.Store on a pgx pool.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ shop.Store = (*Store)(nil)
+
+// New returns a Store on pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Open connects a pool to url and checks that the database answers.
+func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", translate(err))
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("ping postgres: %w", translate(err))
+	}
+	return pool, nil
+}
+
+// translate maps driver errors to the shop's: no rows → ErrNotFound, a database that cannot
+// be reached → ErrUnavailable. Anything else is returned as it is, for the logs.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return shop.ErrNotFound
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		if strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") || pe.Code == "53300" {
+			return fmt.Errorf("%w: %w", shop.ErrUnavailable, err)
+		}
+		return err
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	if errors.As(err, &ce) || errors.As(err, &ne) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("%w: %w", shop.ErrUnavailable, err)
+	}
+	return err
+}
+
+func isUniqueViolation(err error, constraint string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == constraint
+}
+
+const liveStatuses = `('reserved', 'checked_out')`
+
+const productCols = `p.id, p.name, p.price_cents, p.currency, p.stock, p.sold, p.max_per_user, p.gate_gen,
+	COALESCE((SELECT sum(r.quantity) FROM reservations r WHERE r.product_id = p.id AND r.status IN ` + liveStatuses + `), 0)`
+
+func scanProduct(row pgx.Row) (shop.ProductRow, error) {
+	var p shop.ProductRow
+	err := row.Scan(&p.ID, &p.Name, &p.PriceCents, &p.Currency, &p.Stock, &p.Sold, &p.MaxPerUser, &p.Gen, &p.Held)
+	return p, err
+}
+
+// Product returns one product with its held units.
+func (s *Store) Product(ctx context.Context, id string) (shop.ProductRow, error) {
+	p, err := scanProduct(s.pool.QueryRow(ctx, `SELECT `+productCols+` FROM products p WHERE p.id = $1`, id))
+	if err != nil {
+		return shop.ProductRow{}, fmt.Errorf("select product: %w", translate(err))
+	}
+	return p, nil
+}
+
+// Products returns every product with its held units, ordered by id.
+func (s *Store) Products(ctx context.Context) ([]shop.ProductRow, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+productCols+` FROM products p ORDER BY p.id`)
+	if err != nil {
+		return nil, fmt.Errorf("select products: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (shop.ProductRow, error) { return scanProduct(r) })
+	if err != nil {
+		return nil, fmt.Errorf("select products: %w", translate(err))
+	}
+	return out, nil
+}
+
+// lockProduct locks a product row against holds being recorded (they take FOR KEY SHARE)
+// and returns it with its held units.
+func lockProduct(ctx context.Context, tx pgx.Tx, id string) (shop.ProductRow, error) {
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, id); err != nil {
+		return shop.ProductRow{}, translate(err)
+	}
+	return scanProduct(tx.QueryRow(ctx, `SELECT `+productCols+` FROM products p WHERE p.id = $1`, id))
+}
+
+func errBelowHeld(stock, held int64) error {
+	e := shop.Errorf(shop.CodeInvalidState, "stock %d would be below the %d units held", stock, held)
+	e.Details = map[string]any{"held": held}
+	return e
+}
+
+// UpsertProduct creates or updates a product and bumps its gate generation.
+func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInput, now time.Time) (shop.ProductRow, error) {
+	var out shop.ProductRow
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		cur, err := lockProduct(ctx, tx, id)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("lock product: %w", translate(err))
+		}
+		if in.Stock < cur.Held {
+			return errBelowHeld(in.Stock, cur.Held)
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO products (id, name, price_cents, currency, stock, max_per_user, gate_gen, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)
+			ON CONFLICT (id) DO UPDATE SET name = $2, price_cents = $3, currency = $4, stock = $5,
+				max_per_user = $6, gate_gen = products.gate_gen + 1, updated_at = $7`,
+			id, in.Name, in.PriceCents, in.Currency, in.Stock, in.MaxPerUser, now)
+		if err != nil {
+			return fmt.Errorf("upsert product: %w", translate(err))
+		}
+		out, err = scanProduct(tx.QueryRow(ctx, `SELECT `+productCols+` FROM products p WHERE p.id = $1`, id))
+		return translate(err)
+	})
+	return out, err
+}
+
+// Restock adds delta to stock on hand and bumps the gate generation.
+func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Time) (shop.ProductRow, error) {
+	var out shop.ProductRow
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		cur, err := lockProduct(ctx, tx, id)
+		if err != nil {
+			return fmt.Errorf("lock product: %w", translate(err))
+		}
+		stock := cur.Stock + delta
+		if stock < cur.Held || stock < 0 {
+			return errBelowHeld(stock, cur.Held)
+		}
+		if stock > shop.MaxStock {
+			return shop.Invalid("delta", "stock would pass %d", shop.MaxStock)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE products SET stock = $2, gate_gen = gate_gen + 1, updated_at = $3 WHERE id = $1`, id, stock, now); err != nil {
+			return fmt.Errorf("restock: %w", translate(err))
+		}
+		cur.Stock, cur.Gen = stock, cur.Gen+1
+		out = cur
+		return nil
+	})
+	return out, err
+}
+
+// RebuildGate locks the product, bumps its generation and passes its live holds to apply;
+// it commits only when apply set the gate. Holds recorded under an older generation wait
+// for the lock and are then refused, so the gate never misses a hold.
+func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.GateState) (bool, error)) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		p, err := lockProduct(ctx, tx, id)
+		if err != nil {
+			return fmt.Errorf("lock product: %w", translate(err))
+		}
+		st := shop.GateState{ProductID: id, Available: p.Stock - p.Held, MaxPerUser: p.MaxPerUser, Gen: p.Gen + 1}
+		if _, err := tx.Exec(ctx, `UPDATE products SET gate_gen = $2 WHERE id = $1`, id, st.Gen); err != nil {
+			return fmt.Errorf("bump gate generation: %w", translate(err))
+		}
+		rows, err := tx.Query(ctx, `SELECT `+reservationCols+` FROM reservations WHERE product_id = $1 AND status IN `+liveStatuses, id)
+		if err != nil {
+			return fmt.Errorf("select live holds: %w", translate(err))
+		}
+		st.Holds, err = pgx.CollectRows(rows, scanReservation)
+		if err != nil {
+			return fmt.Errorf("select live holds: %w", translate(err))
+		}
+		set, err := apply(st)
+		if err != nil {
+			return err
+		}
+		if !set {
+			return errNotSet // another rebuild won: keep its generation
+		}
+		return nil
+	})
+	if errors.Is(err, errNotSet) {
+		return nil
+	}
+	return err
+}
+
+var errNotSet = errors.New("gate already present")
+
+const reservationCols = `id, product_id, user_id, quantity, status, expires_at, created_at, order_id`
+
+func scanReservation(row pgx.CollectableRow) (shop.Reservation, error) {
+	var r shop.Reservation
+	err := row.Scan(&r.ID, &r.ProductID, &r.UserID, &r.Quantity, &r.Status, &r.ExpiresAt, &r.CreatedAt, &r.OrderID)
+	r.ExpiresAt, r.CreatedAt = r.ExpiresAt.UTC(), r.CreatedAt.UTC()
+	return r, err
+}
+
+// InsertHold records a new hold in one statement, only while the product's gate generation
+// is still gen (checked under FOR KEY SHARE, which a rebuild's FOR UPDATE waits for) and the
+// deadline is after now. With idem, the idempotency record is written in the same statement.
+func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen int64, now time.Time, idem *shop.IdemRecord) (bool, error) {
+	const hold = `
+		WITH p AS (SELECT id FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
+		r AS (INSERT INTO reservations (id, product_id, user_id, quantity, status, expires_at, created_at, updated_at)
+			SELECT $1, p.id, $3, $4, 'reserved', $5, $6, $6 FROM p WHERE $5::timestamptz > $8::timestamptz
+			RETURNING id)`
+	args := []any{r.ID, r.ProductID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now}
+	q := hold + ` SELECT count(*) FROM r`
+	if idem != nil {
+		q = hold + `,
+		i AS (INSERT INTO idempotency_keys (user_id, key, request_hash, status, body, created_at)
+			SELECT $3, $9, $10, $11, $12, $6 FROM r)
+		SELECT count(*) FROM r`
+		args = append(args, idem.Key, idem.RequestHash, idem.Status, idem.Body)
+	}
+	var n int
+	if err := s.pool.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+		if isUniqueViolation(err, "idempotency_keys_pkey") {
+			return false, shop.ErrIdemTaken
+		}
+		return false, fmt.Errorf("insert reservation: %w", translate(err))
+	}
+	return n == 1, nil
+}
+
+// Idem returns a stored idempotency record; shop.ErrNotFound if there is none.
+func (s *Store) Idem(ctx context.Context, userID, key string) (shop.IdemRecord, error) {
+	rec := shop.IdemRecord{UserID: userID, Key: key}
+	err := s.pool.QueryRow(ctx, `SELECT request_hash, status, body, created_at FROM idempotency_keys WHERE user_id = $1 AND key = $2`,
+		userID, key).Scan(&rec.RequestHash, &rec.Status, &rec.Body, &rec.CreatedAt)
+	if err != nil {
+		return shop.IdemRecord{}, fmt.Errorf("select idempotency record: %w", translate(err))
+	}
+	return rec, nil
+}
+
+// ReleaseHold moves the user's hold from reserved to released (compare-and-set).
+func (s *Store) ReleaseHold(ctx context.Context, id, userID string, now time.Time) (shop.Reservation, bool, error) {
+	rows, err := s.pool.Query(ctx, `UPDATE reservations SET status = 'released', updated_at = $3
+		WHERE id = $1 AND user_id = $2 AND status = 'reserved' RETURNING `+reservationCols, id, userID, now)
+	if err != nil {
+		return shop.Reservation{}, false, fmt.Errorf("release reservation: %w", translate(err))
+	}
+	r, err := pgx.CollectExactlyOneRow(rows, scanReservation)
+	if err == nil {
+		return r, true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return shop.Reservation{}, false, fmt.Errorf("release reservation: %w", translate(err))
+	}
+	rows, err = s.pool.Query(ctx, `SELECT `+reservationCols+` FROM reservations WHERE id = $1 AND user_id = $2`, id, userID)
+	if err != nil {
+		return shop.Reservation{}, false, fmt.Errorf("select reservation: %w", translate(err))
+	}
+	r, err = pgx.CollectExactlyOneRow(rows, scanReservation)
+	if err != nil {
+		return shop.Reservation{}, false, fmt.Errorf("select reservation: %w", translate(err))
+	}
+	return r, false, nil
+}
+
+// LiveHolds returns the user's reserved holds not past now and checked-out holds.
+func (s *Store) LiveHolds(ctx context.Context, userID string, now time.Time) ([]shop.Reservation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+reservationCols+` FROM reservations
+		WHERE user_id = $1 AND (status = 'checked_out' OR (status = 'reserved' AND expires_at > $2))
+		ORDER BY created_at, id`, userID, now)
+	if err != nil {
+		return nil, fmt.Errorf("select reservations: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, scanReservation)
+	if err != nil {
+		return nil, fmt.Errorf("select reservations: %w", translate(err))
+	}
+	return out, nil
+}
+
+// ExpireDue moves up to limit reserved holds due at now to expired. Concurrent sweeps skip
+// each other's rows, and the status check makes each move happen once.
+func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) ([]shop.Reservation, error) {
+	rows, err := s.pool.Query(ctx, `UPDATE reservations SET status = 'expired', updated_at = $1
+		WHERE id IN (SELECT id FROM reservations WHERE status = 'reserved' AND expires_at <= $1
+			ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+		AND status = 'reserved'
+		RETURNING `+reservationCols, now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("expire reservations: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, scanReservation)
+	if err != nil {
+		return nil, fmt.Errorf("expire reservations: %w", translate(err))
+	}
+	return out, nil
+}
+
+// HoldStatuses returns the status of each of the given holds that Postgres has.
+func (s *Store) HoldStatuses(ctx context.Context, ids []string) (map[string]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, status FROM reservations WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("select hold statuses: %w", translate(err))
+	}
+	out := make(map[string]string, len(ids))
+	var id, st string
+	_, err = pgx.ForEachRow(rows, []any{&id, &st}, func() error { out[id] = st; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("select hold statuses: %w", translate(err))
+	}
+	return out, nil
+}
+
+// DeleteIdemBefore forgets idempotency records created before t.
+func (s *Store) DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, t)
+	if err != nil {
+		return 0, fmt.Errorf("delete idempotency records: %w", translate(err))
+	}
+	return tag.RowsAffected(), nil
+}
