@@ -17,10 +17,19 @@ import (
 
 	"lastunit/shared/config"
 	"lastunit/shared/handler"
+	"lastunit/shared/store"
 )
 
 func main() {
 	log := config.Logger()
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		if err := migrate(); err != nil {
+			log.Error("migrate", "err", err.Error())
+			os.Exit(1)
+		}
+		log.Info("migrated")
+		return
+	}
 	if err := run(log); err != nil {
 		log.Error("local runner", "err", err.Error())
 		os.Exit(1)
@@ -76,6 +85,20 @@ func run(log *slog.Logger) error {
 	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return hs.Shutdown(shut)
+}
+
+// migrate applies the migrations to DATABASE_URL and exits (`make migrate`).
+func migrate() error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	pool, err := store.Open(context.Background(), cfg.DatabaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return store.Migrate(context.Background(), pool)
 }
 
 // every runs fn each period until ctx ends, as an EventBridge schedule would.

@@ -49,7 +49,7 @@ type Access int
 
 // Route access levels.
 const (
-	Public Access = iota // no token needed
+	Public  Access = iota // no token needed
 	Shopper               // any authenticated user
 	Admin                 // users in the admin group
 )
@@ -98,7 +98,9 @@ type entry struct {
 func NewMux(log *slog.Logger) *Mux { return &Mux{Log: log, routes: map[string]entry{}} }
 
 // Handle registers fn for a route key such as "GET /products/{id}".
-func (m *Mux) Handle(routeKey string, access Access, fn HandlerFunc) { m.routes[routeKey] = entry{access, fn} }
+func (m *Mux) Handle(routeKey string, access Access, fn HandlerFunc) {
+	m.routes[routeKey] = entry{access, fn}
+}
 
 // Routes returns the registered route keys with who may call each.
 func (m *Mux) Routes() map[string]Access {
