@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"lastunit/shared/shop"
+	"lastunit/shared/store"
 	"lastunit/shared/testenv"
 )
 
@@ -464,5 +467,26 @@ func TestGateRebuiltOnceForAHerd(t *testing.T) {
 	env.CheckLedger(t, "herd", 30)
 	if _, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: "a", ProductID: "nope", Quantity: 1}); code(err) != shop.CodeNotFound {
 		t.Fatalf("unknown product: %v", err)
+	}
+}
+
+// Postgres down after the gate granted units: the units go back before the 503.
+func TestPostgresDownUndoesTheGate(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	env.Product(t, "pgdown", 5, 5)
+	dead, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:1/nothing?sslmode=disable&connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	down := shop.NewService(store.New(dead), env.Shop.Gate)
+	down.Now, down.Log = env.Clock.Now, env.Shop.Log
+	_, err = down.Reserve(ctx, shop.ReserveRequest{UserID: "a", ProductID: "pgdown", Quantity: 2})
+	if code(err) != shop.CodeUnavailable {
+		t.Fatalf("reserve with postgres down: %v, want unavailable", err)
+	}
+	if l := env.CheckLedger(t, "pgdown", 5); l.Available != 5 || len(l.HoldsRedis) != 0 {
+		t.Fatalf("the gate kept units for a hold postgres never recorded: %+v", l)
 	}
 }
