@@ -23,3 +23,18 @@ var Rebuild string
 //
 //go:embed invalidate.lua
 var Invalidate string
+
+// Checkout validates a whole cart and checks it out, all or nothing (checkout.lua).
+//
+//go:embed checkout.lua
+var Checkout string
+
+// Uncheckout puts checked-out holds back to reserved (uncheckout.lua).
+//
+//go:embed uncheckout.lua
+var Uncheckout string
+
+// Retake takes an expired order's units again after a late payment (retake.lua).
+//
+//go:embed retake.lua
+var Retake string

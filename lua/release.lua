@@ -20,7 +20,7 @@ local h = redis.call('HGET', KEYS[2], rid)
 if not h then
   return {'absent'}
 end
-local qty, user = string.match(h, '^(%d+):%d+:%a+:(.*)$')
+local qty, user = string.match(h, '^(%d+):%d+:[%a_]+:(.*)$')
 qty = tonumber(qty)
 redis.call('HDEL', KEYS[2], rid)
 redis.call('ZREM', KEYS[3], rid)

@@ -17,6 +17,7 @@ import (
 
 	"lastunit/shared/config"
 	"lastunit/shared/handler"
+	"lastunit/shared/queue"
 	"lastunit/shared/store"
 )
 
@@ -39,6 +40,7 @@ func main() {
 func run(log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	localDefaults()
 	cfg, err := config.Load()
 	if err != nil {
 		return err
@@ -48,25 +50,16 @@ func run(log *slog.Logger) error {
 		return err
 	}
 	defer app.Close()
+	if err := app.Queue.Ensure(ctx, cfg.FulfillVisibility); err != nil {
+		return err
+	}
 
 	addr := os.Getenv("LOCAL_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:8080"
-	}
-	secret := os.Getenv("LOCAL_JWT_SECRET")
-	if secret == "" {
-		secret = DefaultJWTSecret
-	}
-	health := func(ctx context.Context) error {
-		if err := app.Pool.Ping(ctx); err != nil {
-			return errors.New("postgres: " + err.Error())
-		}
-		if err := app.Redis.Ping(ctx).Err(); err != nil {
-			return errors.New("redis: " + err.Error())
-		}
-		return nil
-	}
-	srv := newServer(app.Log, []byte(secret), health, handler.Reserve(app.Shop, app.Log), handler.Admin(app.Shop, app.Log))
+	srv := newServer(app.Log, []byte(os.Getenv("LOCAL_JWT_SECRET")), health(app),
+		handler.Reserve(app.Shop, app.Log), handler.Admin(app.Shop, app.Log),
+		handler.Checkout(app.Shop, app.Log), handler.Webhook(app.Shop, app.Stripe, app.Log))
+	p := &payer{orders: app.Shop.Store, secret: cfg.StripeWebhookSecret, webhook: "http://" + addr + handler.RouteStripeWebhook[len("POST "):], client: &http.Client{Timeout: 30 * time.Second}}
+	srv.mux.HandleFunc("POST /_local/pay/{order_id}", p.pay)
 
 	expire := handler.Expire(app.Shop, app.Log)
 	go every(ctx, cfg.ExpireEvery, func(ctx context.Context) {
@@ -87,8 +80,51 @@ func run(log *slog.Logger) error {
 	return hs.Shutdown(shut)
 }
 
+// localDefaults fills the environment with the defaults that match `make services`.
+// Only the runner has defaults for secrets; a deployed function without them does not start.
+func localDefaults() {
+	for k, v := range map[string]string{
+		"LOCAL_ADDR":            "127.0.0.1:8080",
+		"LOCAL_JWT_SECRET":      DefaultJWTSecret,
+		"SQS_ENDPOINT":          "http://127.0.0.1:9324",
+		"STRIPE_API_BASE":       "http://127.0.0.1:12111",
+		"STRIPE_SECRET_KEY":     "sk_test_local",
+		"STRIPE_WEBHOOK_SECRET": "whsec_lastunit_local",
+	} {
+		if os.Getenv(k) == "" {
+			os.Setenv(k, v)
+		}
+	}
+}
+
+// health is /healthz: every dependency answers.
+func health(app *config.App) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := app.Pool.Ping(ctx); err != nil {
+			return errors.New("postgres: " + err.Error())
+		}
+		if err := app.Redis.Ping(ctx).Err(); err != nil {
+			return errors.New("redis: " + err.Error())
+		}
+		if _, err := app.Queue.URL(ctx, queue.Fulfill); err != nil {
+			return errors.New("sqs: " + err.Error())
+		}
+		if base := app.Config.StripeAPIBase; base != "" {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/balance", nil)
+			req.Header.Set("Authorization", "Bearer "+app.Config.StripeSecretKey)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return errors.New("stripe: " + err.Error())
+			}
+			resp.Body.Close()
+		}
+		return nil
+	}
+}
+
 // migrate applies the migrations to DATABASE_URL and exits (`make migrate`).
 func migrate() error {
+	localDefaults()
 	cfg, err := config.Load()
 	if err != nil {
 		return err

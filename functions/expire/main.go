@@ -9,6 +9,6 @@ import (
 )
 
 func main() {
-	app := config.MustOpen()
+	app := config.MustOpen(config.NeedStripe) // the payment deadline cancels PaymentIntents
 	lambda.Start(handler.Expire(app.Shop, app.Log))
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"lastunit/shared/payment"
+	"lastunit/shared/queue"
 	"lastunit/shared/shop"
 	"lastunit/shared/stock"
 	"lastunit/shared/store"
@@ -29,7 +31,21 @@ type Config struct {
 	ExpireEvery    time.Duration
 	JanitorEvery   time.Duration
 	FailedJobAge   time.Duration
-	Migrate        bool // apply migrations at start
+	// FulfillVisibility is how long a failed fulfillment waits before SQS delivers it again.
+	FulfillVisibility time.Duration
+	Migrate           bool // apply migrations at start
+
+	// SQS: the emulator's endpoint locally (""/unset in AWS), the queue name prefix, and
+	// the queue URLs where the stack provides them.
+	SQSEndpoint     string
+	QueuePrefix     string
+	FulfillQueueURL string
+	FulfillDLQURL   string
+
+	// Stripe. Secrets have no defaults here: the local runner supplies local ones.
+	StripeSecretKey     string
+	StripeAPIBase       string
+	StripeWebhookSecret string
 }
 
 // Defaults match `make services` on one machine.
@@ -44,6 +60,15 @@ func Load() (Config, error) {
 		DatabaseURL: env("DATABASE_URL", DefaultDatabaseURL),
 		RedisURL:    env("REDIS_URL", DefaultRedisURL),
 		Migrate:     env("MIGRATE_ON_START", "true") == "true",
+
+		SQSEndpoint:     os.Getenv("SQS_ENDPOINT"),
+		QueuePrefix:     env("QUEUE_PREFIX", "lastunit-"),
+		FulfillQueueURL: os.Getenv("FULFILL_QUEUE_URL"),
+		FulfillDLQURL:   os.Getenv("FULFILL_DLQ_URL"),
+
+		StripeSecretKey:     os.Getenv("STRIPE_SECRET_KEY"),
+		StripeAPIBase:       os.Getenv("STRIPE_API_BASE"),
+		StripeWebhookSecret: os.Getenv("STRIPE_WEBHOOK_SECRET"),
 	}
 	n, err := strconv.Atoi(env("DB_MAX_CONNS", "0"))
 	if err != nil {
@@ -60,6 +85,7 @@ func Load() (Config, error) {
 		{"EXPIRE_EVERY", "30s", &c.ExpireEvery},
 		{"JANITOR_EVERY", "24h", &c.JanitorEvery},
 		{"FAILED_JOB_MAX_AGE", "24h", &c.FailedJobAge},
+		{"FULFILL_VISIBILITY", "30s", &c.FulfillVisibility},
 	} {
 		v, err := time.ParseDuration(env(d.name, d.def))
 		if err != nil || v <= 0 {
@@ -84,6 +110,8 @@ type App struct {
 	Pool   *pgxpool.Pool
 	Redis  *redis.Client
 	Shop   *shop.Service
+	Stripe *payment.Stripe // nil without STRIPE_SECRET_KEY
+	Queue  *queue.Queue
 }
 
 // Logger returns the JSON logger every function uses.
@@ -115,18 +143,52 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*App, error) {
 	svc := shop.NewService(store.New(pool), stock.New(rdb))
 	svc.Log = log
 	svc.HoldTTL = c.ReservationTTL
-	return &App{Config: c, Log: log, Pool: pool, Redis: rdb, Shop: svc}, nil
+	svc.PaymentWindow = c.PaymentWindow
+	app := &App{Config: c, Log: log, Pool: pool, Redis: rdb, Shop: svc}
+	if c.StripeSecretKey != "" {
+		app.Stripe = payment.New(payment.Config{SecretKey: c.StripeSecretKey, APIBase: c.StripeAPIBase, WebhookSecret: c.StripeWebhookSecret})
+		svc.Pay = app.Stripe
+	}
+	app.Queue, err = queue.New(ctx, queue.Config{
+		Endpoint: c.SQSEndpoint, Region: os.Getenv("AWS_REGION"), Prefix: c.QueuePrefix,
+		URLs: map[string]string{queue.Fulfill: c.FulfillQueueURL, queue.FulfillDLQ: c.FulfillDLQURL},
+	})
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	svc.Jobs = app.Queue
+	return app, nil
+}
+
+// Need is a dependency a function cannot start without.
+type Need int
+
+// Needs.
+const (
+	NeedStripe Need = iota // STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET
+)
+
+func (a *App) check(needs []Need) error {
+	for _, n := range needs {
+		if n == NeedStripe && (a.Stripe == nil || a.Config.StripeWebhookSecret == "") {
+			return fmt.Errorf("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET are required")
+		}
+	}
+	return nil
 }
 
 // MustOpen is what a function's main calls once per cold start: it loads the environment and
 // opens the App, or logs why it cannot and exits.
-func MustOpen() *App {
+func MustOpen(needs ...Need) *App {
 	log := Logger()
 	c, err := Load()
 	if err == nil {
 		var app *App
 		if app, err = Open(context.Background(), c, log); err == nil {
-			return app
+			if err = app.check(needs); err == nil {
+				return app
+			}
 		}
 	}
 	log.Error("start", "err", err.Error())

@@ -171,6 +171,8 @@ type SweepReport struct {
 	UnitsFreed   int `json:"units_freed"`   // units given back to available
 	Orphans      int `json:"orphans"`       // gate holds Postgres never recorded or already ended
 	GatesRebuilt int `json:"gates_rebuilt"` // missing gates set again from Postgres
+	// OrdersExpired counts payment_pending orders past their deadline that were ended.
+	OrdersExpired int `json:"orders_expired"`
 }
 
 // sweepBatch is how many holds one Postgres statement of the sweep expires.
@@ -201,6 +203,11 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 		if len(holds) < sweepBatch {
 			break
+		}
+	}
+	if s.Pay != nil {
+		if err := s.expirePayments(ctx, &rep); err != nil {
+			return rep, err
 		}
 	}
 	rows, err := s.Store.Products(ctx)

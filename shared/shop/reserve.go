@@ -13,8 +13,13 @@ import (
 
 var (
 	productIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-	holdIDPattern    = regexp.MustCompile(`^r_[a-z2-7]{24}$`)
+	holdIDPattern    = idPattern("r_")
 )
+
+// idPattern matches the ids NewID(prefix) makes.
+func idPattern(prefix string) *regexp.Regexp {
+	return regexp.MustCompile(`^` + prefix + `[a-z2-7]{24}$`)
+}
 
 // MaxQuantity is the largest quantity one reserve may ask for.
 const MaxQuantity = 1000

@@ -136,6 +136,16 @@ type Store interface {
 	HoldStatuses(ctx context.Context, ids []string) (map[string]string, error)
 	// DeleteIdemBefore forgets idempotency records created before t.
 	DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error)
+	// ClaimIdem records a pending idempotency record for (userID, key) unless one exists,
+	// and returns the existing one (claimed false) when it does. A pending record older than
+	// staleBefore is taken over.
+	ClaimIdem(ctx context.Context, userID, key, requestHash string, now, staleBefore time.Time) (IdemRecord, bool, error)
+	// CompleteIdem stores the answer of a claimed record.
+	CompleteIdem(ctx context.Context, userID, key string, status int, body []byte) error
+	// DropIdem forgets a claimed record that is still pending (the request changed nothing).
+	DropIdem(ctx context.Context, userID, key string) error
+
+	OrderStore
 }
 
 // ErrIdemTaken is returned by Store.InsertHold when the Idempotency-Key was used already.
@@ -156,6 +166,8 @@ type Gate interface {
 	Available(ctx context.Context, ids []string) (map[string]int64, error)
 	// Due returns the holds of the product whose deadline is not after now.
 	Due(ctx context.Context, productID string, now time.Time) ([]string, error)
+
+	CartGate
 }
 
 // GateReserve is one reserve.lua call.
@@ -198,6 +210,8 @@ type GateResult struct {
 type Service struct {
 	Store Store
 	Gate  Gate
+	Pay   Payments // nil where no function needs Stripe
+	Jobs  Jobs     // nil where no function queues fulfillment
 	Log   *slog.Logger
 	// Now is the clock; tests move it.
 	Now func() time.Time
@@ -205,6 +219,8 @@ type Service struct {
 	HoldTTL time.Duration
 	// IdemTTL is how long an Idempotency-Key answers with its first response (>= 24 h).
 	IdemTTL time.Duration
+	// PaymentWindow is how long a checked-out order waits for its payment (PAYMENT_WINDOW).
+	PaymentWindow time.Duration
 	// Fault, when set, is called after the gate took units and before Postgres records the
 	// hold; an error from it stands for the process dying there (tests inject crashes).
 	Fault func(step string) error
@@ -214,7 +230,7 @@ type Service struct {
 
 // NewService returns a Service with the default clock, TTLs and logger.
 func NewService(st Store, g Gate) *Service {
-	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, IdemTTL: 24 * time.Hour}
+	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute}
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Millisecond) }

@@ -1,0 +1,137 @@
+package shop
+
+import (
+	"context"
+	"time"
+)
+
+// Order statuses.
+const (
+	OrderPaymentPending = "payment_pending"
+	OrderPaid           = "paid"
+	OrderFulfilled      = "fulfilled"
+	OrderExpired        = "expired"
+	OrderCancelled      = "cancelled"
+	OrderRefunded       = "refunded"
+)
+
+// Order is a checked-out cart waiting for, or past, its payment.
+type Order struct {
+	ID               string      `json:"id"`
+	UserID           string      `json:"-"`
+	Status           string      `json:"status"`
+	AmountCents      int64       `json:"amount_cents"`
+	Currency         string      `json:"currency"`
+	Items            []OrderItem `json:"items"`
+	PaymentIntentID  *string     `json:"payment_intent_id"`
+	ClientSecret     *string     `json:"client_secret,omitempty"`
+	PaymentExpiresAt time.Time   `json:"payment_expires_at"`
+	CreatedAt        time.Time   `json:"created_at"`
+	UpdatedAt        time.Time   `json:"updated_at"`
+	Attempts         int         `json:"-"`
+	LastError        string      `json:"-"`
+	FailedAt         *time.Time  `json:"-"`
+}
+
+// OrderItem is one hold in an order.
+type OrderItem struct {
+	ReservationID  string    `json:"reservation_id"`
+	ProductID      string    `json:"product_id"`
+	Quantity       int64     `json:"quantity"`
+	UnitPriceCents int64     `json:"unit_price_cents"`
+	HoldExpiresAt  time.Time `json:"-"` // the hold's deadline before checkout
+}
+
+// CartHold is one of a shopper's holds with its product's price, as checkout reads it.
+type CartHold struct {
+	Reservation
+	UnitPriceCents int64
+	Currency       string
+}
+
+// OrderStore is the Postgres side of orders.
+type OrderStore interface {
+	// CartHolds returns the user's holds among ids (any status), or with no ids every
+	// reserved hold of the user whose deadline is after now.
+	CartHolds(ctx context.Context, userID string, ids []string, now time.Time) ([]CartHold, error)
+	// CreateOrder inserts the order and moves its holds from reserved (and live at now) to
+	// checked_out with the payment deadline, in one transaction. It returns the holds it could
+	// not move; then nothing was written.
+	CreateOrder(ctx context.Context, o Order, now time.Time) (failed []string, err error)
+	// AttachPayment records the order's PaymentIntent while it is payment_pending.
+	AttachPayment(ctx context.Context, orderID, paymentIntentID, clientSecret string, now time.Time) error
+	// UndoCheckout puts the order's holds back to reserved with their original deadlines and
+	// deletes the order; it returns the holds it put back.
+	UndoCheckout(ctx context.Context, orderID string, now time.Time) ([]OrderItem, error)
+	// Order returns one order with its items; ErrNotFound if there is none.
+	Order(ctx context.Context, id string) (Order, error)
+	// OrderByPaymentIntent returns the order paid by a PaymentIntent; ErrNotFound if none.
+	OrderByPaymentIntent(ctx context.Context, paymentIntentID string) (Order, error)
+	// DuePayments returns up to limit payment_pending orders whose deadline is not after now.
+	DuePayments(ctx context.Context, now time.Time, limit int) ([]Order, error)
+	// EndOrder moves an order from one status to another (compare-and-set) and its
+	// checked-out holds to holdStatus, in one transaction. It returns the holds it ended and
+	// whether this call moved the order.
+	EndOrder(ctx context.Context, orderID, from, to, holdStatus string, now time.Time) ([]Reservation, bool, error)
+	// MarkPaid moves an order from payment_pending to paid (compare-and-set), recording the
+	// PaymentIntent if the order did not have it yet; it reports whether this call did it.
+	MarkPaid(ctx context.Context, orderID, paymentIntentID string, now time.Time) (bool, error)
+	// RetakeOrder moves an expired order to paid and its expired holds back to checked_out,
+	// only while every product's gate generation is still the one in gens.
+	RetakeOrder(ctx context.Context, orderID string, gens map[string]int64, deadline, now time.Time) (bool, error)
+	// SetOrderStatus moves an order from one status to another without touching its holds.
+	SetOrderStatus(ctx context.Context, orderID, from, to string, now time.Time) (bool, error)
+	// EventSeen reports whether a Stripe event was handled already.
+	EventSeen(ctx context.Context, eventID string) (bool, error)
+	// RecordEvent remembers a handled Stripe event.
+	RecordEvent(ctx context.Context, eventID, eventType string, now time.Time) error
+}
+
+// CartGate is the Redis side of checkout.
+type CartGate interface {
+	// Checkout runs checkout.lua over the whole cart in one call. It returns the holds that
+	// failed (nothing changed then), or the product whose gate is missing.
+	Checkout(ctx context.Context, userID string, holds []Reservation, now, deadline time.Time) (failed []string, missing string, err error)
+	// Uncheckout puts checked-out holds back to reserved with their original deadlines.
+	Uncheckout(ctx context.Context, items []OrderItem) error
+	// Retake takes an order's units again (retake.lua) and returns each product's gate
+	// generation, or the product that is out of stock or has no gate.
+	Retake(ctx context.Context, userID string, items []OrderItem, deadline time.Time) (gens map[string]int64, short, missing string, err error)
+}
+
+// Payments is the payment provider (Stripe).
+type Payments interface {
+	// CreateIntent creates a PaymentIntent for the order's total; the idempotency key comes
+	// from the order id, so a retry never charges twice.
+	CreateIntent(ctx context.Context, orderID string, amountCents int64, currency string) (id, clientSecret string, err error)
+	// CancelIntent cancels a PaymentIntent. ErrAlreadyPaid when it succeeded meanwhile.
+	CancelIntent(ctx context.Context, orderID, paymentIntentID string) error
+	// Refund refunds a PaymentIntent in full, with an idempotency key from the order id.
+	Refund(ctx context.Context, orderID, paymentIntentID string) error
+}
+
+// ErrAlreadyPaid is what Payments.CancelIntent returns for a PaymentIntent that succeeded.
+var ErrAlreadyPaid = Errorf(CodeInvalidState, "the payment succeeded already")
+
+// Jobs is the fulfillment queue.
+type Jobs interface {
+	// EnqueueFulfill durably queues the fulfillment of a paid order.
+	EnqueueFulfill(ctx context.Context, orderID string) error
+}
+
+// PaymentEvent is a verified Stripe event, reduced to what the shop needs.
+type PaymentEvent struct {
+	ID              string
+	Type            string
+	PaymentIntentID string
+	OrderID         string // from the PaymentIntent's metadata
+	AmountCents     int64
+	Currency        string
+}
+
+// Stripe event types the shop handles; every other type is acknowledged and ignored.
+const (
+	EventPaymentSucceeded = "payment_intent.succeeded"
+	EventPaymentFailed    = "payment_intent.payment_failed"
+	EventPaymentCanceled  = "payment_intent.canceled"
+)

@@ -1,0 +1,212 @@
+package shop
+
+import (
+	"context"
+	"errors"
+)
+
+// HandlePaymentEvent applies a verified Stripe event. It returns nil once the effect is
+// durable (the fulfillment job is queued), so the webhook can answer 200; an error means
+// Stripe must deliver the event again. Duplicates and events out of order never act twice:
+// every step is a compare-and-set, and handled event ids are remembered.
+func (s *Service) HandlePaymentEvent(ctx context.Context, ev PaymentEvent) error {
+	switch ev.Type {
+	case EventPaymentSucceeded, EventPaymentFailed, EventPaymentCanceled:
+	default:
+		return nil // acknowledged and ignored
+	}
+	seen, err := s.Store.EventSeen(ctx, ev.ID)
+	if err != nil || seen {
+		return err
+	}
+	o, err := s.findOrder(ctx, ev)
+	if errors.Is(err, ErrNotFound) {
+		s.Log.Warn("payment event for an unknown payment intent", "event_id", ev.ID, "payment_intent_id", ev.PaymentIntentID)
+		return nil // never retried: it will not become known
+	}
+	if err != nil {
+		return err
+	}
+	switch ev.Type {
+	case EventPaymentSucceeded:
+		err = s.paymentSucceeded(ctx, o, ev)
+	case EventPaymentCanceled:
+		err = s.paymentCanceled(ctx, o)
+	case EventPaymentFailed:
+		// The order stays payment_pending: the shopper may try again until the deadline.
+		s.Log.Info("payment failed", "event_id", ev.ID, "order_id", o.ID)
+	}
+	if err != nil {
+		return err
+	}
+	return s.Store.RecordEvent(ctx, ev.ID, ev.Type, s.now())
+}
+
+// findOrder finds the event's order by its PaymentIntent, or by the order id in the
+// PaymentIntent's metadata when checkout died before recording the PaymentIntent.
+func (s *Service) findOrder(ctx context.Context, ev PaymentEvent) (Order, error) {
+	o, err := s.Store.OrderByPaymentIntent(ctx, ev.PaymentIntentID)
+	if !errors.Is(err, ErrNotFound) || !orderIDPattern.MatchString(ev.OrderID) {
+		return o, err
+	}
+	o, err = s.Store.Order(ctx, ev.OrderID)
+	if err != nil {
+		return Order{}, err
+	}
+	if o.PaymentIntentID != nil && *o.PaymentIntentID != ev.PaymentIntentID {
+		return Order{}, ErrNotFound // the metadata names an order paid by another intent
+	}
+	return o, nil
+}
+
+func (s *Service) paymentSucceeded(ctx context.Context, o Order, ev PaymentEvent) error {
+	if o.AmountCents != ev.AmountCents || o.Currency != ev.Currency {
+		s.Log.Error("payment does not match its order", "order_id", o.ID, "event_id", ev.ID,
+			"order_amount", o.AmountCents, "paid_amount", ev.AmountCents, "order_currency", o.Currency, "paid_currency", ev.Currency)
+		return nil // no retry can fix it: an admin looks at the log
+	}
+	for range 3 {
+		switch o.Status {
+		case OrderPaymentPending:
+			ok, err := s.Store.MarkPaid(ctx, o.ID, ev.PaymentIntentID, s.now())
+			if err != nil {
+				return err
+			}
+			if ok {
+				s.Log.Info("order paid", "order_id", o.ID, "event_id", ev.ID)
+				return s.Jobs.EnqueueFulfill(ctx, o.ID)
+			}
+		case OrderPaid:
+			// A repeat before the first delivery was recorded: the job may not be queued yet.
+			return s.Jobs.EnqueueFulfill(ctx, o.ID)
+		case OrderExpired:
+			done, err := s.latePayment(ctx, o, ev.PaymentIntentID)
+			if done || err != nil {
+				return err
+			}
+		default:
+			return nil // fulfilled, refunded or cancelled: nothing left to do
+		}
+		var err error
+		if o, err = s.Store.Order(ctx, o.ID); err != nil {
+			return err
+		}
+	}
+	return errors.New("order status kept changing under the payment event")
+}
+
+// latePayment handles a payment that succeeded after its order expired: the order takes its
+// units again if they are available (→ paid, then fulfilled), else it is refunded. done is
+// false when the order changed under it and the caller should look again.
+func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID string) (done bool, err error) {
+	now := s.now()
+	deadline := now.Add(s.PaymentWindow)
+	for tries := 0; tries < 3; tries++ {
+		gens, short, missing, err := s.Gate.Retake(ctx, o.UserID, o.Items, deadline)
+		if err != nil {
+			return false, err
+		}
+		if missing != "" {
+			if err := s.ensureGate(ctx, missing); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if short != "" {
+			if err := s.Pay.Refund(ctx, o.ID, paymentIntentID); err != nil {
+				return false, err
+			}
+			if _, err := s.Store.SetOrderStatus(ctx, o.ID, OrderExpired, OrderRefunded, s.now()); err != nil {
+				return false, err
+			}
+			s.Log.Info("late payment refunded: sold out", "order_id", o.ID, "product_id", short)
+			return true, nil
+		}
+		ok, err := s.Store.RetakeOrder(ctx, o.ID, gens, deadline, s.now())
+		if err == nil && ok {
+			s.Log.Info("late payment took its units again", "order_id", o.ID)
+			return true, s.Jobs.EnqueueFulfill(ctx, o.ID)
+		}
+		s.releaseItems(context.WithoutCancel(ctx), o.Items)
+		if err != nil {
+			return false, err
+		}
+		cur, err := s.Store.Order(ctx, o.ID)
+		if err != nil {
+			return false, err
+		}
+		if cur.Status != OrderExpired {
+			return false, nil
+		}
+		// A gate was rebuilt meanwhile: take the units again from the new one.
+	}
+	return false, errors.New("retake: gates kept changing")
+}
+
+// paymentCanceled ends a payment_pending order whose PaymentIntent was canceled.
+func (s *Service) paymentCanceled(ctx context.Context, o Order) error {
+	if o.Status != OrderPaymentPending {
+		return nil
+	}
+	_, err := s.endOrder(ctx, o.ID, OrderPaymentPending, OrderExpired, StatusExpired)
+	return err
+}
+
+// endOrder moves an order and its checked-out holds to their end state in Postgres, then
+// gives the holds' units back in the gate. A crash in between is repaired by the sweep.
+func (s *Service) endOrder(ctx context.Context, orderID, from, to, holdStatus string) (bool, error) {
+	holds, moved, err := s.Store.EndOrder(ctx, orderID, from, to, holdStatus, s.now())
+	if err != nil || !moved {
+		return moved, err
+	}
+	for _, h := range holds {
+		if _, err := s.Gate.Release(context.WithoutCancel(ctx), h.ProductID, h.ID, "", ""); err != nil {
+			s.Log.Error("release in gate", "order_id", orderID, "reservation_id", h.ID, "err", err)
+		}
+	}
+	return true, nil
+}
+
+// releaseItems gives back the units of an order's holds in the gate (best effort).
+func (s *Service) releaseItems(ctx context.Context, items []OrderItem) {
+	for _, it := range items {
+		if _, err := s.Gate.Release(ctx, it.ProductID, it.ReservationID, "", ""); err != nil {
+			s.Log.Error("release in gate", "reservation_id", it.ReservationID, "err", err)
+		}
+	}
+}
+
+// expirePayments ends payment_pending orders past their deadline: the PaymentIntent is
+// canceled first, and only if that worked does the order expire and its units return.
+func (s *Service) expirePayments(ctx context.Context, rep *SweepReport) error {
+	for {
+		orders, err := s.Store.DuePayments(ctx, s.now(), sweepBatch)
+		if err != nil {
+			return err
+		}
+		ended := 0
+		for _, o := range orders {
+			if o.PaymentIntentID != nil {
+				err := s.Pay.CancelIntent(ctx, o.ID, *o.PaymentIntentID)
+				if errors.Is(err, ErrAlreadyPaid) {
+					continue // the success webhook is on its way
+				}
+				if err != nil {
+					s.Log.Error("cancel payment intent", "order_id", o.ID, "err", err)
+					continue // the next sweep tries again
+				}
+			}
+			moved, err := s.endOrder(ctx, o.ID, OrderPaymentPending, OrderExpired, StatusExpired)
+			if err != nil {
+				return err
+			}
+			if moved {
+				rep.OrdersExpired++
+				ended++
+			}
+		}
+		if len(orders) < sweepBatch || ended == 0 {
+			return nil // what is left waits for Stripe or the next sweep
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package stock
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"lastunit/lua"
+	"lastunit/shared/shop"
+)
+
+var (
+	checkoutScript   = redis.NewScript(lua.Checkout)
+	uncheckoutScript = redis.NewScript(lua.Uncheckout)
+	retakeScript     = redis.NewScript(lua.Retake)
+)
+
+// products numbers the distinct products of a cart in order of first appearance (1-based,
+// as the cart scripts index their KEYS).
+func products(ids []string) (order []string, index map[string]int) {
+	index = make(map[string]int)
+	for _, id := range ids {
+		if _, ok := index[id]; !ok {
+			order = append(order, id)
+			index[id] = len(order)
+		}
+	}
+	return order, index
+}
+
+// Checkout runs checkout.lua over the whole cart in one call.
+func (g *Gate) Checkout(ctx context.Context, userID string, holds []shop.Reservation, now, deadline time.Time) ([]string, string, error) {
+	pids := make([]string, len(holds))
+	for i, h := range holds {
+		pids[i] = h.ProductID
+	}
+	order, index := products(pids)
+	keys := make([]string, 0, 3*len(order))
+	for _, p := range order {
+		k := KeysFor(p)
+		keys = append(keys, k.Gate, k.Holds, k.Deadlines)
+	}
+	args := make([]any, 0, 3+2*len(holds))
+	args = append(args, userID, ms(now), ms(deadline))
+	for _, h := range holds {
+		args = append(args, index[h.ProductID], h.ID)
+	}
+	v, err := checkoutScript.Run(ctx, g.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, "", fmt.Errorf("run checkout.lua: %w", translate(err))
+	}
+	switch str(v, 0) {
+	case "ok":
+		return nil, "", nil
+	case "missing":
+		return nil, order[num(v, 1)-1], nil
+	default:
+		failed := make([]string, 0, len(v)-1)
+		for i := 1; i < len(v); i++ {
+			failed = append(failed, str(v, i))
+		}
+		return failed, "", nil
+	}
+}
+
+// Uncheckout puts checked-out holds back to reserved with their original deadlines.
+func (g *Gate) Uncheckout(ctx context.Context, items []shop.OrderItem) error {
+	if len(items) == 0 {
+		return nil
+	}
+	pids := make([]string, len(items))
+	for i, it := range items {
+		pids[i] = it.ProductID
+	}
+	order, index := products(pids)
+	keys := make([]string, 0, 2*len(order))
+	for _, p := range order {
+		k := KeysFor(p)
+		keys = append(keys, k.Holds, k.Deadlines)
+	}
+	args := make([]any, 0, 3*len(items))
+	for _, it := range items {
+		args = append(args, index[it.ProductID], it.ReservationID, ms(it.HoldExpiresAt))
+	}
+	if err := uncheckoutScript.Run(ctx, g.rdb, keys, args...).Err(); err != nil {
+		return fmt.Errorf("run uncheckout.lua: %w", translate(err))
+	}
+	return nil
+}
+
+// Retake runs retake.lua for an order's items.
+func (g *Gate) Retake(ctx context.Context, userID string, items []shop.OrderItem, deadline time.Time) (map[string]int64, string, string, error) {
+	pids := make([]string, len(items))
+	for i, it := range items {
+		pids[i] = it.ProductID
+	}
+	order, index := products(pids)
+	keys := make([]string, 0, 5*len(order))
+	for _, p := range order {
+		keys = append(keys, KeysFor(p).list()...)
+	}
+	args := make([]any, 0, 2+3*len(items))
+	args = append(args, userID, ms(deadline))
+	for _, it := range items {
+		args = append(args, index[it.ProductID], it.ReservationID, it.Quantity)
+	}
+	v, err := retakeScript.Run(ctx, g.rdb, keys, args...).Slice()
+	if err != nil {
+		return nil, "", "", fmt.Errorf("run retake.lua: %w", translate(err))
+	}
+	switch str(v, 0) {
+	case "ok":
+		gens := make(map[string]int64, len(order))
+		for i, p := range order {
+			gens[p] = num(v, i+1)
+		}
+		return gens, "", "", nil
+	case "out_of_stock":
+		return nil, order[num(v, 1)-1], "", nil
+	default:
+		return nil, "", order[num(v, 1)-1], nil
+	}
+}

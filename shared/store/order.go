@@ -1,0 +1,334 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"lastunit/shared/shop"
+)
+
+// CartHolds returns the user's holds among ids (any status) with their products' prices,
+// or with no ids every reserved hold of the user whose deadline is after now.
+func (s *Store) CartHolds(ctx context.Context, userID string, ids []string, now time.Time) ([]shop.CartHold, error) {
+	q := `SELECT r.id, r.product_id, r.user_id, r.quantity, r.status, r.expires_at, r.created_at, r.order_id, p.price_cents, p.currency
+		FROM reservations r JOIN products p ON p.id = r.product_id WHERE r.user_id = $1 `
+	args := []any{userID}
+	if len(ids) > 0 {
+		q += `AND r.id = ANY($2)`
+		args = append(args, ids)
+	} else {
+		q += `AND r.status = 'reserved' AND r.expires_at > $2`
+		args = append(args, now)
+	}
+	rows, err := s.pool.Query(ctx, q+` ORDER BY r.created_at, r.id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("select cart: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (shop.CartHold, error) {
+		var h shop.CartHold
+		err := row.Scan(&h.ID, &h.ProductID, &h.UserID, &h.Quantity, &h.Status, &h.ExpiresAt, &h.CreatedAt, &h.OrderID, &h.UnitPriceCents, &h.Currency)
+		h.ExpiresAt, h.CreatedAt = h.ExpiresAt.UTC(), h.CreatedAt.UTC()
+		return h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("select cart: %w", translate(err))
+	}
+	return out, nil
+}
+
+// CreateOrder inserts the order and checks its holds out, in one transaction.
+func (s *Store) CreateOrder(ctx context.Context, o shop.Order, now time.Time) ([]string, error) {
+	var failed []string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO orders (id, user_id, status, amount_cents, currency, payment_expires_at, created_at, updated_at)
+			VALUES ($1, $2, 'payment_pending', $3, $4, $5, $6, $6)`, o.ID, o.UserID, o.AmountCents, o.Currency, o.PaymentExpiresAt, o.CreatedAt)
+		if err != nil {
+			return fmt.Errorf("insert order: %w", translate(err))
+		}
+		ids := make([]string, len(o.Items))
+		for i, it := range o.Items {
+			ids[i] = it.ReservationID
+		}
+		rows, err := tx.Query(ctx, `UPDATE reservations SET status = 'checked_out', expires_at = $3, order_id = $4, updated_at = $5
+			WHERE id = ANY($1) AND user_id = $2 AND status = 'reserved' AND expires_at > $5 RETURNING id`,
+			ids, o.UserID, o.PaymentExpiresAt, o.ID, now)
+		if err != nil {
+			return fmt.Errorf("check out reservations: %w", translate(err))
+		}
+		moved, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("check out reservations: %w", translate(err))
+		}
+		if len(moved) != len(ids) {
+			got := make(map[string]bool, len(moved))
+			for _, id := range moved {
+				got[id] = true
+			}
+			for _, id := range ids {
+				if !got[id] {
+					failed = append(failed, id)
+				}
+			}
+			return errNotSet // roll back
+		}
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"order_items"},
+			[]string{"order_id", "reservation_id", "product_id", "quantity", "unit_price_cents", "hold_expires_at"},
+			pgx.CopyFromSlice(len(o.Items), func(i int) ([]any, error) {
+				it := o.Items[i]
+				return []any{o.ID, it.ReservationID, it.ProductID, it.Quantity, it.UnitPriceCents, it.HoldExpiresAt}, nil
+			}))
+		if err != nil {
+			return fmt.Errorf("insert order items: %w", translate(err))
+		}
+		return nil
+	})
+	if errors.Is(err, errNotSet) {
+		return failed, nil
+	}
+	return nil, err
+}
+
+// AttachPayment records the order's PaymentIntent while it is payment_pending.
+func (s *Store) AttachPayment(ctx context.Context, orderID, paymentIntentID, clientSecret string, now time.Time) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE orders SET payment_intent_id = $2, client_secret = $3, updated_at = $4
+		WHERE id = $1 AND status = 'payment_pending'`, orderID, paymentIntentID, clientSecret, now)
+	if err != nil {
+		return fmt.Errorf("attach payment: %w", translate(err))
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("attach payment: order %s is no longer payment_pending", orderID)
+	}
+	return nil
+}
+
+// UndoCheckout puts the order's holds back to reserved with their original deadlines and
+// deletes the order.
+func (s *Store) UndoCheckout(ctx context.Context, orderID string, now time.Time) ([]shop.OrderItem, error) {
+	var items []shop.OrderItem
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if items, err = orderItems(ctx, tx, orderID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE reservations r SET status = 'reserved', expires_at = i.hold_expires_at, order_id = NULL, updated_at = $2
+			FROM order_items i WHERE i.order_id = $1 AND r.id = i.reservation_id AND r.status = 'checked_out'`, orderID, now); err != nil {
+			return fmt.Errorf("undo checkout: %w", translate(err))
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM orders WHERE id = $1 AND status = 'payment_pending'`, orderID); err != nil {
+			return fmt.Errorf("delete order: %w", translate(err))
+		}
+		return nil
+	})
+	return items, err
+}
+
+func orderItems(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, orderID string) ([]shop.OrderItem, error) {
+	rows, err := q.Query(ctx, `SELECT reservation_id, product_id, quantity, unit_price_cents, hold_expires_at
+		FROM order_items WHERE order_id = $1 ORDER BY reservation_id`, orderID)
+	if err != nil {
+		return nil, fmt.Errorf("select order items: %w", translate(err))
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (shop.OrderItem, error) {
+		var it shop.OrderItem
+		err := row.Scan(&it.ReservationID, &it.ProductID, &it.Quantity, &it.UnitPriceCents, &it.HoldExpiresAt)
+		it.HoldExpiresAt = it.HoldExpiresAt.UTC()
+		return it, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("select order items: %w", translate(err))
+	}
+	return items, nil
+}
+
+const orderCols = `id, user_id, status, amount_cents, currency, payment_intent_id, client_secret, payment_expires_at,
+	created_at, updated_at, attempts, COALESCE(last_error, ''), failed_at`
+
+func scanOrder(row pgx.Row) (shop.Order, error) {
+	var o shop.Order
+	err := row.Scan(&o.ID, &o.UserID, &o.Status, &o.AmountCents, &o.Currency, &o.PaymentIntentID, &o.ClientSecret,
+		&o.PaymentExpiresAt, &o.CreatedAt, &o.UpdatedAt, &o.Attempts, &o.LastError, &o.FailedAt)
+	o.PaymentExpiresAt, o.CreatedAt, o.UpdatedAt = o.PaymentExpiresAt.UTC(), o.CreatedAt.UTC(), o.UpdatedAt.UTC()
+	if o.FailedAt != nil {
+		t := o.FailedAt.UTC()
+		o.FailedAt = &t
+	}
+	return o, err
+}
+
+func (s *Store) orderWhere(ctx context.Context, where string, arg any) (shop.Order, error) {
+	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderCols+` FROM orders WHERE `+where, arg))
+	if err != nil {
+		return shop.Order{}, fmt.Errorf("select order: %w", translate(err))
+	}
+	if o.Items, err = orderItems(ctx, s.pool, o.ID); err != nil {
+		return shop.Order{}, err
+	}
+	return o, nil
+}
+
+// Order returns one order with its items.
+func (s *Store) Order(ctx context.Context, id string) (shop.Order, error) {
+	return s.orderWhere(ctx, `id = $1`, id)
+}
+
+// OrderByPaymentIntent returns the order paid by a PaymentIntent.
+func (s *Store) OrderByPaymentIntent(ctx context.Context, paymentIntentID string) (shop.Order, error) {
+	return s.orderWhere(ctx, `payment_intent_id = $1`, paymentIntentID)
+}
+
+// DuePayments returns up to limit payment_pending orders whose deadline is not after now.
+func (s *Store) DuePayments(ctx context.Context, now time.Time, limit int) ([]shop.Order, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+orderCols+` FROM orders
+		WHERE status = 'payment_pending' AND payment_expires_at <= $1 ORDER BY payment_expires_at LIMIT $2`, now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("select due payments: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (shop.Order, error) { return scanOrder(row) })
+	if err != nil {
+		return nil, fmt.Errorf("select due payments: %w", translate(err))
+	}
+	return out, nil
+}
+
+// EndOrder moves an order from one status to another and its checked-out holds to
+// holdStatus, in one transaction.
+func (s *Store) EndOrder(ctx context.Context, orderID, from, to, holdStatus string, now time.Time) ([]shop.Reservation, bool, error) {
+	var holds []shop.Reservation
+	moved := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE orders SET status = $3, client_secret = NULL, updated_at = $4 WHERE id = $1 AND status = $2`,
+			orderID, from, to, now)
+		if err != nil {
+			return fmt.Errorf("end order: %w", translate(err))
+		}
+		if tag.RowsAffected() != 1 {
+			return nil
+		}
+		moved = true
+		rows, err := tx.Query(ctx, `UPDATE reservations SET status = $2, updated_at = $3
+			WHERE order_id = $1 AND status = 'checked_out' RETURNING `+reservationCols, orderID, holdStatus, now)
+		if err != nil {
+			return fmt.Errorf("end order holds: %w", translate(err))
+		}
+		holds, err = pgx.CollectRows(rows, scanReservation)
+		return translate(err)
+	})
+	return holds, moved, err
+}
+
+// MarkPaid moves an order from payment_pending to paid.
+func (s *Store) MarkPaid(ctx context.Context, orderID, paymentIntentID string, now time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE orders SET status = 'paid', client_secret = NULL, updated_at = $3,
+		payment_intent_id = COALESCE(payment_intent_id, $2) WHERE id = $1 AND status = 'payment_pending'`, orderID, paymentIntentID, now)
+	if err != nil {
+		return false, fmt.Errorf("mark order paid: %w", translate(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// RetakeOrder moves an expired order to paid and its expired holds back to checked_out,
+// only while every product's gate generation is still the one in gens (checked under
+// FOR KEY SHARE, which a gate rebuild waits for).
+func (s *Store) RetakeOrder(ctx context.Context, orderID string, gens map[string]int64, deadline, now time.Time) (bool, error) {
+	ok := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		ids := make([]string, 0, len(gens))
+		want := make([]int64, 0, len(gens))
+		for id, g := range gens {
+			ids, want = append(ids, id), append(want, g)
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT p.id FROM products p JOIN unnest($1::text[], $2::bigint[]) AS g(id, gen)
+			ON p.id = g.id AND p.gate_gen = g.gen FOR KEY SHARE OF p) x`, ids, want).Scan(&n); err != nil {
+			return fmt.Errorf("check gate generations: %w", translate(err))
+		}
+		if n != len(gens) {
+			return nil
+		}
+		tag, err := tx.Exec(ctx, `UPDATE orders SET status = 'paid', updated_at = $2 WHERE id = $1 AND status = 'expired'`, orderID, now)
+		if err != nil {
+			return fmt.Errorf("retake order: %w", translate(err))
+		}
+		if tag.RowsAffected() != 1 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE reservations SET status = 'checked_out', expires_at = $2, updated_at = $3
+			WHERE order_id = $1 AND status = 'expired'`, orderID, deadline, now); err != nil {
+			return fmt.Errorf("retake holds: %w", translate(err))
+		}
+		ok = true
+		return nil
+	})
+	return ok, err
+}
+
+// SetOrderStatus moves an order from one status to another (compare-and-set).
+func (s *Store) SetOrderStatus(ctx context.Context, orderID, from, to string, now time.Time) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE orders SET status = $3, client_secret = NULL, updated_at = $4 WHERE id = $1 AND status = $2`,
+		orderID, from, to, now)
+	if err != nil {
+		return false, fmt.Errorf("set order status: %w", translate(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// EventSeen reports whether a Stripe event was handled already.
+func (s *Store) EventSeen(ctx context.Context, eventID string) (bool, error) {
+	var seen bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM stripe_events WHERE id = $1)`, eventID).Scan(&seen); err != nil {
+		return false, fmt.Errorf("select stripe event: %w", translate(err))
+	}
+	return seen, nil
+}
+
+// RecordEvent remembers a handled Stripe event.
+func (s *Store) RecordEvent(ctx context.Context, eventID, eventType string, now time.Time) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO stripe_events (id, type, processed_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
+		eventID, eventType, now); err != nil {
+		return fmt.Errorf("insert stripe event: %w", translate(err))
+	}
+	return nil
+}
+
+// ClaimIdem records a pending idempotency record unless one exists (a pending one older
+// than staleBefore is taken over), else returns the existing one.
+func (s *Store) ClaimIdem(ctx context.Context, userID, key, requestHash string, now, staleBefore time.Time) (shop.IdemRecord, bool, error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO idempotency_keys (user_id, key, request_hash, status, body, created_at)
+		VALUES ($1, $2, $3, 0, '', $4)
+		ON CONFLICT (user_id, key) DO UPDATE SET request_hash = $3, created_at = $4
+			WHERE idempotency_keys.status = 0 AND idempotency_keys.created_at < $5`, userID, key, requestHash, now, staleBefore)
+	if err != nil {
+		return shop.IdemRecord{}, false, fmt.Errorf("claim idempotency key: %w", translate(err))
+	}
+	if tag.RowsAffected() == 1 {
+		return shop.IdemRecord{UserID: userID, Key: key, RequestHash: requestHash, CreatedAt: now}, true, nil
+	}
+	rec, err := s.Idem(ctx, userID, key)
+	if errors.Is(err, shop.ErrNotFound) {
+		return s.ClaimIdem(ctx, userID, key, requestHash, now, staleBefore) // dropped meanwhile
+	}
+	return rec, false, err
+}
+
+// CompleteIdem stores the answer of a claimed record.
+func (s *Store) CompleteIdem(ctx context.Context, userID, key string, status int, body []byte) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE idempotency_keys SET status = $3, body = $4 WHERE user_id = $1 AND key = $2`,
+		userID, key, status, body); err != nil {
+		return fmt.Errorf("complete idempotency record: %w", translate(err))
+	}
+	return nil
+}
+
+// DropIdem forgets a claimed record that is still pending.
+func (s *Store) DropIdem(ctx context.Context, userID, key string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status = 0`, userID, key); err != nil {
+		return fmt.Errorf("drop idempotency record: %w", translate(err))
+	}
+	return nil
+}
