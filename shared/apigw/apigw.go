@@ -251,7 +251,7 @@ func DecodeJSON(contentType string, b []byte, v any) error {
 		return shop.Invalid("", "the body has data after the JSON value")
 	}
 	var extra json.RawMessage
-	if err := dec.Decode(&extra); err == nil {
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return shop.Invalid("", "the body has data after the JSON value")
 	}
 	return nil

@@ -76,9 +76,10 @@ type OrderStore interface {
 	// MarkPaid moves an order from payment_pending to paid (compare-and-set), recording the
 	// PaymentIntent if the order did not have it yet; it reports whether this call did it.
 	MarkPaid(ctx context.Context, orderID, paymentIntentID string, now time.Time) (bool, error)
-	// RetakeOrder moves an expired order to paid and its expired holds back to checked_out,
-	// only while every product's gate generation is still the one in gens.
-	RetakeOrder(ctx context.Context, orderID string, gens map[string]int64, deadline, now time.Time) (bool, error)
+	// RetakeOrder locks an expired order, calls take to take its units in the gate, and
+	// moves it to paid with its holds checked out again, only while every product's gate
+	// generation is still the one take returned.
+	RetakeOrder(ctx context.Context, orderID string, deadline, now time.Time, take func() (gens map[string]int64, short string, err error)) (RetakeResult, error)
 	// SetOrderStatus moves an order from one status to another without touching its holds.
 	SetOrderStatus(ctx context.Context, orderID, from, to string, now time.Time) (bool, error)
 	// EventSeen reports whether a Stripe event was handled already.
@@ -86,6 +87,21 @@ type OrderStore interface {
 	// RecordEvent remembers a handled Stripe event.
 	RecordEvent(ctx context.Context, eventID, eventType string, now time.Time) error
 }
+
+// RetakeResult is how a RetakeOrder ended.
+type RetakeResult struct {
+	Outcome string
+	Short   string // the product that is sold out, for RetakeShort
+	Took    bool   // take took units in the gate (to give back unless RetakeDone)
+}
+
+// RetakeOrder outcomes.
+const (
+	RetakeDone        = "done"         // order paid, holds checked out
+	RetakeShort       = "short"        // a product is sold out; nothing changed
+	RetakeGone        = "gone"         // the order is no longer expired
+	RetakeGateChanged = "gate_changed" // a gate was rebuilt meanwhile; give back and retry
+)
 
 // CartGate is the Redis side of checkout.
 type CartGate interface {

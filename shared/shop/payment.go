@@ -3,6 +3,7 @@ package shop
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // HandlePaymentEvent applies a verified Stripe event. It returns nil once the effect is
@@ -101,44 +102,45 @@ func (s *Service) paymentSucceeded(ctx context.Context, o Order, ev PaymentEvent
 func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID string) (done bool, err error) {
 	now := s.now()
 	deadline := now.Add(s.PaymentWindow)
-	for tries := 0; tries < 3; tries++ {
-		gens, short, missing, err := s.Gate.Retake(ctx, o.UserID, o.Items, deadline)
+	take := func() (map[string]int64, string, error) {
+		for tries := 0; ; tries++ {
+			gens, short, missing, err := s.Gate.Retake(ctx, o.UserID, o.Items, deadline)
+			if err != nil || missing == "" || tries == 2 {
+				if missing != "" && err == nil {
+					err = fmt.Errorf("retake: gate of %s keeps missing", missing)
+				}
+				return gens, short, err
+			}
+			if err := s.ensureGate(ctx, missing); err != nil {
+				return nil, "", err
+			}
+		}
+	}
+	for range 3 {
+		res, err := s.Store.RetakeOrder(ctx, o.ID, deadline, s.now(), take)
+		if res.Took && (err != nil || res.Outcome != RetakeDone) {
+			s.releaseItems(context.WithoutCancel(ctx), o.Items) // Postgres did not take them
+		}
 		if err != nil {
 			return false, err
 		}
-		if missing != "" {
-			if err := s.ensureGate(ctx, missing); err != nil {
-				return false, err
-			}
-			continue
-		}
-		if short != "" {
+		switch res.Outcome {
+		case RetakeDone:
+			s.Log.Info("late payment took its units again", "order_id", o.ID)
+			return true, s.Jobs.EnqueueFulfill(ctx, o.ID)
+		case RetakeShort:
 			if err := s.Pay.Refund(ctx, o.ID, paymentIntentID); err != nil {
 				return false, err
 			}
 			if _, err := s.Store.SetOrderStatus(ctx, o.ID, OrderExpired, OrderRefunded, s.now()); err != nil {
 				return false, err
 			}
-			s.Log.Info("late payment refunded: sold out", "order_id", o.ID, "product_id", short)
+			s.Log.Info("late payment refunded: sold out", "order_id", o.ID, "product_id", res.Short)
 			return true, nil
-		}
-		ok, err := s.Store.RetakeOrder(ctx, o.ID, gens, deadline, s.now())
-		if err == nil && ok {
-			s.Log.Info("late payment took its units again", "order_id", o.ID)
-			return true, s.Jobs.EnqueueFulfill(ctx, o.ID)
-		}
-		s.releaseItems(context.WithoutCancel(ctx), o.Items)
-		if err != nil {
-			return false, err
-		}
-		cur, err := s.Store.Order(ctx, o.ID)
-		if err != nil {
-			return false, err
-		}
-		if cur.Status != OrderExpired {
+		case RetakeGone:
 			return false, nil
 		}
-		// A gate was rebuilt meanwhile: take the units again from the new one.
+		// RetakeGateChanged: take the units again from the rebuilt gate.
 	}
 	return false, errors.New("retake: gates kept changing")
 }

@@ -232,12 +232,30 @@ func (s *Store) MarkPaid(ctx context.Context, orderID, paymentIntentID string, n
 	return tag.RowsAffected() == 1, nil
 }
 
-// RetakeOrder moves an expired order to paid and its expired holds back to checked_out,
-// only while every product's gate generation is still the one in gens (checked under
-// FOR KEY SHARE, which a gate rebuild waits for).
-func (s *Store) RetakeOrder(ctx context.Context, orderID string, gens map[string]int64, deadline, now time.Time) (bool, error) {
-	ok := false
+// RetakeOrder locks an expired order, calls take (which takes its units in the gate), and
+// then moves the order to paid and its expired holds back to checked_out, only while every
+// product's gate generation is still the one take saw (checked under FOR KEY SHARE, which a
+// gate rebuild waits for). The lock serializes concurrent deliveries of the same payment.
+func (s *Store) RetakeOrder(ctx context.Context, orderID string, deadline, now time.Time, take func() (map[string]int64, string, error)) (shop.RetakeResult, error) {
+	var res shop.RetakeResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var status string
+		if err := tx.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, orderID).Scan(&status); err != nil {
+			return fmt.Errorf("lock order: %w", translate(err))
+		}
+		if status != shop.OrderExpired {
+			res.Outcome = shop.RetakeGone
+			return nil
+		}
+		gens, short, err := take()
+		if err != nil {
+			return err
+		}
+		if short != "" {
+			res.Outcome, res.Short = shop.RetakeShort, short
+			return nil
+		}
+		res.Took = true
 		ids := make([]string, 0, len(gens))
 		want := make([]int64, 0, len(gens))
 		for id, g := range gens {
@@ -249,23 +267,20 @@ func (s *Store) RetakeOrder(ctx context.Context, orderID string, gens map[string
 			return fmt.Errorf("check gate generations: %w", translate(err))
 		}
 		if n != len(gens) {
+			res.Outcome = shop.RetakeGateChanged
 			return nil
 		}
-		tag, err := tx.Exec(ctx, `UPDATE orders SET status = 'paid', updated_at = $2 WHERE id = $1 AND status = 'expired'`, orderID, now)
-		if err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE orders SET status = 'paid', updated_at = $2 WHERE id = $1`, orderID, now); err != nil {
 			return fmt.Errorf("retake order: %w", translate(err))
-		}
-		if tag.RowsAffected() != 1 {
-			return nil
 		}
 		if _, err := tx.Exec(ctx, `UPDATE reservations SET status = 'checked_out', expires_at = $2, updated_at = $3
 			WHERE order_id = $1 AND status = 'expired'`, orderID, deadline, now); err != nil {
 			return fmt.Errorf("retake holds: %w", translate(err))
 		}
-		ok = true
+		res.Outcome = shop.RetakeDone
 		return nil
 	})
-	return ok, err
+	return res, err
 }
 
 // SetOrderStatus moves an order from one status to another (compare-and-set).

@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"lastunit/shared/payment"
+	"lastunit/shared/queue"
 	"lastunit/shared/shop"
 	"lastunit/shared/stock"
 	"lastunit/shared/store"
@@ -24,6 +26,9 @@ type Env struct {
 	DBURL string
 	Redis *redis.Client
 	Clock *Clock
+	// Set by WithPayments.
+	Stripe *payment.Stripe
+	Queue  *queue.Queue
 }
 
 // Start is the clock's starting time in every Env.
