@@ -59,7 +59,7 @@ func run(log *slog.Logger) error {
 		handler.Reserve(app.Shop, app.Log), handler.Admin(app.Shop, app.Log),
 		handler.Checkout(app.Shop, app.Log), handler.Webhook(app.Shop, app.Stripe, app.Log))
 	p := &payer{orders: app.Shop.Store, secret: cfg.StripeWebhookSecret, webhook: "http://" + addr + handler.RouteStripeWebhook[len("POST "):], client: &http.Client{Timeout: 30 * time.Second}}
-	srv.mux.HandleFunc("POST /_local/pay/{order_id}", p.pay)
+	srv.handle("POST /_local/pay/{order_id}", p.pay)
 
 	expire := handler.Expire(app.Shop, app.Log)
 	go every(ctx, cfg.ExpireEvery, func(ctx context.Context) {

@@ -48,10 +48,22 @@ func newServer(log *slog.Logger, secret []byte, health func(context.Context) err
 		}
 	}
 	sort.Slice(s.routes, func(i, j int) bool { return s.routes[i].key < s.routes[j].key })
-	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.HandleFunc("POST /_local/token", s.token)
+	s.handle("GET /healthz", s.healthz)
+	s.handle("POST /_local/token", s.token)
 	s.mux.HandleFunc("/", s.api)
 	return s
+}
+
+// handle registers a runner-only route; other methods on its path get 405 in the error shape.
+func (s *server) handle(pattern string, h http.HandlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method {
+			apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeMethodNotAllowed, "%s is not allowed on %s", r.Method, path)))
+			return
+		}
+		h(w, r)
+	})
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -108,7 +120,7 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := s.health(ctx); err != nil {
 		s.log.Warn("healthz", "err", err.Error())
-		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeUnavailable, "not ready: %v", err)))
+		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeUnavailable, "not ready")))
 		return
 	}
 	apigw.WriteHTTP(w, apigw.JSON(http.StatusOK, map[string]string{"status": "ok"}))

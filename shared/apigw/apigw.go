@@ -271,7 +271,10 @@ func decodeError(err error) error {
 		return shop.Invalid("", "malformed JSON")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return shop.Invalid(field, "unknown field %q", field)
+		if len(field) > 64 {
+			field = field[:64]
+		}
+		return shop.Invalid(field, "unknown field (named in details.field)")
 	default:
 		return shop.Invalid("", "malformed JSON")
 	}
