@@ -140,7 +140,7 @@ func SignedEvent(secret, eventID, eventType, paymentIntentID, orderID string, am
 		"created": t.Unix(), "livemode": false,
 		"data": map[string]any{"object": map[string]any{
 			"id": paymentIntentID, "object": "payment_intent", "amount": amountCents, "currency": currency,
-			"status": map[string]string{shop.EventPaymentSucceeded: "succeeded", shop.EventPaymentCanceled: "canceled"}[eventType],
+			"status":   map[string]string{shop.EventPaymentSucceeded: "succeeded", shop.EventPaymentCanceled: "canceled"}[eventType],
 			"metadata": map[string]string{"order_id": orderID},
 		}},
 	})

@@ -155,7 +155,7 @@ func (q *Queue) EnqueueFulfill(ctx context.Context, orderID string) error {
 // translate marks SQS that cannot be reached as shop.ErrUnavailable.
 func translate(err error) error {
 	var re interface{ HTTPStatusCode() int }
-	if errors.As(err, &re) && re.HTTPStatusCode() < 500 {
+	if errors.As(err, &re) && re.HTTPStatusCode() > 0 && re.HTTPStatusCode() < 500 {
 		return err
 	}
 	return fmt.Errorf("%w: %w", shop.ErrUnavailable, err)

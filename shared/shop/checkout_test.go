@@ -496,3 +496,38 @@ func TestCrashBeforePaymentIsEndedByTheDeadline(t *testing.T) {
 		t.Fatalf("available %d after the deadline", l.Available)
 	}
 }
+
+// The queue is down when the success arrives: the webhook fails (Stripe retries), and the
+// retry queues the job even though the order is already paid.
+func TestSuccessWhileQueueDownIsRetried(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t).WithPayments(t)
+	env.Product(t, "q", 2, 2)
+	reserveN(t, env, "alice", "q")
+	o, err := env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down, err := queue.New(ctx, queue.Config{Endpoint: "http://127.0.0.1:1", URLs: map[string]string{queue.Fulfill: "http://127.0.0.1:1/000000000000/nothing"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Shop.Jobs = down
+	ev := succeeded(o, "evt_q")
+	if err := env.Shop.HandlePaymentEvent(ctx, ev); code(err) != shop.CodeUnavailable {
+		t.Fatalf("with the queue down: %v, want unavailable (so the webhook answers 503)", err)
+	}
+	if n := queued(t, env.Queue); n != 0 {
+		t.Fatalf("%d jobs", n)
+	}
+	env.Shop.Jobs = env.Queue
+	if err := env.Shop.HandlePaymentEvent(ctx, ev); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if st, n := orderStatus(t, env, o.ID), queued(t, env.Queue); st != shop.OrderPaid || n != 1 {
+		t.Fatalf("after the retry: order %s, %d jobs; want paid and 1", st, n)
+	}
+	if err := env.Shop.HandlePaymentEvent(ctx, ev); err != nil || queued(t, env.Queue) != 1 {
+		t.Fatalf("a third delivery after it was recorded queued more: %v", err)
+	}
+}
