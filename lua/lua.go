@@ -38,3 +38,8 @@ var Uncheckout string
 //
 //go:embed retake.lua
 var Retake string
+
+// Drop forgets fulfilled holds without giving their units back (drop.lua).
+//
+//go:embed drop.lua
+var Drop string

@@ -60,10 +60,23 @@ func run(log *slog.Logger) error {
 		handler.Checkout(app.Shop, app.Log), handler.Webhook(app.Shop, app.Stripe, app.Log))
 	p := &payer{orders: app.Shop.Store, secret: cfg.StripeWebhookSecret, webhook: "http://" + addr + handler.RouteStripeWebhook[len("POST "):], client: &http.Client{Timeout: 30 * time.Second}}
 	srv.handle("POST /_local/pay/{order_id}", p.pay)
+	f := &faults{}
+	app.Shop.Fault = f.hook
+	srv.handle("PUT /_local/faults", f.put)
+
+	fulfillURL, err := app.Queue.URL(ctx, queue.Fulfill)
+	if err != nil {
+		return err
+	}
+	go poll(ctx, app.Log, app.Queue.Client, fulfillURL, "arn:aws:sqs:us-east-1:000000000000:"+app.Queue.Name(queue.Fulfill), handler.Fulfill(app.Shop, app.Log))
+	janitor := handler.Janitor(app.Shop, app.Log)
+	go every(ctx, cfg.JanitorEvery, func(ctx context.Context) {
+		janitor(ctx, scheduled()) //nolint:errcheck
+	})
 
 	expire := handler.Expire(app.Shop, app.Log)
 	go every(ctx, cfg.ExpireEvery, func(ctx context.Context) {
-		expire(ctx, events.EventBridgeEvent{ID: "local-" + time.Now().UTC().Format(time.RFC3339), Source: "aws.events", DetailType: "Scheduled Event"}) //nolint:errcheck
+		expire(ctx, scheduled()) //nolint:errcheck
 	})
 
 	hs := &http.Server{Addr: addr, Handler: srv, ReadHeaderTimeout: 10 * time.Second}
@@ -135,6 +148,12 @@ func migrate() error {
 	}
 	defer pool.Close()
 	return store.Migrate(context.Background(), pool)
+}
+
+// scheduled is the event an EventBridge schedule sends.
+func scheduled() events.EventBridgeEvent {
+	now := time.Now().UTC()
+	return events.EventBridgeEvent{ID: "local-" + now.Format(time.RFC3339Nano), Source: "aws.events", DetailType: "Scheduled Event", Time: now}
 }
 
 // every runs fn each period until ctx ends, as an EventBridge schedule would.

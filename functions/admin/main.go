@@ -1,4 +1,4 @@
-// Command admin is the admin Lambda function: the product ledger and restocking (HTTP API).
+// Command admin is the admin Lambda function: the product ledger, restocking, orders and failed jobs (HTTP API).
 package main
 
 import (
@@ -9,6 +9,6 @@ import (
 )
 
 func main() {
-	app := config.MustOpen()
+	app := config.MustOpen(config.NeedStripe) // cancelling a failed job refunds it
 	lambda.Start(handler.Admin(app.Shop, app.Log).Serve)
 }

@@ -144,6 +144,7 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*App, error) {
 	svc.Log = log
 	svc.HoldTTL = c.ReservationTTL
 	svc.PaymentWindow = c.PaymentWindow
+	svc.FailedJobMaxAge = c.FailedJobAge
 	app := &App{Config: c, Log: log, Pool: pool, Redis: rdb, Shop: svc}
 	if c.StripeSecretKey != "" {
 		app.Stripe = payment.New(payment.Config{SecretKey: c.StripeSecretKey, APIBase: c.StripeAPIBase, WebhookSecret: c.StripeWebhookSecret})
@@ -157,7 +158,7 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*App, error) {
 		app.Close()
 		return nil, err
 	}
-	svc.Jobs = app.Queue
+	svc.Jobs, svc.Dead = app.Queue, app.Queue
 	return app, nil
 }
 

@@ -14,6 +14,11 @@ const (
 	RouteAdminProducts = "GET /admin/products"
 	RouteUpsertProduct = "PUT /admin/products/{id}"
 	RouteRestock       = "POST /admin/products/{id}/restock"
+	RouteFailedJobs    = "GET /admin/failed-jobs"
+	RouteRetryJob      = "POST /admin/failed-jobs/{order_id}/retry"
+	RouteCancelJob     = "POST /admin/failed-jobs/{order_id}/cancel"
+	RouteRedrive       = "POST /admin/failed-jobs/redrive"
+	RouteAdminOrders   = "GET /admin/orders"
 )
 
 // ProductBody is the body of PUT /admin/products/{id}; every field is required.
@@ -76,6 +81,26 @@ func Admin(svc *shop.Service, log *slog.Logger) *apigw.Mux {
 		}
 		p, err := svc.Restock(ctx, r.Param("id"), *body.Delta)
 		return http.StatusOK, p, err
+	})
+	m.Handle(RouteFailedJobs, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		jobs, err := svc.FailedJobs(ctx)
+		return http.StatusOK, map[string]any{"failed_jobs": jobs}, err
+	})
+	m.Handle(RouteRetryJob, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		res, err := svc.RetryJob(ctx, r.Param("order_id"))
+		return http.StatusAccepted, res, err
+	})
+	m.Handle(RouteCancelJob, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		o, err := svc.CancelJob(ctx, r.Param("order_id"))
+		return http.StatusOK, o, err
+	})
+	m.Handle(RouteRedrive, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		n, err := svc.Redrive(ctx)
+		return http.StatusAccepted, map[string]int{"moved": n}, err
+	})
+	m.Handle(RouteAdminOrders, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		orders, err := svc.AdminOrders(ctx, r.Event.QueryStringParameters["status"])
+		return http.StatusOK, map[string]any{"orders": orders}, err
 	})
 	return m
 }

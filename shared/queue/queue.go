@@ -28,7 +28,7 @@ const (
 )
 
 // MaxReceives is how many times SQS delivers a job before it dead-letters it.
-const MaxReceives = 3
+const MaxReceives = shop.MaxAttempts
 
 // Config is how to reach SQS.
 type Config struct {
@@ -134,18 +134,13 @@ func (q *Queue) Ensure(ctx context.Context, visibility time.Duration) error {
 	return nil
 }
 
-// FulfillJob is the body of a fulfill-order message.
-type FulfillJob struct {
-	OrderID string `json:"order_id"`
-}
-
 // EnqueueFulfill sends a fulfillment job; it returns once SQS has it durably.
 func (q *Queue) EnqueueFulfill(ctx context.Context, orderID string) error {
 	url, err := q.URL(ctx, Fulfill)
 	if err != nil {
 		return err
 	}
-	body, _ := json.Marshal(FulfillJob{OrderID: orderID})
+	body, _ := json.Marshal(shop.FulfillJob{OrderID: orderID})
 	if _, err := q.Client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(string(body))}); err != nil {
 		return fmt.Errorf("send fulfill job for %s: %w", orderID, translate(err))
 	}

@@ -199,6 +199,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 			}
 			if res.Outcome == GateReleased {
 				rep.UnitsFreed += int(res.Quantity)
+				s.changed(ctx, h.ProductID)
 			}
 		}
 		if len(holds) < sweepBatch {
@@ -243,9 +244,15 @@ func (s *Service) sweepGate(ctx context.Context, productID string, now time.Time
 	if err != nil {
 		return err
 	}
+	var fulfilled []Reservation
 	for _, id := range due {
-		if st, ok := status[id]; ok && (st == StatusReserved || st == StatusCheckedOut) {
+		st, ok := status[id]
+		if ok && (st == StatusReserved || st == StatusCheckedOut) {
 			continue // live in Postgres: its own transition releases it
+		}
+		if st == StatusFulfilled {
+			fulfilled = append(fulfilled, Reservation{ID: id, ProductID: productID}) // its units were sold
+			continue
 		}
 		res, err := s.Gate.Release(ctx, productID, id, "", "")
 		if err != nil {
@@ -254,7 +261,8 @@ func (s *Service) sweepGate(ctx context.Context, productID string, now time.Time
 		if res.Outcome == GateReleased {
 			rep.Orphans++
 			rep.UnitsFreed += int(res.Quantity)
+			s.changed(ctx, productID)
 		}
 	}
-	return nil
+	return s.Gate.Drop(ctx, fulfilled)
 }

@@ -82,6 +82,25 @@ type OrderStore interface {
 	RetakeOrder(ctx context.Context, orderID string, deadline, now time.Time, take func() (gens map[string]int64, short string, err error)) (RetakeResult, error)
 	// SetOrderStatus moves an order from one status to another without touching its holds.
 	SetOrderStatus(ctx context.Context, orderID, from, to string, now time.Time) (bool, error)
+	// FulfillOrder locks the order and, if it is paid, takes its units from stock on hand into
+	// sold, moves its holds and itself to fulfilled and counts the attempt, in one transaction.
+	FulfillOrder(ctx context.Context, orderID string, now time.Time) (FulfillResult, error)
+	// RecordFailure counts a failed fulfillment attempt with its error; deadLettered marks
+	// the order as a failed job (out of automatic retries) if it is still paid.
+	RecordFailure(ctx context.Context, orderID, lastError string, deadLettered bool, now time.Time) error
+	// FailedJobs returns paid orders marked as failed jobs, oldest first; with before set,
+	// only those that failed before it.
+	FailedJobs(ctx context.Context, before *time.Time) ([]Order, error)
+	// ClearFailed unmarks failed jobs that were queued again.
+	ClearFailed(ctx context.Context, orderIDs []string) error
+	// CancelPaid locks a paid order, calls refund, and on success moves the order to
+	// cancelled and its checked-out holds to cancelled, in one transaction. It returns the
+	// holds it ended and the order's status before (only "paid" did anything).
+	CancelPaid(ctx context.Context, orderID string, now time.Time, refund func(Order) error) (holds []Reservation, was Order, err error)
+	// Orders lists orders, newest first, optionally of one status.
+	Orders(ctx context.Context, status string, limit int) ([]Order, error)
+	// TryLock takes a session lock named key unless someone holds it; unlock gives it back.
+	TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error)
 	// EventSeen reports whether a Stripe event was handled already.
 	EventSeen(ctx context.Context, eventID string) (bool, error)
 	// RecordEvent remembers a handled Stripe event.
@@ -110,6 +129,8 @@ type CartGate interface {
 	Checkout(ctx context.Context, userID string, holds []Reservation, now, deadline time.Time) (failed []string, missing string, err error)
 	// Uncheckout puts checked-out holds back to reserved with their original deadlines.
 	Uncheckout(ctx context.Context, items []OrderItem) error
+	// Drop forgets fulfilled holds without changing available units (drop.lua).
+	Drop(ctx context.Context, holds []Reservation) error
 	// Retake takes an order's units again (retake.lua) and returns each product's gate
 	// generation, or the product that is out of stock or has no gate.
 	Retake(ctx context.Context, userID string, items []OrderItem, deadline time.Time) (gens map[string]int64, short, missing string, err error)
@@ -133,6 +154,23 @@ var ErrAlreadyPaid = Errorf(CodeInvalidState, "the payment succeeded already")
 type Jobs interface {
 	// EnqueueFulfill durably queues the fulfillment of a paid order.
 	EnqueueFulfill(ctx context.Context, orderID string) error
+}
+
+// DeadLetters is the fulfill queue's dead-letter queue.
+type DeadLetters interface {
+	// RetryDead moves the order's dead-lettered jobs back to the queue; found is false when
+	// none was there.
+	RetryDead(ctx context.Context, orderID string) (found bool, err error)
+	// RedriveDead moves every dead-lettered job back to the queue and returns their orders.
+	RedriveDead(ctx context.Context) ([]string, error)
+	// ForgetDead deletes the order's dead-lettered jobs.
+	ForgetDead(ctx context.Context, orderID string) error
+}
+
+// FulfillResult is how a FulfillOrder ended.
+type FulfillResult struct {
+	Status string        // the order's status before: only "paid" is fulfilled now
+	Holds  []Reservation // the holds fulfilled now
 }
 
 // PaymentEvent is a verified Stripe event, reduced to what the shop needs.

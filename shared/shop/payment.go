@@ -126,6 +126,9 @@ func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID stri
 		}
 		switch res.Outcome {
 		case RetakeDone:
+			for _, it := range o.Items {
+				s.changed(ctx, it.ProductID)
+			}
 			s.Log.Info("late payment took its units again", "order_id", o.ID)
 			return true, s.Jobs.EnqueueFulfill(ctx, o.ID)
 		case RetakeShort:
@@ -165,6 +168,7 @@ func (s *Service) endOrder(ctx context.Context, orderID, from, to, holdStatus st
 		if _, err := s.Gate.Release(context.WithoutCancel(ctx), h.ProductID, h.ID, "", ""); err != nil {
 			s.Log.Error("release in gate", "order_id", orderID, "reservation_id", h.ID, "err", err)
 		}
+		s.changed(ctx, h.ProductID)
 	}
 	return true, nil
 }
@@ -175,6 +179,7 @@ func (s *Service) releaseItems(ctx context.Context, items []OrderItem) {
 		if _, err := s.Gate.Release(ctx, it.ProductID, it.ReservationID, "", ""); err != nil {
 			s.Log.Error("release in gate", "reservation_id", it.ReservationID, "err", err)
 		}
+		s.changed(ctx, it.ProductID)
 	}
 }
 

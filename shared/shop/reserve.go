@@ -150,6 +150,7 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 	}
 	ok, err := s.Store.InsertHold(ctx, out.Reservation, res.Gen, s.now(), idem)
 	if err == nil && ok {
+		s.changed(ctx, a.ProductID)
 		return out, false, nil
 	}
 	if uerr := s.undo(ctx, a); uerr != nil {
@@ -173,6 +174,7 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 // undo gives back the units the gate granted to a hold that Postgres did not record.
 func (s *Service) undo(ctx context.Context, a GateReserve) error {
 	_, err := s.Gate.Release(context.WithoutCancel(ctx), a.ProductID, a.ID, a.UserID, a.IdemKey)
+	s.changed(ctx, a.ProductID)
 	return err
 }
 
@@ -209,7 +211,11 @@ func requestHash(route string, fields ...any) string {
 func (s *Service) ensureGate(ctx context.Context, productID string) error {
 	_, err, _ := s.rebuilds.Do(productID, func() (any, error) {
 		return nil, s.Store.RebuildGate(ctx, productID, func(st GateState) (bool, error) {
-			return s.Gate.Rebuild(ctx, st, s.now())
+			set, err := s.Gate.Rebuild(ctx, st, s.now())
+			if set {
+				s.changed(ctx, productID)
+			}
+			return set, err
 		})
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -245,6 +251,7 @@ func (s *Service) Release(ctx context.Context, userID, id string) error {
 		// Postgres says released; the sweep gives the units back after the deadline.
 		s.Log.Error("release in gate", "reservation_id", r.ID, "product_id", r.ProductID, "err", err)
 	}
+	s.changed(ctx, r.ProductID)
 	return nil
 }
 

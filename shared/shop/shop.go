@@ -170,6 +170,19 @@ type Gate interface {
 	CartGate
 }
 
+// Notifier hears that products' available units changed, for the live stock fan-out. It
+// must not block: the request path does not wait on the fan-out.
+type Notifier interface {
+	StockChanged(ctx context.Context, productIDs ...string)
+}
+
+// changed tells the notifier, if any, that products' available units changed.
+func (s *Service) changed(ctx context.Context, productIDs ...string) {
+	if s.Notify != nil && len(productIDs) > 0 {
+		s.Notify.StockChanged(context.WithoutCancel(ctx), productIDs...)
+	}
+}
+
 // GateReserve is one reserve.lua call.
 type GateReserve struct {
 	ProductID   string
@@ -212,6 +225,9 @@ type Service struct {
 	Gate  Gate
 	Pay   Payments // nil where no function needs Stripe
 	Jobs  Jobs     // nil where no function queues fulfillment
+	Dead  DeadLetters // nil where no function handles dead letters
+	// Notify hears of every change of a product's available units (live stock); nil: nobody.
+	Notify Notifier
 	Log   *slog.Logger
 	// Now is the clock; tests move it.
 	Now func() time.Time
@@ -221,6 +237,9 @@ type Service struct {
 	IdemTTL time.Duration
 	// PaymentWindow is how long a checked-out order waits for its payment (PAYMENT_WINDOW).
 	PaymentWindow time.Duration
+	// FailedJobMaxAge is how long a failed job waits for an admin before the janitor
+	// cancels it (FAILED_JOB_MAX_AGE).
+	FailedJobMaxAge time.Duration
 	// Fault, when set, is called after the gate took units and before Postgres records the
 	// hold; an error from it stands for the process dying there (tests inject crashes).
 	Fault func(step string) error
@@ -230,7 +249,7 @@ type Service struct {
 
 // NewService returns a Service with the default clock, TTLs and logger.
 func NewService(st Store, g Gate) *Service {
-	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute}
+	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute, FailedJobMaxAge: 24 * time.Hour}
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Millisecond) }

@@ -123,3 +123,30 @@ func (g *Gate) Retake(ctx context.Context, userID string, items []shop.OrderItem
 		return nil, "", order[num(v, 1)-1], nil
 	}
 }
+
+var dropScript = redis.NewScript(lua.Drop)
+
+// Drop forgets fulfilled holds without changing available units.
+func (g *Gate) Drop(ctx context.Context, holds []shop.Reservation) error {
+	if len(holds) == 0 {
+		return nil
+	}
+	pids := make([]string, len(holds))
+	for i, h := range holds {
+		pids[i] = h.ProductID
+	}
+	order, index := products(pids)
+	keys := make([]string, 0, 3*len(order))
+	for _, p := range order {
+		k := KeysFor(p)
+		keys = append(keys, k.Holds, k.Deadlines, k.Users)
+	}
+	args := make([]any, 0, 2*len(holds))
+	for _, h := range holds {
+		args = append(args, index[h.ProductID], h.ID)
+	}
+	if err := dropScript.Run(ctx, g.rdb, keys, args...).Err(); err != nil {
+		return fmt.Errorf("run drop.lua: %w", translate(err))
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"lastunit/shared/shop"
+)
+
+// FulfillOrder locks the order and, if it is paid, moves its units from stock on hand to
+// sold and its holds and itself to fulfilled, in one transaction.
+func (s *Store) FulfillOrder(ctx context.Context, orderID string, now time.Time) (shop.FulfillResult, error) {
+	var res shop.FulfillResult
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, orderID).Scan(&res.Status); err != nil {
+			return fmt.Errorf("lock order: %w", translate(err))
+		}
+		if res.Status != shop.OrderPaid {
+			return nil
+		}
+		rows, err := tx.Query(ctx, `UPDATE reservations SET status = 'fulfilled', updated_at = $2
+			WHERE order_id = $1 AND status = 'checked_out' RETURNING `+reservationCols, orderID, now)
+		if err != nil {
+			return fmt.Errorf("fulfill holds: %w", translate(err))
+		}
+		if res.Holds, err = pgx.CollectRows(rows, scanReservation); err != nil {
+			return fmt.Errorf("fulfill holds: %w", translate(err))
+		}
+		if _, err := tx.Exec(ctx, `UPDATE products p SET stock = p.stock - h.qty, sold = p.sold + h.qty, updated_at = $2
+			FROM (SELECT product_id, sum(quantity) AS qty FROM reservations WHERE id = ANY($1) GROUP BY product_id) h
+			WHERE p.id = h.product_id`, holdIDs(res.Holds), now); err != nil {
+			return fmt.Errorf("take units from stock: %w", translate(err))
+		}
+		if _, err := tx.Exec(ctx, `UPDATE orders SET status = 'fulfilled', attempts = attempts + 1, last_error = NULL,
+			failed_at = NULL, updated_at = $2 WHERE id = $1`, orderID, now); err != nil {
+			return fmt.Errorf("fulfill order: %w", translate(err))
+		}
+		return nil
+	})
+	return res, err
+}
+
+func holdIDs(rs []shop.Reservation) []string {
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+// RecordFailure counts a failed fulfillment attempt; deadLettered marks a paid order as a
+// failed job.
+func (s *Store) RecordFailure(ctx context.Context, orderID, lastError string, deadLettered bool, now time.Time) error {
+	_, err := s.pool.Exec(ctx, `UPDATE orders SET attempts = attempts + 1, last_error = $2, updated_at = $3,
+		failed_at = CASE WHEN $4 AND status = 'paid' THEN $3 ELSE failed_at END WHERE id = $1`, orderID, lastError, now, deadLettered)
+	if err != nil {
+		return fmt.Errorf("record fulfillment failure: %w", translate(err))
+	}
+	return nil
+}
+
+// FailedJobs returns paid orders marked as failed jobs, oldest first (only those that failed
+// before *before, when it is set).
+func (s *Store) FailedJobs(ctx context.Context, before *time.Time) ([]shop.Order, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+orderCols+` FROM orders
+		WHERE status = 'paid' AND failed_at IS NOT NULL AND ($1::timestamptz IS NULL OR failed_at < $1)
+		ORDER BY failed_at, id`, before)
+	if err != nil {
+		return nil, fmt.Errorf("select failed jobs: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (shop.Order, error) { return scanOrder(row) })
+	if err != nil {
+		return nil, fmt.Errorf("select failed jobs: %w", translate(err))
+	}
+	return out, nil
+}
+
+// ClearFailed unmarks failed jobs that were queued again.
+func (s *Store) ClearFailed(ctx context.Context, orderIDs []string) error {
+	if len(orderIDs) == 0 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE orders SET failed_at = NULL WHERE id = ANY($1) AND failed_at IS NOT NULL`, orderIDs); err != nil {
+		return fmt.Errorf("clear failed jobs: %w", translate(err))
+	}
+	return nil
+}
+
+// CancelPaid locks a paid order, calls refund with it, then cancels the order and its
+// checked-out holds, in one transaction; was is the order as it was found.
+func (s *Store) CancelPaid(ctx context.Context, orderID string, now time.Time, refund func(shop.Order) error) ([]shop.Reservation, shop.Order, error) {
+	var holds []shop.Reservation
+	var was shop.Order
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if was, err = scanOrder(tx.QueryRow(ctx, `SELECT `+orderCols+` FROM orders WHERE id = $1 FOR UPDATE`, orderID)); err != nil {
+			return fmt.Errorf("lock order: %w", translate(err))
+		}
+		if was.Status != shop.OrderPaid {
+			return nil
+		}
+		if err := refund(was); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE orders SET status = 'cancelled', failed_at = NULL, updated_at = $2 WHERE id = $1`, orderID, now); err != nil {
+			return fmt.Errorf("cancel order: %w", translate(err))
+		}
+		rows, err := tx.Query(ctx, `UPDATE reservations SET status = 'cancelled', updated_at = $2
+			WHERE order_id = $1 AND status = 'checked_out' RETURNING `+reservationCols, orderID, now)
+		if err != nil {
+			return fmt.Errorf("cancel holds: %w", translate(err))
+		}
+		holds, err = pgx.CollectRows(rows, scanReservation)
+		return translate(err)
+	})
+	return holds, was, err
+}
+
+// Orders lists up to limit orders, newest first, optionally of one status, with items.
+func (s *Store) Orders(ctx context.Context, status string, limit int) ([]shop.Order, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+orderCols+` FROM orders WHERE ($1 = '' OR status = $1)
+		ORDER BY created_at DESC, id LIMIT $2`, status, limit)
+	if err != nil {
+		return nil, fmt.Errorf("select orders: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (shop.Order, error) { return scanOrder(row) })
+	if err != nil {
+		return nil, fmt.Errorf("select orders: %w", translate(err))
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	ids := make([]string, len(out))
+	at := make(map[string]int, len(out))
+	for i, o := range out {
+		ids[i], at[o.ID] = o.ID, i
+	}
+	items, err := s.pool.Query(ctx, `SELECT order_id, reservation_id, product_id, quantity, unit_price_cents, hold_expires_at
+		FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, reservation_id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("select order items: %w", translate(err))
+	}
+	var oid string
+	var it shop.OrderItem
+	_, err = pgx.ForEachRow(items, []any{&oid, &it.ReservationID, &it.ProductID, &it.Quantity, &it.UnitPriceCents, &it.HoldExpiresAt}, func() error {
+		it.HoldExpiresAt = it.HoldExpiresAt.UTC()
+		out[at[oid]].Items = append(out[at[oid]].Items, it)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("select order items: %w", translate(err))
+	}
+	return out, nil
+}
+
+// TryLock takes a session-level advisory lock named key on a connection of its own, unless
+// another session holds it; unlock releases it and the connection.
+func (s *Store) TryLock(ctx context.Context, key string) (func(), bool, error) {
+	h := fnv.New64a()
+	h.Write([]byte("lastunit:" + key))
+	id := int64(h.Sum64())
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("acquire lock connection: %w", translate(err))
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, id).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, false, fmt.Errorf("try lock %s: %w", key, translate(err))
+	}
+	if !ok {
+		conn.Release()
+		return nil, false, nil
+	}
+	return func() {
+		conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, id) //nolint:errcheck
+		conn.Release()
+	}, true, nil
+}
