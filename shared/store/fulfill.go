@@ -15,7 +15,7 @@ import (
 // sold and its holds and itself to fulfilled, in one transaction.
 func (s *Store) FulfillOrder(ctx context.Context, orderID string, now time.Time) (shop.FulfillResult, error) {
 	var res shop.FulfillResult
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, orderID).Scan(&res.Status); err != nil {
 			return fmt.Errorf("lock order: %w", translate(err))
 		}
@@ -95,7 +95,7 @@ func (s *Store) ClearFailed(ctx context.Context, orderIDs []string) error {
 func (s *Store) CancelPaid(ctx context.Context, orderID string, now time.Time, refund func(shop.Order) error) ([]shop.Reservation, shop.Order, error) {
 	var holds []shop.Reservation
 	var was shop.Order
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
 		var err error
 		if was, err = scanOrder(tx.QueryRow(ctx, `SELECT `+orderCols+` FROM orders WHERE id = $1 FOR UPDATE`, orderID)); err != nil {
 			return fmt.Errorf("lock order: %w", translate(err))

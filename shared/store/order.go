@@ -43,7 +43,7 @@ func (s *Store) CartHolds(ctx context.Context, userID string, ids []string, now 
 // CreateOrder inserts the order and checks its holds out, in one transaction.
 func (s *Store) CreateOrder(ctx context.Context, o shop.Order, now time.Time) ([]string, error) {
 	var failed []string
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO orders (id, user_id, status, amount_cents, currency, payment_expires_at, created_at, updated_at)
 			VALUES ($1, $2, 'payment_pending', $3, $4, $5, $6, $6)`, o.ID, o.UserID, o.AmountCents, o.Currency, o.PaymentExpiresAt, o.CreatedAt)
 		if err != nil {
@@ -109,7 +109,7 @@ func (s *Store) AttachPayment(ctx context.Context, orderID, paymentIntentID, cli
 // deletes the order.
 func (s *Store) UndoCheckout(ctx context.Context, orderID string, now time.Time) ([]shop.OrderItem, error) {
 	var items []shop.OrderItem
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
 		var err error
 		if items, err = orderItems(ctx, tx, orderID); err != nil {
 			return err
@@ -201,7 +201,7 @@ func (s *Store) DuePayments(ctx context.Context, now time.Time, limit int) ([]sh
 func (s *Store) EndOrder(ctx context.Context, orderID, from, to, holdStatus string, now time.Time) ([]shop.Reservation, bool, error) {
 	var holds []shop.Reservation
 	moved := false
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE orders SET status = $3, client_secret = NULL, updated_at = $4 WHERE id = $1 AND status = $2`,
 			orderID, from, to, now)
 		if err != nil {
@@ -238,7 +238,7 @@ func (s *Store) MarkPaid(ctx context.Context, orderID, paymentIntentID string, n
 // gate rebuild waits for). The lock serializes concurrent deliveries of the same payment.
 func (s *Store) RetakeOrder(ctx context.Context, orderID string, deadline, now time.Time, take func() (map[string]int64, string, error)) (shop.RetakeResult, error) {
 	var res shop.RetakeResult
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
 		var status string
 		if err := tx.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, orderID).Scan(&status); err != nil {
 			return fmt.Errorf("lock order: %w", translate(err))

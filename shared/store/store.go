@@ -130,7 +130,7 @@ func errBelowHeld(stock, held int64) error {
 // UpsertProduct creates or updates a product and bumps its gate generation.
 func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInput, now time.Time) (shop.ProductRow, error) {
 	var out shop.ProductRow
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
 		cur, err := lockProduct(ctx, tx, id)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("lock product: %w", translate(err))
@@ -156,7 +156,7 @@ func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInp
 // Restock adds delta to stock on hand and bumps the gate generation.
 func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Time) (shop.ProductRow, error) {
 	var out shop.ProductRow
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
 		cur, err := lockProduct(ctx, tx, id)
 		if err != nil {
 			return fmt.Errorf("lock product: %w", translate(err))
@@ -182,7 +182,7 @@ func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Ti
 // it commits only when apply set the gate. Holds recorded under an older generation wait
 // for the lock and are then refused, so the gate never misses a hold.
 func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.GateState) (bool, error)) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := s.tx(ctx, func(tx pgx.Tx) error {
 		p, err := lockProduct(ctx, tx, id)
 		if err != nil {
 			return fmt.Errorf("lock product: %w", translate(err))
@@ -344,4 +344,9 @@ func (s *Store) DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error
 		return 0, fmt.Errorf("delete idempotency records: %w", translate(err))
 	}
 	return tag.RowsAffected(), nil
+}
+
+// tx runs fn in a transaction; errors starting or ending it are translated too.
+func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return translate(pgx.BeginFunc(ctx, s.pool, fn))
 }
