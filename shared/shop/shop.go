@@ -223,12 +223,12 @@ type GateResult struct {
 type Service struct {
 	Store Store
 	Gate  Gate
-	Pay   Payments // nil where no function needs Stripe
-	Jobs  Jobs     // nil where no function queues fulfillment
+	Pay   Payments    // nil where no function needs Stripe
+	Jobs  Jobs        // nil where no function queues fulfillment
 	Dead  DeadLetters // nil where no function handles dead letters
 	// Notify hears of every change of a product's available units (live stock); nil: nobody.
 	Notify Notifier
-	Log   *slog.Logger
+	Log    *slog.Logger
 	// Now is the clock; tests move it.
 	Now func() time.Time
 	// HoldTTL is how long a reservation holds its units (RESERVATION_TTL).
