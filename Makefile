@@ -141,3 +141,7 @@ bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs th
 	done; \
 	curl -fsS -o /dev/null "$$url/healthz" || { echo "the runner is not healthy after 30 s" >&2; tail -20 $(RUN)/bench-local.log >&2; exit 1; }; \
 	$(GO) run ./cmd/local/loadgen -url "$$url" -db "$$db_url" -duration $(BENCH_DURATION) -conc $(BENCH_CONC) $(BENCH_FLAGS)
+	@echo
+	@echo "checkout of a 20-item cart in Redis: one script call vs the per-item (chatty) baseline"
+	@$(GO) test -run '^$$' -bench 'Checkout20' -benchtime 300x -count 1 ./shared/stock/ | tee $(RUN)/bench-checkout.txt | grep -E '^Benchmark'
+	@awk '/Checkout20\/script/ {s=$$3} /Checkout20\/chatty/ {c=$$3} END {printf "| cart | script µs | chatty µs | speed-up |\n|---|---:|---:|---:|\n| 20 items | %.0f | %.0f | %.1f× |\n", s/1000, c/1000, c/s}' $(RUN)/bench-checkout.txt
