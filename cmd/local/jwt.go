@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -64,4 +65,42 @@ func mintToken(secret []byte, sub string, groups []string, ttl time.Duration, no
 		claims["cognito:groups"] = groups
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
+}
+
+// tokenCache remembers verified tokens until they expire, so a shopper's many requests pay
+// for one HMAC check. It forgets everything when it grows past maxCached.
+type tokenCache struct {
+	mu     sync.Mutex
+	tokens map[string]cachedToken
+}
+
+type cachedToken struct {
+	claims map[string]string
+	exp    time.Time
+}
+
+const maxCached = 100_000
+
+func (c *tokenCache) verify(secret []byte, header string, now time.Time) (map[string]string, error) {
+	c.mu.Lock()
+	t, ok := c.tokens[header]
+	c.mu.Unlock()
+	if ok && now.Before(t.exp) {
+		return t.claims, nil
+	}
+	claims, err := verifyToken(secret, header)
+	if err != nil {
+		return nil, err
+	}
+	exp, err := strconv.ParseInt(claims["exp"], 10, 64)
+	if err != nil {
+		return claims, nil
+	}
+	c.mu.Lock()
+	if c.tokens == nil || len(c.tokens) >= maxCached {
+		c.tokens = map[string]cachedToken{}
+	}
+	c.tokens[header] = cachedToken{claims: claims, exp: time.Unix(exp, 0)}
+	c.mu.Unlock()
+	return claims, nil
 }

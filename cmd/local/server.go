@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -36,7 +35,7 @@ type server struct {
 	routes []route
 	health func(context.Context) error
 	mux    *http.ServeMux
-	reqs   atomic.Int64
+	tokens tokenCache
 }
 
 func newServer(log *slog.Logger, secret []byte, health func(context.Context) error, funcs ...*apigw.Mux) *server {
@@ -95,7 +94,7 @@ func (s *server) api(w http.ResponseWriter, r *http.Request) {
 	}
 	var claims map[string]string
 	if match.access != apigw.Public {
-		c, err := verifyToken(s.secret, r.Header.Get("Authorization"))
+		c, err := s.tokens.verify(s.secret, r.Header.Get("Authorization"), time.Now())
 		if err != nil {
 			apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeUnauthenticated, "missing, malformed, expired or badly signed token")))
 			return
