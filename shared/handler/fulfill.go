@@ -40,20 +40,3 @@ func Fulfill(svc *shop.Service, log *slog.Logger) func(context.Context, events.S
 		return resp, nil
 	}
 }
-
-// Janitor returns the janitor function's handler, invoked daily by EventBridge: it cancels
-// (refund, restock) the failed jobs older than FAILED_JOB_MAX_AGE, one run at a time.
-func Janitor(svc *shop.Service, log *slog.Logger) func(context.Context, events.EventBridgeEvent) (shop.JanitorReport, error) {
-	return func(ctx context.Context, ev events.EventBridgeEvent) (shop.JanitorReport, error) {
-		start := time.Now()
-		rep, err := svc.Janitor(ctx)
-		attrs := []any{"job", "janitor", "event_id", ev.ID, "skipped", rep.Skipped, "cancelled", rep.Cancelled,
-			"failed", rep.Failed, "ms", time.Since(start).Milliseconds()}
-		if err != nil {
-			log.Error("janitor", append(attrs, "err", err.Error())...)
-			return rep, err
-		}
-		log.Info("janitor", attrs...)
-		return rep, nil
-	}
-}

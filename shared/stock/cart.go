@@ -17,31 +17,39 @@ var (
 	retakeScript     = redis.NewScript(lua.Retake)
 )
 
-// products numbers the distinct products of a cart in order of first appearance (1-based,
-// as the cart scripts index their KEYS).
-func products(ids []string) (order []string, index map[string]int) {
+// cart numbers the distinct products of a cart in order of first appearance (1-based, as
+// the cart scripts index their KEYS) and lists the keys fields picks for each, in that order.
+func cart(productIDs []string, fields func(Keys) []string) (order []string, index map[string]int, keys []string) {
 	index = make(map[string]int)
-	for _, id := range ids {
+	for _, id := range productIDs {
 		if _, ok := index[id]; !ok {
 			order = append(order, id)
 			index[id] = len(order)
+			keys = append(keys, fields(KeysFor(id))...)
 		}
 	}
-	return order, index
+	return order, index, keys
+}
+
+func itemProducts(items []shop.OrderItem) []string {
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = it.ProductID
+	}
+	return ids
+}
+
+func holdProducts(holds []shop.Reservation) []string {
+	ids := make([]string, len(holds))
+	for i, h := range holds {
+		ids[i] = h.ProductID
+	}
+	return ids
 }
 
 // Checkout runs checkout.lua over the whole cart in one call.
 func (g *Gate) Checkout(ctx context.Context, userID string, holds []shop.Reservation, now, deadline time.Time) ([]string, string, error) {
-	pids := make([]string, len(holds))
-	for i, h := range holds {
-		pids[i] = h.ProductID
-	}
-	order, index := products(pids)
-	keys := make([]string, 0, 3*len(order))
-	for _, p := range order {
-		k := KeysFor(p)
-		keys = append(keys, k.Gate, k.Holds, k.Deadlines)
-	}
+	order, index, keys := cart(holdProducts(holds), func(k Keys) []string { return []string{k.Gate, k.Holds, k.Deadlines} })
 	args := make([]any, 0, 3+2*len(holds))
 	args = append(args, userID, ms(now), ms(deadline))
 	for _, h := range holds {
@@ -70,16 +78,7 @@ func (g *Gate) Uncheckout(ctx context.Context, items []shop.OrderItem) error {
 	if len(items) == 0 {
 		return nil
 	}
-	pids := make([]string, len(items))
-	for i, it := range items {
-		pids[i] = it.ProductID
-	}
-	order, index := products(pids)
-	keys := make([]string, 0, 2*len(order))
-	for _, p := range order {
-		k := KeysFor(p)
-		keys = append(keys, k.Holds, k.Deadlines)
-	}
+	_, index, keys := cart(itemProducts(items), func(k Keys) []string { return []string{k.Holds, k.Deadlines} })
 	args := make([]any, 0, 3*len(items))
 	for _, it := range items {
 		args = append(args, index[it.ProductID], it.ReservationID, ms(it.HoldExpiresAt))
@@ -92,15 +91,7 @@ func (g *Gate) Uncheckout(ctx context.Context, items []shop.OrderItem) error {
 
 // Retake runs retake.lua for an order's items.
 func (g *Gate) Retake(ctx context.Context, userID string, items []shop.OrderItem, deadline time.Time) (map[string]int64, string, string, error) {
-	pids := make([]string, len(items))
-	for i, it := range items {
-		pids[i] = it.ProductID
-	}
-	order, index := products(pids)
-	keys := make([]string, 0, 5*len(order))
-	for _, p := range order {
-		keys = append(keys, KeysFor(p).list()...)
-	}
+	order, index, keys := cart(itemProducts(items), Keys.list)
 	args := make([]any, 0, 2+3*len(items))
 	args = append(args, userID, ms(deadline))
 	for _, it := range items {
@@ -131,16 +122,7 @@ func (g *Gate) Drop(ctx context.Context, holds []shop.Reservation) error {
 	if len(holds) == 0 {
 		return nil
 	}
-	pids := make([]string, len(holds))
-	for i, h := range holds {
-		pids[i] = h.ProductID
-	}
-	order, index := products(pids)
-	keys := make([]string, 0, 3*len(order))
-	for _, p := range order {
-		k := KeysFor(p)
-		keys = append(keys, k.Holds, k.Deadlines, k.Users)
-	}
+	_, index, keys := cart(holdProducts(holds), func(k Keys) []string { return []string{k.Holds, k.Deadlines, k.Users} })
 	args := make([]any, 0, 2*len(holds))
 	for _, h := range holds {
 		args = append(args, index[h.ProductID], h.ID)
