@@ -18,6 +18,7 @@ import (
 	"lastunit/shared/config"
 	"lastunit/shared/handler"
 	"lastunit/shared/queue"
+	"lastunit/web"
 	"lastunit/shared/store"
 )
 
@@ -63,6 +64,7 @@ func run(log *slog.Logger) error {
 	f := &faults{}
 	app.Shop.Fault = f.hook
 	srv.handle("PUT /_local/faults", f.put)
+	srv.servePages(web.Config{Local: true, StripePublishableKey: os.Getenv("STRIPE_PUBLISHABLE_KEY")})
 
 	fulfillURL, err := app.Queue.URL(ctx, queue.Fulfill)
 	if err != nil {

@@ -1,0 +1,109 @@
+// dashboard.js: the admin dashboard. Product ledger and restock, failed jobs with retry,
+// cancel (refund) and redrive, orders by status. Refreshes every two seconds.
+import { api, ApiError, el, loadConfig, money, restore, say, signIn, state } from "./api.js";
+
+const KEY = "lastunit.admin";
+const $ = (id) => document.getElementById(id);
+
+function fail(err) {
+  say($("msg"), err instanceof ApiError && err.code === "forbidden" ? "This needs an admin token." : err.message, "bad");
+}
+
+async function act(what, fn) {
+  try {
+    await fn();
+    say($("msg"), what, "good");
+  } catch (err) { fail(err); }
+  await refresh();
+}
+
+function renderProducts(list) {
+  $("products").replaceChildren(...list.map((p) => {
+    const id = "delta-" + p.id;
+    return el("tr", { "data-product": p.id },
+      el("th", { scope: "row" }, p.name, " ", el("small", {}, "(" + p.id + ")")),
+      el("td", { "data-col": "stock" }, String(p.stock)),
+      el("td", { "data-col": "held" }, String(p.held)),
+      el("td", { "data-col": "sold" }, String(p.sold)),
+      el("td", { "data-col": "available" }, String(p.available)),
+      el("td", {}, el("span", { class: "row" },
+        el("label", { for: id, class: "visually-hidden" }, "Units to add to " + p.name),
+        el("input", { id, type: "number", value: "5" }),
+        el("button", { type: "button", onclick: () => act("Restocked " + p.id + ".", () => api("POST", `/admin/products/${p.id}/restock`, { delta: Number($(id).value) })) }, "Restock"))));
+  }));
+}
+
+function renderJobs(jobs) {
+  $("jobs").replaceChildren(...jobs.map((j) => el("tr", { "data-job": j.order_id },
+    el("th", { scope: "row" }, j.order_id),
+    el("td", {}, String(j.attempts)),
+    el("td", {}, j.last_error),
+    el("td", {}, new Date(j.failed_at).toLocaleString()),
+    el("td", {}, el("span", { class: "row" },
+      el("button", { type: "button", onclick: () => act("Queued " + j.order_id + " again.", () => api("POST", `/admin/failed-jobs/${j.order_id}/retry`)) }, "Retry"),
+      el("button", { type: "button", class: "secondary", onclick: () => act("Cancelled and refunded " + j.order_id + ".", () => api("POST", `/admin/failed-jobs/${j.order_id}/cancel`)) }, "Cancel (refund)"))))));
+  if (jobs.length === 0) $("jobs").append(el("tr", {}, el("td", { colspan: "5" }, "No failed jobs.")));
+  $("redrive").disabled = jobs.length === 0;
+}
+
+function renderOrders(orders) {
+  $("orders").replaceChildren(...orders.map((o) => el("tr", { "data-order": o.id },
+    el("th", { scope: "row" }, o.id),
+    el("td", { class: "status" }, o.status.replace("_", " ")),
+    el("td", {}, money(o.amount_cents, o.currency)),
+    el("td", {}, o.items.map((i) => `${i.quantity} × ${i.product_id}`).join(", ")),
+    el("td", {}, new Date(o.updated_at).toLocaleString()))));
+}
+
+async function refresh() {
+  if (!state.token) return;
+  try {
+    const [p, j, o] = await Promise.all([
+      api("GET", "/admin/products"),
+      api("GET", "/admin/failed-jobs"),
+      api("GET", "/admin/orders" + ($("status").value ? "?status=" + $("status").value : "")),
+    ]);
+    renderProducts(p.products);
+    renderJobs(j.failed_jobs);
+    renderOrders(o.orders);
+  } catch (err) { fail(err); }
+}
+
+function showUser(sub) {
+  $("signin").hidden = !!sub;
+  $("whoami").hidden = !sub;
+  $("who").textContent = sub ? "Signed in as " + sub + " (admin)" : "";
+}
+
+async function main() {
+  await loadConfig();
+  showUser(restore(KEY));
+  if (!state.config.local) $("signin").hidden = true;
+  $("signin").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const name = $("user").value.trim();
+      await signIn(name, true, KEY);
+      showUser(name);
+      await refresh();
+    } catch (err) { fail(err); }
+  });
+  $("signout").addEventListener("click", () => { sessionStorage.removeItem(KEY); state.token = ""; showUser(""); });
+  $("create").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const id = $("p-id").value;
+    act("Saved " + id + ".", () => api("PUT", "/admin/products/" + id, {
+      name: $("p-name").value, price_cents: Number($("p-price").value), currency: "usd",
+      stock: Number($("p-stock").value), max_per_user: Number($("p-max").value),
+    }));
+  });
+  $("redrive").addEventListener("click", () => act("Redriven.", async () => {
+    const r = await api("POST", "/admin/failed-jobs/redrive");
+    say($("msg"), `Moved ${r.moved} job(s) back to the queue.`, "good");
+  }));
+  $("status").addEventListener("change", refresh);
+  await refresh();
+  setInterval(refresh, 2000);
+}
+
+main().catch(fail);
