@@ -43,3 +43,8 @@ var Retake string
 //
 //go:embed drop.lua
 var Drop string
+
+// Broadcast claims a product's next live stock broadcast and reads what to send (broadcast.lua).
+//
+//go:embed broadcast.lua
+var Broadcast string

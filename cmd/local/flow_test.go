@@ -39,6 +39,7 @@ func startFullServer(t *testing.T, env *testenv.Env) *httptest.Server {
 		t.Fatal(err)
 	}
 	go poll(ctx, quiet, env.Queue.Client, url, "arn:local", handler.Fulfill(env.Shop, quiet))
+	attachLive(t, env, s, srv.URL) // /ws, /@connections and the broadcaster, as the runner's startLive
 	return srv
 }
 

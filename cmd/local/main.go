@@ -18,8 +18,8 @@ import (
 	"lastunit/shared/config"
 	"lastunit/shared/handler"
 	"lastunit/shared/queue"
-	"lastunit/web"
 	"lastunit/shared/store"
+	"lastunit/web"
 )
 
 func main() {
@@ -42,6 +42,7 @@ func run(log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	localDefaults()
+	wsDefaults()
 	cfg, err := config.Load()
 	if err != nil {
 		return err
@@ -65,6 +66,11 @@ func run(log *slog.Logger) error {
 	app.Shop.Fault = f.hook
 	srv.handle("PUT /_local/faults", f.put)
 	srv.servePages(web.Config{Local: true, StripePublishableKey: os.Getenv("STRIPE_PUBLISHABLE_KEY")})
+	live, err := startLive(ctx, app, srv) // /ws, /@connections, the stock-updates queue and its poller
+	if err != nil {
+		return err
+	}
+	defer live.closeAll()
 
 	fulfillURL, err := app.Queue.URL(ctx, queue.Fulfill)
 	if err != nil {

@@ -10,5 +10,5 @@ import (
 
 func main() {
 	app := config.MustOpen(config.NeedStripe) // cancelling a failed job refunds it
-	lambda.Start(handler.Admin(app.Shop, app.Log).Serve)
+	lambda.Start(app.Handler(handler.Admin(app.Shop, app.Log).Serve))
 }

@@ -10,5 +10,5 @@ import (
 
 func main() {
 	app := config.MustOpen(config.NeedStripe)
-	lambda.Start(handler.Checkout(app.Shop, app.Log).Serve)
+	lambda.Start(app.Handler(handler.Checkout(app.Shop, app.Log).Serve))
 }

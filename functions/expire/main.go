@@ -10,5 +10,5 @@ import (
 
 func main() {
 	app := config.MustOpen(config.NeedStripe) // the payment deadline cancels PaymentIntents
-	lambda.Start(handler.Expire(app.Shop, app.Log))
+	lambda.Start(app.Handler(handler.Expire(app.Shop, app.Log)))
 }

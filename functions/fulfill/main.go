@@ -11,5 +11,5 @@ import (
 
 func main() {
 	app := config.MustOpen()
-	lambda.Start(handler.Fulfill(app.Shop, app.Log))
+	lambda.Start(app.Handler(handler.Fulfill(app.Shop, app.Log)))
 }

@@ -11,5 +11,5 @@ import (
 
 func main() {
 	app := config.MustOpen(config.NeedStripe)
-	lambda.Start(handler.Janitor(app.Shop, app.Log))
+	lambda.Start(app.Handler(handler.Janitor(app.Shop, app.Log)))
 }

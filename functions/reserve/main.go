@@ -10,5 +10,5 @@ import (
 
 func main() {
 	app := config.MustOpen()
-	lambda.Start(handler.Reserve(app.Shop, app.Log).Serve)
+	lambda.Start(app.Handler(handler.Reserve(app.Shop, app.Log).Serve))
 }

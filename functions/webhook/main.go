@@ -11,5 +11,5 @@ import (
 
 func main() {
 	app := config.MustOpen(config.NeedStripe)
-	lambda.Start(handler.Webhook(app.Shop, app.Stripe, app.Log).Serve)
+	lambda.Start(app.Handler(handler.Webhook(app.Shop, app.Stripe, app.Log).Serve))
 }

@@ -16,6 +16,7 @@ import (
 
 	"lastunit/shared/payment"
 	"lastunit/shared/queue"
+	"lastunit/shared/rooms"
 	"lastunit/shared/shop"
 	"lastunit/shared/stock"
 	"lastunit/shared/store"
@@ -42,6 +43,9 @@ type Config struct {
 	FulfillQueueURL string
 	FulfillDLQURL   string
 
+	// Live stock (live.go): the stock-updates queue, the WebSocket management API, tokens.
+	Live LiveConfig
+
 	// Stripe. Secrets have no defaults here: the local runner supplies local ones.
 	StripeSecretKey     string
 	StripeAPIBase       string
@@ -65,6 +69,7 @@ func Load() (Config, error) {
 		QueuePrefix:     env("QUEUE_PREFIX", "lastunit-"),
 		FulfillQueueURL: os.Getenv("FULFILL_QUEUE_URL"),
 		FulfillDLQURL:   os.Getenv("FULFILL_DLQ_URL"),
+		Live:            loadLive(),
 
 		StripeSecretKey:     os.Getenv("STRIPE_SECRET_KEY"),
 		StripeAPIBase:       os.Getenv("STRIPE_API_BASE"),
@@ -112,6 +117,9 @@ type App struct {
 	Shop   *shop.Service
 	Stripe *payment.Stripe // nil without STRIPE_SECRET_KEY
 	Queue  *queue.Queue
+	// Live stock: the connection table, and the notifier the shop tells of stock changes.
+	Rooms    *rooms.Table
+	Notifier *rooms.Notifier
 }
 
 // Logger returns the JSON logger every function uses.
@@ -152,13 +160,15 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*App, error) {
 	}
 	app.Queue, err = queue.New(ctx, queue.Config{
 		Endpoint: c.SQSEndpoint, Region: os.Getenv("AWS_REGION"), Prefix: c.QueuePrefix,
-		URLs: map[string]string{queue.Fulfill: c.FulfillQueueURL, queue.FulfillDLQ: c.FulfillDLQURL},
+		URLs: map[string]string{queue.Fulfill: c.FulfillQueueURL, queue.FulfillDLQ: c.FulfillDLQURL,
+			queue.StockUpdates: c.Live.StockQueueURL, queue.StockUpdatesDLQ: c.Live.StockDLQURL},
 	})
 	if err != nil {
 		app.Close()
 		return nil, err
 	}
 	svc.Jobs, svc.Dead = app.Queue, app.Queue
+	app.openLive()
 	return app, nil
 }
 
@@ -199,6 +209,9 @@ func MustOpen(needs ...Need) *App {
 
 // Close releases the clients.
 func (a *App) Close() {
+	if a.Notifier != nil {
+		a.Notifier.Close()
+	}
 	a.Pool.Close()
 	a.Redis.Close()
 }

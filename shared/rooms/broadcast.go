@@ -1,0 +1,187 @@
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"lastunit/lua"
+	"lastunit/shared/stock"
+)
+
+var broadcastScript = redis.NewScript(lua.Broadcast)
+
+// Broadcaster posts products' current available units to the connections in their rooms.
+// Under a burst it sends a product's room at most one message per MinInterval (the latest
+// value, never an intermediate one it already knows to be stale), and each version at most
+// once, however many notices and broadcaster instances there are.
+type Broadcaster struct {
+	Table *Table
+	rdb   redis.UniversalClient
+	Post  Poster
+	Log   *slog.Logger
+	// Now is the clock; Sleep waits (both replaceable in tests).
+	Now   func() time.Time
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Parallel bounds the posts in flight at once.
+	Parallel int
+	// MinInterval is the least time between two broadcasts of one product (default 100 ms:
+	// at most 10 messages per viewer per second under a burst).
+	MinInterval time.Duration
+	// SentTTL is how long a broadcast's marker keeps redelivered notices from sending again.
+	SentTTL time.Duration
+}
+
+// NewBroadcaster returns a broadcaster over the table on rdb, posting with post.
+func NewBroadcaster(rdb redis.UniversalClient, post Poster, log *slog.Logger) *Broadcaster {
+	return &Broadcaster{
+		Table: NewTable(rdb), rdb: rdb, Post: post, Log: log, Now: time.Now, Sleep: sleep,
+		Parallel: 64, MinInterval: 100 * time.Millisecond, SentTTL: 2 * time.Second,
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Result is what one product's broadcast did.
+type Result struct {
+	ProductID string
+	// Outcome is "sent", "skipped" (this version went out already), "missing" (no gate: the
+	// rebuild notices again) or "failed".
+	Outcome   string
+	Available int64
+	Version   int64
+	Viewers   int // connections in the room
+	Sent      int // messages posted
+	Gone      int // connections that answered GoneException, now removed
+	Failed    int // posts that failed otherwise (the viewer's next message or heartbeat heals it)
+	Err       error
+}
+
+// Broadcast sends each product's current value to its room, the products in parallel and at
+// most Parallel posts in flight. A product whose value cannot be read has Err set (its
+// notices should come back); a post that fails does not fail the product.
+func (b *Broadcaster) Broadcast(ctx context.Context, productIDs []string) []Result {
+	out := make([]Result, len(productIDs))
+	sem := make(chan struct{}, max(1, b.Parallel))
+	var wg sync.WaitGroup
+	for i, id := range productIDs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = b.one(ctx, id, sem)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (b *Broadcaster) one(ctx context.Context, productID string, sem chan struct{}) Result {
+	r := Result{ProductID: productID}
+	msg, outcome, err := b.claim(ctx, productID)
+	if err != nil {
+		r.Outcome, r.Err = "failed", err
+		return r
+	}
+	r.Outcome = outcome
+	if outcome != "sent" {
+		return r
+	}
+	r.Available, r.Version = msg.Available, msg.Version
+	members, err := b.Table.Members(ctx, productID, b.Now())
+	if err != nil {
+		r.Outcome, r.Err = "failed", err
+		return r
+	}
+	r.Viewers = len(members)
+	data := msg.JSON()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, conn := range members {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			mu.Lock()
+			r.Failed++
+			mu.Unlock()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := b.Post.Post(ctx, conn, data)
+			if errors.Is(err, ErrGone) {
+				if _, rerr := b.Table.Remove(context.WithoutCancel(ctx), conn); rerr != nil {
+					b.Log.Warn("remove gone connection", "connection_id", conn, "err", rerr.Error())
+				}
+			} else if err != nil {
+				b.Log.Warn("post stock", "connection_id", conn, "product_id", productID, "err", err.Error())
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				r.Sent++
+			case errors.Is(err, ErrGone):
+				r.Gone++
+			default:
+				r.Failed++
+			}
+		}()
+	}
+	wg.Wait()
+	return r
+}
+
+// claim runs broadcast.lua until it says send, skip or missing, waiting out the interval
+// since the product's last broadcast.
+func (b *Broadcaster) claim(ctx context.Context, productID string) (Stock, string, error) {
+	k := stock.KeysFor(productID)
+	keys := []string{k.Gate, k.Version, sentKey(productID)}
+	for range 50 {
+		v, err := broadcastScript.Run(ctx, b.rdb, keys, b.Now().UnixMilli(), b.MinInterval.Milliseconds(), b.SentTTL.Milliseconds()).Slice()
+		if err != nil {
+			return Stock{}, "", fmt.Errorf("run broadcast.lua for %s: %w", productID, translate(err))
+		}
+		switch v[0] {
+		case "send":
+			return NewStock(productID, num(v, 1), num(v, 2)), "sent", nil
+		case "skip":
+			return Stock{}, "skipped", nil
+		case "missing":
+			return Stock{}, "missing", nil
+		}
+		wait := min(time.Duration(num(v, 1))*time.Millisecond, b.MinInterval)
+		if err := b.Sleep(ctx, wait); err != nil {
+			return Stock{}, "", err
+		}
+	}
+	return Stock{}, "", fmt.Errorf("broadcast of %s: no turn after 50 waits", productID)
+}
+
+func num(v []any, i int) int64 {
+	if i < len(v) {
+		switch n := v[i].(type) {
+		case int64:
+			return n
+		case string:
+			x, _ := strconv.ParseInt(n, 10, 64)
+			return x
+		}
+	}
+	return 0
+}

@@ -1,0 +1,190 @@
+// Package rooms is lastunit's live stock over WebSocket: the connection table (which
+// connections are in which product's room, and the reverse), the messages viewers get, the
+// coalescing Notifier that tells the stock-updates queue which products changed, and the
+// Broadcaster that posts a product's current available units to the connections of its
+// room, and only to them, through the API Gateway management API.
+//
+// The table lives in Redis. A room is a sorted set {p:ID}:room of connection ids scored by
+// when the connection must be gone (API Gateway closes every WebSocket after MaxAge), in the
+// product's hash slot, so that the broadcaster reads the gate, the version and the room in one
+// slot. A connection's rooms are a set {c:ID}:rooms that expires with the connection. Nothing
+// outlives MaxAge: expired room members are pruned on every join and never read.
+package rooms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"lastunit/shared/shop"
+	"lastunit/shared/stock"
+)
+
+// MaxAge is API Gateway's limit on one WebSocket connection's life; no table entry lives longer.
+const MaxAge = 2 * time.Hour
+
+// MaxRooms is how many product rooms one connection may be in at once.
+const MaxRooms = 50
+
+// ErrTooManyRooms is returned by Join when the connection is in MaxRooms rooms already.
+var ErrTooManyRooms = shop.Invalid("product_id", "a connection may follow at most %d products", MaxRooms)
+
+// RoomKey is the Redis key of a product's room, in the product's hash slot.
+func RoomKey(productID string) string { return "{p:" + productID + "}:room" }
+
+// ConnKey is the Redis key of the set of rooms a connection is in.
+func ConnKey(connID string) string { return "{c:" + connID + "}:rooms" }
+
+// sentKey is the Redis key of the broadcaster's marker of a product's last broadcast.
+func sentKey(productID string) string { return "{p:" + productID + "}:sent" }
+
+// Table is the connection table on Redis.
+type Table struct {
+	rdb redis.UniversalClient
+}
+
+// NewTable returns the table on rdb.
+func NewTable(rdb redis.UniversalClient) *Table { return &Table{rdb: rdb} }
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+// Expiry is when a connection opened at connectedAt is closed by API Gateway at the latest.
+func Expiry(connectedAt time.Time) time.Time { return connectedAt.Add(MaxAge) }
+
+// Join puts the connection into the product's room (and the room into the connection's set).
+// Joining again is harmless and repairs an entry lost with Redis. connectedAt is when API
+// Gateway opened the connection; now is the caller's clock.
+func (t *Table) Join(ctx context.Context, connID, productID string, connectedAt, now time.Time) error {
+	exp := Expiry(connectedAt)
+	if !exp.After(now) {
+		return fmt.Errorf("join %s: the connection is past API Gateway's %s limit", connID, MaxAge)
+	}
+	ck, rk := ConnKey(connID), RoomKey(productID)
+	var member *redis.BoolCmd
+	var count *redis.IntCmd
+	if _, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		member = p.SIsMember(ctx, ck, productID)
+		count = p.SCard(ctx, ck)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("read rooms of %s: %w", connID, translate(err))
+	}
+	if !member.Val() && count.Val() >= MaxRooms {
+		return ErrTooManyRooms
+	}
+	// The reverse entry first: a crash between the two leaves no room member that a
+	// disconnect cannot find.
+	_, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, ck, productID)
+		p.PExpireAt(ctx, ck, exp)
+		p.ZAdd(ctx, rk, redis.Z{Score: float64(ms(exp)), Member: connID})
+		p.ZRemRangeByScore(ctx, rk, "-inf", strconv.FormatInt(ms(now), 10))
+		// The room key lives as long as its longest-lived member: set an expiry where there
+		// is none, else only ever push it later.
+		p.Do(ctx, "PEXPIREAT", rk, ms(exp), "NX")
+		p.Do(ctx, "PEXPIREAT", rk, ms(exp), "GT")
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("join %s to %s: %w", connID, productID, translate(err))
+	}
+	return nil
+}
+
+// Leave takes the connection out of the product's room.
+func (t *Table) Leave(ctx context.Context, connID, productID string) error {
+	_, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZRem(ctx, RoomKey(productID), connID)
+		p.SRem(ctx, ConnKey(connID), productID)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("leave %s from %s: %w", connID, productID, translate(err))
+	}
+	return nil
+}
+
+// Remove takes the connection out of every room and forgets it: after it, the table holds no
+// trace of the connection. It returns how many rooms it was in.
+func (t *Table) Remove(ctx context.Context, connID string) (int, error) {
+	ck := ConnKey(connID)
+	products, err := t.rdb.SMembers(ctx, ck).Result()
+	if err != nil {
+		return 0, fmt.Errorf("read rooms of %s: %w", connID, translate(err))
+	}
+	_, err = t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range products {
+			p.ZRem(ctx, RoomKey(id), connID)
+		}
+		p.Del(ctx, ck)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("remove %s: %w", connID, translate(err))
+	}
+	return len(products), nil
+}
+
+// Members returns the connections in the product's room that API Gateway may still hold at now.
+func (t *Table) Members(ctx context.Context, productID string, now time.Time) ([]string, error) {
+	ids, err := t.rdb.ZRangeByScore(ctx, RoomKey(productID), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(ms(now), 10), Max: "+inf"}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read room of %s: %w", productID, translate(err))
+	}
+	return ids, nil
+}
+
+// Rooms returns the products whose rooms the connection is in.
+func (t *Table) Rooms(ctx context.Context, connID string) ([]string, error) {
+	ids, err := t.rdb.SMembers(ctx, ConnKey(connID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read rooms of %s: %w", connID, translate(err))
+	}
+	return ids, nil
+}
+
+// Snapshot reads a product's available units and version together, in one atomic step;
+// ok is false when the product has no gate (unknown, or being rebuilt).
+func (t *Table) Snapshot(ctx context.Context, productID string) (msg Stock, ok bool, err error) {
+	k := stock.KeysFor(productID)
+	var avail, ver *redis.StringCmd
+	_, err = t.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		avail = p.HGet(ctx, k.Gate, "avail")
+		ver = p.Get(ctx, k.Version)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Stock{}, false, fmt.Errorf("read stock of %s: %w", productID, translate(err))
+	}
+	a, err := avail.Int64()
+	if errors.Is(err, redis.Nil) {
+		return Stock{}, false, nil
+	}
+	if err != nil {
+		return Stock{}, false, fmt.Errorf("read available of %s: %w", productID, err)
+	}
+	v, err := ver.Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Stock{}, false, fmt.Errorf("read version of %s: %w", productID, err)
+	}
+	return NewStock(productID, a, v), true, nil
+}
+
+// translate marks a Redis that cannot be reached as shop.ErrUnavailable.
+func translate(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, net.ErrClosed) ||
+		strings.HasPrefix(err.Error(), "LOADING") || strings.HasPrefix(err.Error(), "READONLY") ||
+		strings.Contains(err.Error(), "connection refused") {
+		return fmt.Errorf("%w: %w", shop.ErrUnavailable, err)
+	}
+	return err
+}
