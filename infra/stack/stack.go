@@ -1,0 +1,172 @@
+// Package stack is lastunit's AWS CDK stack: the network, Postgres, Redis, the queues, the
+// nine functions with their least-privilege roles, the HTTP and WebSocket APIs with Cognito,
+// the schedules, the alarms and the outputs. DESIGN.md is the shape it deploys.
+package stack
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// Props configures the stack.
+type Props struct {
+	awscdk.StackProps
+	// Prefix names the functions, queues, secrets and log groups ("lastunit").
+	Prefix string
+	// Code returns the deployment package of functions/<name> (cmd: build/<name>.zip).
+	Code func(name string) awslambda.Code
+	// StripeSecretArn is an existing secret's complete ARN holding
+	// {"secret_key": "...", "webhook_secret": "..."}; "" creates an empty one to fill in.
+	StripeSecretArn string
+	// AlarmEmail, if set, is subscribed to the alarm topic.
+	AlarmEmail string
+	// Production keeps data on delete (snapshot, retain) and turns on RDS Multi-AZ and deletion protection.
+	Production bool
+	// LogRetentionDays is every function's log retention (default 30).
+	LogRetentionDays int
+	// ReservationTTL, PaymentWindow and FailedJobMaxAge are the functions' timing knobs (Go durations).
+	ReservationTTL, PaymentWindow, FailedJobMaxAge string
+	// Architecture is the functions' architecture: "arm64" (default) or "x86_64" (LocalStack on
+	// an x86 machine runs arm64 functions only under emulation).
+	Architecture string
+	// LocalStack deploys to LocalStack (localstack/): no VPC, RDS or ElastiCache (the compose
+	// file's Postgres and Redis instead, reached by their service names), stripe-mock for Stripe.
+	LocalStack bool
+	// LocalStackAPIs keeps Cognito and the API Gateway v2 APIs in LocalStack mode (they need
+	// LocalStack Pro).
+	LocalStackAPIs bool
+}
+
+// withAPIs says whether the stack has the user pool and the HTTP and WebSocket APIs.
+func (p Props) withAPIs() bool { return !p.LocalStack || p.LocalStackAPIs }
+
+func (p *Props) defaults() {
+	if p.Prefix == "" {
+		p.Prefix = "lastunit"
+	}
+	if p.LogRetentionDays == 0 {
+		p.LogRetentionDays = 30
+	}
+	if p.ReservationTTL == "" {
+		p.ReservationTTL = "10m"
+	}
+	if p.PaymentWindow == "" {
+		p.PaymentWindow = "15m"
+	}
+	if p.Architecture == "" {
+		p.Architecture = "arm64"
+	}
+	if p.FailedJobMaxAge == "" {
+		p.FailedJobMaxAge = "24h"
+	}
+}
+
+// Stack is the synthesized stack and the resources tests and outputs refer to.
+type Stack struct {
+	// Stack is the CDK stack (a field, not embedded: jsii objects must not be embedded in a struct passed as a scope).
+	Stack     awscdk.Stack
+	Props     Props
+	Network   *Network
+	Data      *Data
+	Queues    *Queues
+	Functions map[string]awslambda.Function
+	APIs      *APIs
+	// AlarmTopic receives every alarm.
+	AlarmTopic awssns.Topic
+}
+
+// New builds the lastunit stack.
+func New(scope constructs.Construct, id string, props Props) *Stack {
+	props.defaults()
+	if props.Code == nil {
+		panic("stack.Props.Code is required")
+	}
+	s := &Stack{Stack: awscdk.NewStack(scope, jsii.String(id), &props.StackProps), Props: props}
+	awscdk.Tags_Of(s.Stack).Add(jsii.String("project"), jsii.String("lastunit"), nil)
+	if props.LocalStack {
+		s.Data = newLocalData(s.Stack, props)
+	} else {
+		s.Network = newNetwork(s.Stack)
+		s.Data = newData(s.Stack, s.Network, props)
+	}
+	s.Queues = newQueues(s.Stack, props.Prefix)
+	if props.withAPIs() {
+		s.APIs = newIdentity(s.Stack, props.Prefix)
+		s.newWebSocketAPI() // before the functions: their environment names its endpoint
+	}
+	s.Functions = map[string]awslambda.Function{}
+	for _, f := range Functions {
+		s.Functions[f.Name] = s.newFunction(f)
+	}
+	if props.withAPIs() {
+		s.wireWebSocketAPI()
+		s.newHTTPAPI()
+	}
+	s.newSchedules()
+	s.newAlarms()
+	s.newOutputs()
+	return s
+}
+
+// environment is what the functions' shared/config reads. Secrets are ARNs, resolved at cold
+// start (shared/config/secrets.go); AWS_REGION is set by Lambda itself.
+func (s *Stack) environment(f Function) map[string]*string {
+	env := map[string]*string{
+		"DATABASE_SECRET_ARN": s.Data.DBSecret.SecretArn(),
+		"REDIS_URL":           s.Data.RedisURL,
+		"DB_MAX_CONNS":        jsii.String(strconv.Itoa(f.DBMaxConns)),
+		"MIGRATE_ON_START":    jsii.String("true"),
+		"QUEUE_PREFIX":        jsii.String(s.Props.Prefix + "-"),
+		"RESERVATION_TTL":     jsii.String(s.Props.ReservationTTL),
+		"PAYMENT_WINDOW":      jsii.String(s.Props.PaymentWindow),
+		"FAILED_JOB_MAX_AGE":  jsii.String(s.Props.FailedJobMaxAge),
+	}
+	if s.Data.RedisAuth != nil {
+		env["REDIS_AUTH_SECRET_ARN"] = s.Data.RedisAuth.SecretArn()
+	}
+	if s.Props.LocalStack && f.Stripe {
+		env["STRIPE_API_BASE"] = jsii.String(LocalStripeAPIBase)
+	}
+	if f.SendFulfill || f.ConsumeFulfillDLQ {
+		env["FULFILL_QUEUE_URL"] = s.Queues.Fulfill.QueueUrl()
+	}
+	if f.ConsumeFulfillDLQ {
+		env["FULFILL_DLQ_URL"] = s.Queues.FulfillDLQ.QueueUrl()
+	}
+	if f.Stripe {
+		env["STRIPE_SECRET_ARN"] = s.Data.Stripe.SecretArn()
+	}
+	if f.SendStockUpdates {
+		env["STOCK_UPDATES_QUEUE_URL"] = s.Queues.StockUpdates.QueueUrl()
+	}
+	if s.APIs == nil {
+		return env
+	}
+	if f.ManageConnections {
+		env["WS_MANAGEMENT_ENDPOINT"] = s.APIs.WebSocketStage.CallbackUrl()
+	}
+	if f.VerifyTokens {
+		env["JWT_ISSUER"] = awscdk.Fn_Join(jsii.String(""), &[]*string{
+			jsii.String("https://cognito-idp."), awscdk.Aws_REGION(), jsii.String(".amazonaws.com/"), s.APIs.UserPool.UserPoolId(),
+		})
+		env["JWT_CLIENT_ID"] = s.APIs.UserPoolClient.UserPoolClientId()
+	}
+	return env
+}
+
+// privateSubnets is where the functions run: private, with a route out through the NAT
+// gateway (Stripe and the AWS APIs).
+func privateSubnets() *awsec2.SubnetSelection {
+	return &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS}
+}
+
+func seconds(n int) awscdk.Duration { return awscdk.Duration_Seconds(jsii.Number(float64(n))) }
+
+func name(prefix, suffix string) *string { return jsii.String(fmt.Sprintf("%s-%s", prefix, suffix)) }

@@ -1,0 +1,784 @@
+package stack
+
+import (
+	"encoding/json"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// TestHTTPRoutes: every route of API.md exists with its function, and the JWT authorizer
+// guards exactly the non-public ones.
+func TestHTTPRoutes(t *testing.T) {
+	s, tp, d := synth(t)
+	integrationOf := map[string]string{} // integration logical id → function name
+	for id, r := range d.ofType("AWS::ApiGatewayV2::Integration") {
+		for _, ref := range refs(r.Properties["IntegrationUri"]) {
+			for _, f := range Functions {
+				if ref == logicalID(s, s.Functions[f.Name]) {
+					integrationOf[id] = f.Name
+				}
+			}
+		}
+	}
+	routes := append([]HTTPRoute{}, HTTPRoutes...)
+	routes = append(routes, HTTPRoute{Key: "$default", Function: DefaultRouteFunction, Access: Public})
+	for _, r := range routes {
+		t.Run(r.Key, func(t *testing.T) {
+			auth := "NONE"
+			if r.Access != Public {
+				auth = "JWT"
+			}
+			has(t, "route "+r.Key, func() {
+				tp.HasResourceProperties(jsii.String("AWS::ApiGatewayV2::Route"), props(map[string]any{
+					"RouteKey": r.Key, "AuthorizationType": auth,
+					"ApiId": map[string]any{"Ref": logicalID(s, s.APIs.HTTP)},
+				}))
+			})
+			for _, route := range d.ofType("AWS::ApiGatewayV2::Route") {
+				if route.Properties["RouteKey"] != r.Key || refs(route.Properties["ApiId"])[0] != logicalID(s, s.APIs.HTTP) {
+					continue
+				}
+				targets := refs(route.Properties["Target"])
+				if len(targets) != 1 || integrationOf[targets[0]] != r.Function {
+					t.Errorf("%s goes to %v, want the %s function", r.Key, targets, r.Function)
+				}
+				if r.Access != Public && len(refs(route.Properties["AuthorizerId"])) != 1 {
+					t.Errorf("%s has no authorizer", r.Key)
+				}
+			}
+		})
+	}
+	has(t, "route count", func() {
+		tp.ResourcePropertiesCountIs(jsii.String("AWS::ApiGatewayV2::Route"),
+			props(map[string]any{"ApiId": map[string]any{"Ref": logicalID(s, s.APIs.HTTP)}}), jsii.Number(float64(len(routes))))
+	})
+}
+
+// handlerRoutes reads shared/handler's route keys and their access ("Public", "Shopper",
+// "Admin") from the source: m.Handle(RouteX, apigw.Access, ...).
+func handlerRoutes(t *testing.T) map[string]string {
+	t.Helper()
+	consts, files := parseHandlers(t)
+	out := map[string]string{}
+	for _, f := range files {
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) < 2 {
+				return true
+			}
+			if sel, ok := call.Fun.(*ast.SelectorExpr); !ok || sel.Sel.Name != "Handle" {
+				return true
+			}
+			key, ok := call.Args[0].(*ast.Ident)
+			access, ok2 := call.Args[1].(*ast.SelectorExpr)
+			if ok && ok2 && consts[key.Name] != "" {
+				out[consts[key.Name]] = access.Sel.Name
+			}
+			return true
+		})
+	}
+	if len(out) == 0 {
+		t.Fatal("found no routes in shared/handler")
+	}
+	return out
+}
+
+// handlerConsts is shared/handler's string constants by name.
+func handlerConsts(t *testing.T) map[string]string {
+	consts, _ := parseHandlers(t)
+	return consts
+}
+
+// parseHandlers parses shared/handler's non-test files and collects their string constants.
+func parseHandlers(t *testing.T) (map[string]string, []*ast.File) {
+	t.Helper()
+	fset := token.NewFileSet()
+	consts := map[string]string{}
+	var files []*ast.File
+	paths, _ := filepath.Glob("../../shared/handler/*.go")
+	for _, p := range paths {
+		if strings.HasSuffix(p, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, p, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+		ast.Inspect(f, func(n ast.Node) bool {
+			if vs, ok := n.(*ast.ValueSpec); ok {
+				for i, name := range vs.Names {
+					if i < len(vs.Values) {
+						if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+							consts[name.Name], _ = strconv.Unquote(lit.Value)
+						}
+					}
+				}
+			}
+			return true
+		})
+	}
+	return consts, files
+}
+
+// TestRoutesMatchHandlerCode: the stack's HTTP routes are exactly the handlers' route keys,
+// with the same access, so a route added to the code and not to the stack fails here.
+func TestRoutesMatchHandlerCode(t *testing.T) {
+	code := handlerRoutes(t)
+	names := map[Access]string{Public: "Public", Shopper: "Shopper", Admin: "Admin"}
+	stackRoutes := map[string]string{}
+	for _, r := range HTTPRoutes {
+		stackRoutes[r.Key] = names[r.Access]
+	}
+	if !reflect.DeepEqual(code, stackRoutes) {
+		t.Errorf("routes differ\ncode:  %v\nstack: %v", code, stackRoutes)
+	}
+}
+
+// TestWebSocketRoutesMatchHandlerCode: the stack's WebSocket routes are shared/handler's
+// RouteWS* route keys.
+func TestWebSocketRoutesMatchHandlerCode(t *testing.T) {
+	code := map[string]bool{}
+	for name, key := range handlerConsts(t) {
+		if strings.HasPrefix(name, "RouteWS") {
+			code[key] = true
+		}
+	}
+	stackRoutes := map[string]bool{}
+	for _, r := range WebSocketRoutes {
+		stackRoutes[r.Key] = true
+	}
+	if len(code) == 0 || !reflect.DeepEqual(code, stackRoutes) {
+		t.Errorf("WebSocket routes differ\ncode:  %v\nstack: %v", sorted(code), sorted(stackRoutes))
+	}
+}
+
+// TestJWTAuthorizerAndAdminGroup: the HTTP API's authorizer is a JWT authorizer on the Cognito
+// user pool with the web client as audience, and the pool has the admin group.
+func TestJWTAuthorizerAndAdminGroup(t *testing.T) {
+	s, tp, _ := synth(t)
+	pool, client := logicalID(s, s.APIs.UserPool), logicalID(s, s.APIs.UserPoolClient)
+	has(t, "authorizer", func() {
+		tp.HasResourceProperties(jsii.String("AWS::ApiGatewayV2::Authorizer"), props(map[string]any{
+			"AuthorizerType": "JWT",
+			"IdentitySource": []any{"$request.header.Authorization"},
+			"JwtConfiguration": map[string]any{
+				"Audience": []any{map[string]any{"Ref": client}},
+				"Issuer": map[string]any{"Fn::Join": []any{"", []any{
+					"https://cognito-idp.", map[string]any{"Ref": "AWS::Region"}, ".amazonaws.com/", map[string]any{"Ref": pool},
+				}}},
+			},
+		}))
+	})
+	has(t, "admin group", func() {
+		tp.HasResourceProperties(jsii.String("AWS::Cognito::UserPoolGroup"), props(map[string]any{
+			"GroupName": AdminGroup, "UserPoolId": map[string]any{"Ref": pool},
+		}))
+	})
+	has(t, "public client", func() {
+		tp.HasResourceProperties(jsii.String("AWS::Cognito::UserPoolClient"), props(map[string]any{
+			"GenerateSecret": false, "UserPoolId": map[string]any{"Ref": pool},
+		}))
+	})
+}
+
+// TestWebSocketAPI: route selection on the body's action, the five routes to wsconnect, the
+// stage, and the management API permission of the functions that post to connections.
+func TestWebSocketAPI(t *testing.T) {
+	s, tp, d := synth(t)
+	api := logicalID(s, s.APIs.WebSocket)
+	has(t, "api", func() {
+		tp.HasResourceProperties(jsii.String("AWS::ApiGatewayV2::Api"), props(map[string]any{
+			"ProtocolType": "WEBSOCKET", "RouteSelectionExpression": "$request.body.action",
+		}))
+	})
+	has(t, "stage", func() {
+		tp.HasResourceProperties(jsii.String("AWS::ApiGatewayV2::Stage"), props(map[string]any{
+			"ApiId": map[string]any{"Ref": api}, "StageName": WebSocketStageName, "AutoDeploy": true,
+		}))
+	})
+	routeIDs := map[string]string{} // route key → logical id
+	for id, r := range d.ofType("AWS::ApiGatewayV2::Route") {
+		if refs(r.Properties["ApiId"])[0] == api {
+			routeIDs[fmt.Sprint(r.Properties["RouteKey"])] = id
+		}
+	}
+	twoWay := map[string]bool{} // route logical id → has a route response
+	for _, r := range d.ofType("AWS::ApiGatewayV2::RouteResponse") {
+		if r.Properties["RouteResponseKey"] == "$default" {
+			twoWay[refs(r.Properties["RouteId"])[0]] = true
+		}
+	}
+	for _, r := range WebSocketRoutes {
+		t.Run(r.Key, func(t *testing.T) {
+			id, ok := routeIDs[r.Key]
+			if !ok {
+				t.Fatalf("no WebSocket route %s", r.Key)
+			}
+			if twoWay[id] != r.TwoWay {
+				t.Errorf("%s: route response = %v, want %v (the function's answer goes back to the client)", r.Key, twoWay[id], r.TwoWay)
+			}
+		})
+	}
+	if len(routeIDs) != len(WebSocketRoutes) {
+		t.Errorf("%d WebSocket routes, want %d", len(routeIDs), len(WebSocketRoutes))
+	}
+	wsconnect := logicalID(s, s.Functions["wsconnect"])
+	for id, r := range d.ofType("AWS::ApiGatewayV2::Integration") {
+		if refs(r.Properties["ApiId"])[0] == api && !contains(refs(r.Properties["IntegrationUri"]), wsconnect) {
+			t.Errorf("WebSocket integration %s does not invoke wsconnect", id)
+		}
+	}
+	for _, f := range Functions {
+		got := grants(t, s, d, f.Name)["execute-api:ManageConnections@ws"]
+		if got != f.ManageConnections {
+			t.Errorf("%s: execute-api:ManageConnections = %v, want %v", f.Name, got, f.ManageConnections)
+		}
+	}
+}
+
+// TestQueuesAndDeadLetters: both queues dead-letter to their own DLQ after 3 receives, with a
+// visibility timeout of six times their consumer's timeout, encrypted, TLS only.
+func TestQueuesAndDeadLetters(t *testing.T) {
+	s, tp, _ := synth(t)
+	tests := []struct {
+		queue, dlq string
+		main, dead interface{ Node() constructsNode }
+		consumer   string
+	}{
+		{"lastunit-fulfill-order", "lastunit-fulfill-order-dlq", s.Queues.Fulfill, s.Queues.FulfillDLQ, "fulfill"},
+		{"lastunit-stock-updates", "lastunit-stock-updates-dlq", s.Queues.StockUpdates, s.Queues.StockUpdatesDLQ, "broadcast"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.queue, func(t *testing.T) {
+			has(t, "queue", func() {
+				tp.HasResourceProperties(jsii.String("AWS::SQS::Queue"), props(map[string]any{
+					"QueueName":            tt.queue,
+					"VisibilityTimeout":    6 * lookup(tt.consumer).TimeoutSeconds,
+					"SqsManagedSseEnabled": true,
+					"RedrivePolicy": map[string]any{
+						"deadLetterTargetArn": map[string]any{"Fn::GetAtt": []any{logicalID(s, tt.dead), "Arn"}},
+						"maxReceiveCount":     MaxReceiveCount,
+					},
+				}))
+			})
+			has(t, "dead-letter queue", func() {
+				tp.HasResourceProperties(jsii.String("AWS::SQS::Queue"), props(map[string]any{
+					"QueueName": tt.dlq, "MessageRetentionPeriod": 14 * 24 * 3600, "RedrivePolicy": assertions.Match_Absent(),
+				}))
+			})
+		})
+	}
+	if MaxReceiveCount != 3 {
+		t.Errorf("MaxReceiveCount = %d, want 3 (shared/queue.MaxReceives)", MaxReceiveCount)
+	}
+}
+
+// TestSQSEventSources: fulfill and broadcast consume their queues reporting partial batch failures.
+func TestSQSEventSources(t *testing.T) {
+	s, tp, _ := synth(t)
+	tests := []struct {
+		fn    string
+		queue interface{ Node() constructsNode }
+	}{
+		{"fulfill", s.Queues.Fulfill},
+		{"broadcast", s.Queues.StockUpdates},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fn, func(t *testing.T) {
+			has(t, "event source", func() {
+				tp.HasResourceProperties(jsii.String("AWS::Lambda::EventSourceMapping"), props(map[string]any{
+					"FunctionName":          map[string]any{"Ref": logicalID(s, s.Functions[tt.fn])},
+					"EventSourceArn":        map[string]any{"Fn::GetAtt": []any{logicalID(s, tt.queue), "Arn"}},
+					"FunctionResponseTypes": []any{"ReportBatchItemFailures"},
+				}))
+			})
+		})
+	}
+	has(t, "mapping count", func() { tp.ResourceCountIs(jsii.String("AWS::Lambda::EventSourceMapping"), jsii.Number(2)) })
+}
+
+// TestSchedules: expire every minute without retries, janitor daily.
+func TestSchedules(t *testing.T) {
+	s, tp, _ := synth(t)
+	tests := []struct{ fn, schedule string }{
+		{"expire", "rate(1 minute)"},
+		{"janitor", JanitorSchedule},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fn, func(t *testing.T) {
+			has(t, "rule", func() {
+				tp.HasResourceProperties(jsii.String("AWS::Events::Rule"), props(map[string]any{
+					"ScheduleExpression": tt.schedule,
+					"State":              "ENABLED",
+					"Targets": []any{assertions.Match_ObjectLike(props(map[string]any{
+						"Arn": map[string]any{"Fn::GetAtt": []any{logicalID(s, s.Functions[tt.fn]), "Arn"}},
+					}))},
+				}))
+			})
+		})
+	}
+	if !regexp.MustCompile(`^cron\(\d+ \d+ \* \* \? \*\)$`).MatchString(JanitorSchedule) {
+		t.Errorf("janitor schedule %q is not once a day", JanitorSchedule)
+	}
+	has(t, "expire: no async retries", func() {
+		tp.HasResourceProperties(jsii.String("AWS::Lambda::EventInvokeConfig"), props(map[string]any{
+			"FunctionName": map[string]any{"Ref": logicalID(s, s.Functions["expire"])}, "MaximumRetryAttempts": 0,
+		}))
+	})
+}
+
+// TestAlarms: DLQ depth > 0 on both dead-letter queues, and errors and throttles of every
+// function, each notifying the alarm topic.
+func TestAlarms(t *testing.T) {
+	s, tp, _ := synth(t)
+	topic := map[string]any{"Ref": logicalID(s, s.AlarmTopic)}
+	type alarm struct {
+		name      string
+		metric    string
+		namespace string
+		dims      []any
+	}
+	var tests []alarm
+	for _, q := range []interface{ Node() constructsNode }{s.Queues.FulfillDLQ, s.Queues.StockUpdatesDLQ} {
+		tests = append(tests, alarm{"dlq " + *q.Node().Id(), "ApproximateNumberOfMessagesVisible", "AWS/SQS",
+			[]any{map[string]any{"Name": "QueueName", "Value": map[string]any{"Fn::GetAtt": []any{logicalID(s, q), "QueueName"}}}}})
+	}
+	for _, f := range Functions {
+		for _, m := range []string{"Errors", "Throttles"} {
+			tests = append(tests, alarm{f.Name + " " + m, m, "AWS/Lambda",
+				[]any{map[string]any{"Name": "FunctionName", "Value": map[string]any{"Ref": logicalID(s, s.Functions[f.Name])}}}})
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			has(t, "alarm", func() {
+				tp.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), props(map[string]any{
+					"MetricName": tt.metric, "Namespace": tt.namespace, "Dimensions": tt.dims,
+					"ComparisonOperator": "GreaterThanThreshold", "Threshold": 0,
+					"AlarmActions": []any{topic},
+				}))
+			})
+		})
+	}
+	has(t, "alarm count", func() { tp.ResourceCountIs(jsii.String("AWS::CloudWatch::Alarm"), jsii.Number(float64(len(tests)))) })
+}
+
+// TestFunctions: every function is arm64 provided.al2023 with the bootstrap handler, in the
+// VPC's private subnets, traced by X-Ray, logging JSON into its own log group with a retention.
+func TestFunctions(t *testing.T) {
+	s, tp, d := synth(t)
+	if got := len(d.ofType("AWS::Lambda::Function")); got != len(Functions) {
+		t.Errorf("%d functions in the template, want %d", got, len(Functions))
+	}
+	for _, f := range Functions {
+		t.Run(f.Name, func(t *testing.T) {
+			logs := d.functionLogGroup(t, f.Name)
+			has(t, "function", func() {
+				tp.HasResourceProperties(jsii.String("AWS::Lambda::Function"), props(map[string]any{
+					"FunctionName":  "lastunit-" + f.Name,
+					"Runtime":       "provided.al2023",
+					"Architectures": []any{"arm64"},
+					"Handler":       "bootstrap",
+					"MemorySize":    f.MemoryMB,
+					"Timeout":       f.TimeoutSeconds,
+					"TracingConfig": map[string]any{"Mode": "Active"},
+					"LoggingConfig": map[string]any{"LogFormat": "JSON", "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN",
+						"LogGroup": map[string]any{"Ref": logs}},
+					"VpcConfig": map[string]any{
+						"SecurityGroupIds": []any{map[string]any{"Fn::GetAtt": []any{logicalID(s, s.Network.Functions), "GroupId"}}},
+					},
+				}))
+			})
+			has(t, "log group", func() {
+				tp.HasResourceProperties(jsii.String("AWS::Logs::LogGroup"), props(map[string]any{
+					"LogGroupName": "/aws/lambda/lastunit-" + f.Name, "RetentionInDays": 30,
+				}))
+			})
+			for _, sub := range d.Resources[d.functionID(t, f.Name)].Properties["VpcConfig"].(map[string]any)["SubnetIds"].([]any) {
+				if id := refs(sub)[0]; !strings.Contains(id, "functions") {
+					t.Errorf("%s runs in subnet %s, want the private functions subnets", f.Name, id)
+				}
+			}
+		})
+	}
+}
+
+// functionLogGroup is the logical id of the log group a function logs to.
+func (d cfnTemplate) functionLogGroup(t *testing.T, name string) string {
+	t.Helper()
+	cfg, _ := d.Resources[d.functionID(t, name)].Properties["LoggingConfig"].(map[string]any)
+	if r := refs(cfg["LogGroup"]); len(r) == 1 {
+		return r[0]
+	}
+	t.Fatalf("%s: no log group", name)
+	return ""
+}
+
+// codeEnvVars is every environment variable name the functions' code reads: the upper-case
+// string literals of shared/ and functions/ (non-test files) that name one.
+func codeEnvVars(t *testing.T) map[string]bool {
+	t.Helper()
+	out := map[string]bool{"AWS_REGION": true}
+	re := regexp.MustCompile(`"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"`)
+	for _, glob := range []string{"../../shared/*/*.go", "../../functions/*/*.go"} {
+		paths, _ := filepath.Glob(glob)
+		for _, p := range paths {
+			if strings.HasSuffix(p, "_test.go") || strings.Contains(p, "testenv") {
+				continue
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+				out[m[1]] = true
+			}
+		}
+	}
+	return out
+}
+
+// TestEnvironment: each function gets exactly the variables it needs, every one of them is
+// read by the code, and no secret value is among them (only ARNs of secrets).
+func TestEnvironment(t *testing.T) {
+	_, _, d := synth(t)
+	read := codeEnvVars(t)
+	common := []string{"DATABASE_SECRET_ARN", "DB_MAX_CONNS", "FAILED_JOB_MAX_AGE", "MIGRATE_ON_START", "PAYMENT_WINDOW",
+		"QUEUE_PREFIX", "REDIS_AUTH_SECRET_ARN", "REDIS_URL", "RESERVATION_TTL"}
+	stock := []string{"STOCK_UPDATES_QUEUE_URL"}
+	stripe := []string{"STRIPE_SECRET_ARN"}
+	tests := []struct {
+		fn    string
+		extra [][]string
+	}{
+		{"reserve", [][]string{stock}},
+		{"checkout", [][]string{stock, stripe}},
+		{"webhook", [][]string{stock, stripe, {"FULFILL_QUEUE_URL"}}},
+		{"fulfill", [][]string{stock}},
+		{"admin", [][]string{stock, stripe, {"FULFILL_QUEUE_URL", "FULFILL_DLQ_URL"}}},
+		{"expire", [][]string{stock, stripe}},
+		{"janitor", [][]string{stock, stripe, {"FULFILL_QUEUE_URL", "FULFILL_DLQ_URL"}}},
+		{"wsconnect", [][]string{{"JWT_ISSUER", "JWT_CLIENT_ID"}}},
+		{"broadcast", [][]string{{"WS_MANAGEMENT_ENDPOINT"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fn, func(t *testing.T) {
+			want := map[string]bool{}
+			for _, k := range common {
+				want[k] = true
+			}
+			for _, ks := range tt.extra {
+				for _, k := range ks {
+					want[k] = true
+				}
+			}
+			vars := d.Resources[d.functionID(t, tt.fn)].Properties["Environment"].(map[string]any)["Variables"].(map[string]any)
+			got := map[string]bool{}
+			for k, v := range vars {
+				got[k] = true
+				if !read[k] {
+					t.Errorf("%s is set but no code reads it", k)
+				}
+				switch k {
+				case "DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "LOCAL_JWT_SECRET", "SQS_ENDPOINT":
+					t.Errorf("%s must not be set in AWS", k)
+				}
+				if strings.HasSuffix(k, "_SECRET_ARN") && len(refs(v)) != 1 {
+					t.Errorf("%s = %v, want a reference to a secret", k, v)
+				}
+			}
+			if !reflect.DeepEqual(sorted(got), sorted(want)) {
+				t.Errorf("environment\n got  %v\n want %v", sorted(got), sorted(want))
+			}
+		})
+	}
+}
+
+// grants is a function's IAM permissions as "action@resource", resources named by what they
+// are (db-secret, redis-auth, stripe, fulfill, fulfill-dlq, stock, stock-dlq, ws) or "*".
+func grants(t *testing.T, s *Stack, d cfnTemplate, fn string) map[string]bool {
+	t.Helper()
+	names := map[string]string{
+		logicalID(s, s.Data.DBSecret):          "db-secret",
+		logicalID(s, s.Data.RedisAuth):         "redis-auth",
+		logicalID(s, s.Data.Stripe):            "stripe",
+		logicalID(s, s.Queues.Fulfill):         "fulfill",
+		logicalID(s, s.Queues.FulfillDLQ):      "fulfill-dlq",
+		logicalID(s, s.Queues.StockUpdates):    "stock",
+		logicalID(s, s.Queues.StockUpdatesDLQ): "stock-dlq",
+		logicalID(s, s.APIs.WebSocket):         "ws",
+	}
+	role := refs(d.Resources[d.functionID(t, fn)].Properties["Role"])[0]
+	out := map[string]bool{}
+	for _, p := range d.ofType("AWS::IAM::Policy") {
+		if !contains(refs(p.Properties["Roles"]), role) {
+			continue
+		}
+		for _, st := range p.Properties["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+			st := st.(map[string]any)
+			if st["Effect"] != "Allow" {
+				continue
+			}
+			for _, a := range strs(st["Action"]) {
+				for _, r := range strs(st["Resource"]) {
+					res := "*"
+					if r != "*" {
+						ids := refs(r)
+						if len(ids) == 0 || names[ids[len(ids)-1]] == "" {
+							res = fmt.Sprint(r)
+						} else {
+							res = names[ids[len(ids)-1]]
+						}
+					}
+					out[fmt.Sprintf("%s@%s", a, res)] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestIAMLeastPrivilege: each function's role allows exactly these actions on exactly these
+// resources (plus X-Ray, which has no resource-level permissions, and the AWS managed
+// policies for logs and VPC networking).
+func TestIAMLeastPrivilege(t *testing.T) {
+	s, _, d := synth(t)
+	base := []string{"xray:PutTraceSegments@*", "xray:PutTelemetryRecords@*",
+		"secretsmanager:GetSecretValue@db-secret", "secretsmanager:GetSecretValue@redis-auth"}
+	stripe := "secretsmanager:GetSecretValue@stripe"
+	sendStock := "sqs:SendMessage@stock"
+	dlq := []string{"sqs:ReceiveMessage@fulfill-dlq", "sqs:DeleteMessage@fulfill-dlq", "sqs:ChangeMessageVisibility@fulfill-dlq"}
+	consume := func(q string) []string {
+		var out []string
+		for _, a := range []string{"ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility", "GetQueueAttributes", "GetQueueUrl"} {
+			out = append(out, "sqs:"+a+"@"+q)
+		}
+		return out
+	}
+	ws := "execute-api:ManageConnections@ws"
+	tests := []struct {
+		fn   string
+		want []string
+	}{
+		{"reserve", []string{sendStock}},
+		{"checkout", []string{sendStock, stripe}},
+		{"webhook", []string{sendStock, stripe, "sqs:SendMessage@fulfill"}},
+		{"fulfill", append([]string{sendStock}, consume("fulfill")...)},
+		{"admin", append([]string{sendStock, stripe, "sqs:SendMessage@fulfill"}, dlq...)},
+		{"expire", []string{sendStock, stripe}},
+		{"janitor", append([]string{sendStock, stripe}, dlq...)},
+		{"wsconnect", nil},
+		{"broadcast", append([]string{ws}, consume("stock")...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fn, func(t *testing.T) {
+			want := map[string]bool{}
+			for _, g := range append(append([]string{}, base...), tt.want...) {
+				want[g] = true
+			}
+			got := grants(t, s, d, tt.fn)
+			if !reflect.DeepEqual(sorted(got), sorted(want)) {
+				t.Errorf("grants\n got  %v\n want %v", sorted(got), sorted(want))
+			}
+		})
+	}
+}
+
+// TestNoWildcards: no policy in the stack allows a wildcard action ("*", "sqs:*", ...), and
+// only X-Ray's actions (which take no resource) are allowed on every resource.
+func TestNoWildcards(t *testing.T) {
+	_, _, d := synth(t)
+	resourceless := map[string]bool{"xray:PutTraceSegments": true, "xray:PutTelemetryRecords": true}
+	for id, p := range d.ofType("AWS::IAM::Policy") {
+		for _, st := range p.Properties["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+			st := st.(map[string]any)
+			for _, a := range strs(st["Action"]) {
+				if strings.Contains(fmt.Sprint(a), "*") {
+					t.Errorf("%s allows the wildcard action %v", id, a)
+				}
+				for _, r := range strs(st["Resource"]) {
+					if r == "*" && !resourceless[fmt.Sprint(a)] {
+						t.Errorf("%s allows %v on every resource", id, a)
+					}
+				}
+			}
+		}
+	}
+	if roles := d.ofType("AWS::IAM::Role"); len(roles) != len(Functions) {
+		t.Errorf("%d roles, want one per function (%d): a new role needs its own least-privilege test", len(roles), len(Functions))
+	}
+}
+
+// TestSecretsStayOutOfTemplate: no key or token is in the template; the Redis AUTH token is a
+// dynamic reference and the Stripe secret is created empty.
+func TestSecretsStayOutOfTemplate(t *testing.T) {
+	s, tp, d := synth(t)
+	raw, _ := json.Marshal(d)
+	for _, bad := range []string{"sk_live_", "sk_test_", "rk_live_", "whsec_", "lastunit-local-secret"} {
+		if strings.Contains(string(raw), bad) {
+			t.Errorf("the template contains %q", bad)
+		}
+	}
+	has(t, "redis auth token", func() {
+		tp.HasResourceProperties(jsii.String("AWS::ElastiCache::ReplicationGroup"), props(map[string]any{
+			"AuthToken": map[string]any{"Fn::Join": []any{"", []any{
+				"{{resolve:secretsmanager:", map[string]any{"Ref": logicalID(s, s.Data.RedisAuth)}, ":SecretString:::}}",
+			}}},
+		}))
+	})
+	has(t, "empty stripe placeholder", func() {
+		tp.HasResourceProperties(jsii.String("AWS::SecretsManager::Secret"), props(map[string]any{
+			"Name": "lastunit/stripe", "SecretString": `{"secret_key":"","webhook_secret":""}`,
+		}))
+	})
+}
+
+// TestDataStores: Postgres with generated credentials in Secrets Manager, encrypted, private;
+// Redis non-cluster with a replica, automatic failover, Multi-AZ and TLS; each reachable on its
+// port from the functions' security group only.
+func TestDataStores(t *testing.T) {
+	s, tp, _ := synth(t)
+	has(t, "postgres", func() {
+		tp.HasResourceProperties(jsii.String("AWS::RDS::DBInstance"), props(map[string]any{
+			"Engine": "postgres", "DBName": "lastunit", "StorageEncrypted": true, "PubliclyAccessible": false, "StorageType": "gp3",
+			"MasterUsername": assertions.Match_AnyValue(), "MasterUserPassword": assertions.Match_AnyValue(),
+		}))
+	})
+	has(t, "postgres secret attached", func() {
+		tp.HasResourceProperties(jsii.String("AWS::SecretsManager::SecretTargetAttachment"), props(map[string]any{
+			"TargetType": "AWS::RDS::DBInstance",
+		}))
+	})
+	has(t, "redis", func() {
+		tp.HasResourceProperties(jsii.String("AWS::ElastiCache::ReplicationGroup"), props(map[string]any{
+			"Engine": "redis", "ClusterMode": "disabled", "NumCacheClusters": 2, "AutomaticFailoverEnabled": true,
+			"MultiAZEnabled": true, "TransitEncryptionEnabled": true, "AtRestEncryptionEnabled": true,
+			"NumNodeGroups": assertions.Match_Absent(),
+		}))
+	})
+	fnSG := map[string]any{"Fn::GetAtt": []any{logicalID(s, s.Network.Functions), "GroupId"}}
+	for _, tt := range []struct {
+		name string
+		sg   interface{ Node() constructsNode }
+		port int
+	}{{"postgres", s.Network.Postgres, 5432}, {"redis", s.Network.Redis, 6379}} {
+		t.Run(tt.name, func(t *testing.T) {
+			has(t, "ingress", func() {
+				tp.HasResourceProperties(jsii.String("AWS::EC2::SecurityGroupIngress"), props(map[string]any{
+					"GroupId": map[string]any{"Fn::GetAtt": []any{logicalID(s, tt.sg), "GroupId"}}, "SourceSecurityGroupId": fnSG,
+					"FromPort": tt.port, "ToPort": tt.port, "IpProtocol": "tcp",
+				}))
+			})
+			has(t, "no open egress", func() {
+				tp.HasResourceProperties(jsii.String("AWS::EC2::SecurityGroup"), props(map[string]any{
+					"SecurityGroupIngress": assertions.Match_Absent(),
+					"SecurityGroupEgress":  []any{assertions.Match_ObjectLike(props(map[string]any{"CidrIp": "255.255.255.255/32"}))},
+				}))
+			})
+		})
+	}
+}
+
+// TestOutputs: the API URLs, the user pool and its client, and the Stripe secret are outputs.
+func TestOutputs(t *testing.T) {
+	_, tp, _ := synth(t)
+	for _, name := range []string{"HttpApiUrl", "WebSocketUrl", "WebSocketCallbackUrl", "UserPoolId", "UserPoolClientId",
+		"StripeSecretArn", "FulfillQueueUrl", "FulfillDLQUrl", "AlarmTopicArn"} {
+		t.Run(name, func(t *testing.T) {
+			has(t, "output", func() { tp.HasOutput(jsii.String(name), props(map[string]any{"Value": assertions.Match_AnyValue()})) })
+		})
+	}
+}
+
+// synthLocal synthesizes the LocalStack variant (localstack/: `make localstack-deploy`).
+func synthLocal(t *testing.T, withAPIs bool) assertions.Template {
+	t.Helper()
+	synth(t) // the fake packages and jsii are ready
+	codeDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(codeDir, "bootstrap"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var tp assertions.Template
+	has(t, "synth", func() {
+		app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(t.TempDir())})
+		s := New(app, "LastunitLocal", Props{
+			LocalStack: true, LocalStackAPIs: withAPIs,
+			Code: func(string) awslambda.Code { return awslambda.Code_FromAsset(jsii.String(codeDir), nil) },
+		})
+		tp = assertions.Template_FromStack(s.Stack, nil)
+	})
+	if tp == nil {
+		t.FailNow()
+	}
+	return tp
+}
+
+// TestLocalStackVariant: the LocalStack stack keeps the functions, queues, schedules and alarms,
+// uses the compose file's Postgres, Redis and stripe-mock instead of VPC, RDS and ElastiCache,
+// and has the Pro-only Cognito and API Gateway v2 resources only when asked.
+func TestLocalStackVariant(t *testing.T) {
+	tests := []struct {
+		name     string
+		withAPIs bool
+		counts   map[string]int
+	}{
+		{"community", false, map[string]int{
+			"AWS::Lambda::Function": len(Functions), "AWS::SQS::Queue": 4, "AWS::Events::Rule": 2,
+			"AWS::Lambda::EventSourceMapping": 2, "AWS::CloudWatch::Alarm": 2 + 2*len(Functions),
+			"AWS::EC2::VPC": 0, "AWS::EC2::NatGateway": 0, "AWS::RDS::DBInstance": 0, "AWS::ElastiCache::ReplicationGroup": 0,
+			"AWS::ApiGatewayV2::Api": 0, "AWS::Cognito::UserPool": 0,
+		}},
+		{"pro", true, map[string]int{
+			"AWS::Lambda::Function": len(Functions), "AWS::ApiGatewayV2::Api": 2, "AWS::Cognito::UserPool": 1,
+			"AWS::RDS::DBInstance": 0, "AWS::ElastiCache::ReplicationGroup": 0,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tp := synthLocal(t, tt.withAPIs)
+			for typ, n := range tt.counts {
+				has(t, typ, func() { tp.ResourceCountIs(jsii.String(typ), jsii.Number(float64(n))) })
+			}
+			has(t, "functions outside a VPC, on the compose services", func() {
+				tp.AllResourcesProperties(jsii.String("AWS::Lambda::Function"), props(map[string]any{
+					"VpcConfig": assertions.Match_Absent(),
+					"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(props(map[string]any{
+						"REDIS_URL": LocalRedisURL, "REDIS_AUTH_SECRET_ARN": assertions.Match_Absent(),
+					}))},
+				}))
+			})
+			has(t, "stripe-mock", func() {
+				tp.HasResourceProperties(jsii.String("AWS::Lambda::Function"), props(map[string]any{
+					"FunctionName": "lastunit-checkout",
+					"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(props(map[string]any{
+						"STRIPE_API_BASE": LocalStripeAPIBase,
+					}))},
+				}))
+			})
+		})
+	}
+}

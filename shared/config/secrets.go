@@ -1,0 +1,202 @@
+package config
+
+// In AWS the CDK stack (infra/) never puts a secret in a function's environment: it passes
+// the ARNs of Secrets Manager secrets, and Resolve reads them once per cold start.
+//
+//	DATABASE_SECRET_ARN    RDS credentials {"username","password","host","port","dbname"} → DatabaseURL (sslmode=require)
+//	REDIS_AUTH_SECRET_ARN  the ElastiCache AUTH token (plain string) → the password of RedisURL
+//	STRIPE_SECRET_ARN      {"secret_key","webhook_secret"} → StripeSecretKey, StripeWebhookSecret
+//
+// Locally none of them is set and nothing is called. The call is one signed GetSecretValue
+// per secret over HTTPS (the SDK's SigV4 signer and credential chain; no extra module).
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+)
+
+// Environment variables naming Secrets Manager secrets.
+const (
+	EnvDatabaseSecretARN  = "DATABASE_SECRET_ARN"
+	EnvRedisAuthSecretARN = "REDIS_AUTH_SECRET_ARN"
+	EnvStripeSecretARN    = "STRIPE_SECRET_ARN"
+)
+
+// SecretGetter returns a secret's SecretString.
+type SecretGetter func(ctx context.Context, arn string) (string, error)
+
+// Resolve fills in c's secrets from the Secrets Manager secrets the environment names, using
+// Secrets Manager in the function's region. With none named it returns c unchanged.
+func Resolve(ctx context.Context, c Config) (Config, error) {
+	if os.Getenv(EnvDatabaseSecretARN) == "" && os.Getenv(EnvRedisAuthSecretARN) == "" && os.Getenv(EnvStripeSecretARN) == "" {
+		return c, nil
+	}
+	get, err := newSecretsManager(ctx)
+	if err != nil {
+		return c, err
+	}
+	return ResolveWith(ctx, c, get, os.Getenv)
+}
+
+// ResolveWith is Resolve with the secret reader and the environment given.
+func ResolveWith(ctx context.Context, c Config, get SecretGetter, getenv func(string) string) (Config, error) {
+	if arn := getenv(EnvDatabaseSecretARN); arn != "" {
+		s, err := get(ctx, arn)
+		if err != nil {
+			return c, fmt.Errorf("%s: %w", EnvDatabaseSecretARN, err)
+		}
+		if c.DatabaseURL, err = databaseURL(s); err != nil {
+			return c, fmt.Errorf("%s: %w", EnvDatabaseSecretARN, err)
+		}
+	}
+	if arn := getenv(EnvRedisAuthSecretARN); arn != "" {
+		token, err := get(ctx, arn)
+		if err != nil {
+			return c, fmt.Errorf("%s: %w", EnvRedisAuthSecretARN, err)
+		}
+		u, err := url.Parse(c.RedisURL)
+		if err != nil || u.Host == "" {
+			return c, fmt.Errorf("%s: REDIS_URL is not a URL", EnvRedisAuthSecretARN)
+		}
+		if token == "" {
+			return c, fmt.Errorf("%s: the secret is empty", EnvRedisAuthSecretARN)
+		}
+		u.User = url.UserPassword("", token) // AUTH <token>: ElastiCache's AUTH token, no ACL user
+		c.RedisURL = u.String()
+	}
+	if arn := getenv(EnvStripeSecretARN); arn != "" {
+		s, err := get(ctx, arn)
+		if err != nil {
+			return c, fmt.Errorf("%s: %w", EnvStripeSecretARN, err)
+		}
+		var keys struct {
+			SecretKey     string `json:"secret_key"`
+			WebhookSecret string `json:"webhook_secret"`
+		}
+		if err := json.Unmarshal([]byte(s), &keys); err != nil {
+			return c, fmt.Errorf("%s: the secret is not JSON {\"secret_key\",\"webhook_secret\"}", EnvStripeSecretARN)
+		}
+		// Empty values (the stack's placeholder) stay unset, so NeedStripe says what is missing.
+		if keys.SecretKey != "" {
+			c.StripeSecretKey = keys.SecretKey
+		}
+		if keys.WebhookSecret != "" {
+			c.StripeWebhookSecret = keys.WebhookSecret
+		}
+	}
+	return c, nil
+}
+
+// databaseURL builds a pgx URL from an RDS credentials secret.
+func databaseURL(secret string) (string, error) {
+	var s struct {
+		Username string          `json:"username"`
+		Password string          `json:"password"`
+		Host     string          `json:"host"`
+		Port     json.RawMessage `json:"port"` // RDS writes a number; people write strings
+		DBName   string          `json:"dbname"`
+	}
+	if err := json.Unmarshal([]byte(secret), &s); err != nil {
+		return "", fmt.Errorf("the secret is not RDS credentials JSON")
+	}
+	if s.Username == "" || s.Password == "" || s.Host == "" {
+		return "", fmt.Errorf("the secret lacks username, password or host")
+	}
+	port := strings.Trim(string(s.Port), `"`)
+	if port == "" {
+		port = "5432"
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return "", fmt.Errorf("the secret's port is not a number")
+	}
+	if s.DBName == "" {
+		s.DBName = "lastunit"
+	}
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(s.Username, s.Password),
+		Host:     s.Host + ":" + port,
+		Path:     "/" + s.DBName,
+		RawQuery: "sslmode=require",
+	}
+	return u.String(), nil
+}
+
+// newSecretsManager returns a GetSecretValue call signed with the default credential chain.
+// AWS_ENDPOINT_URL_SECRETS_MANAGER or AWS_ENDPOINT_URL (LocalStack) overrides the endpoint.
+func newSecretsManager(ctx context.Context) (SecretGetter, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load aws config: %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	endpoint := os.Getenv("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+	if endpoint == "" {
+		endpoint = aws.ToString(cfg.BaseEndpoint)
+	}
+	if endpoint == "" {
+		domain := "amazonaws.com"
+		if strings.HasPrefix(cfg.Region, "cn-") {
+			domain = "amazonaws.com.cn"
+		}
+		endpoint = "https://secretsmanager." + cfg.Region + "." + domain
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	signer := v4.NewSigner()
+	return func(ctx context.Context, arn string) (string, error) {
+		body, _ := json.Marshal(map[string]string{"SecretId": arn})
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/", bytes.NewReader(body))
+		if err != nil {
+			return "", fmt.Errorf("get secret: %w", err)
+		}
+		req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+		req.Header.Set("X-Amz-Target", "secretsmanager.GetSecretValue")
+		creds, err := cfg.Credentials.Retrieve(ctx)
+		if err != nil {
+			return "", fmt.Errorf("get secret: credentials: %w", err)
+		}
+		sum := sha256.Sum256(body)
+		if err := signer.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "secretsmanager", cfg.Region, time.Now()); err != nil {
+			return "", fmt.Errorf("get secret: sign: %w", err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return "", fmt.Errorf("get secret: %w", err)
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return "", fmt.Errorf("get secret: read: %w", err)
+		}
+		var out struct {
+			SecretString *string `json:"SecretString"`
+			Type         string  `json:"__type"`
+			Message      string  `json:"message"`
+		}
+		_ = json.Unmarshal(raw, &out)
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("get secret: %s %s: %s", resp.Status, out.Type, out.Message)
+		}
+		if out.SecretString == nil {
+			return "", fmt.Errorf("get secret: no SecretString (binary secrets are not supported)")
+		}
+		return *out.SecretString, nil
+	}, nil
+}
