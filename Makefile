@@ -92,7 +92,12 @@ vet: ## go vet and gofmt
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 
-test: services vet ## run every test against real Postgres and Redis
+browser: ## install headless Chromium from Debian's packages for the browser tests (once)
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (Debian package)"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@command -v chromium >/dev/null || { echo "chromium is not installed; install Debian's chromium package" >&2; exit 1; }
+
+test: services vet browser ## run every test against real Postgres, Redis, the SQS emulator, stripe-mock and Chromium
 	$(GO) test $(TEST_FLAGS) ./...
 
 FUZZTIME ?= 20s

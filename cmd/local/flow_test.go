@@ -13,6 +13,7 @@ import (
 	"lastunit/shared/queue"
 	"lastunit/shared/shop"
 	"lastunit/shared/testenv"
+	"lastunit/web"
 )
 
 // startFullServer serves every HTTP function, /_local/pay and /_local/faults, and polls the
@@ -32,6 +33,7 @@ func startFullServer(t *testing.T, env *testenv.Env) *httptest.Server {
 	f := &faults{}
 	env.Shop.Fault = f.hook
 	s.handle("PUT /_local/faults", f.put)
+	s.servePages(web.Config{Local: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	url, err := env.Queue.URL(ctx, queue.Fulfill)

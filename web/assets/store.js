@@ -166,10 +166,15 @@ function showOrder() {
   $("pay-test").hidden = !(state.config.local && order.status === "payment_pending");
 }
 
+// followOrder polls the order until it ends; it stops when another order takes its place.
 async function followOrder() {
-  for (let i = 0; i < 600 && order; i++) {
+  const id = order.id;
+  for (let i = 0; i < 600 && order && order.id === id; i++) {
     await new Promise((r) => setTimeout(r, 1000));
-    try { order = await api("GET", "/orders/" + order.id); } catch (_) { continue; }
+    let o;
+    try { o = await api("GET", "/orders/" + id); } catch (_) { continue; }
+    if (!order || order.id !== id) return;
+    order = o;
     showOrder();
     if (["fulfilled", "expired", "cancelled", "refunded"].includes(order.status)) {
       say($("msg"), order.status === "fulfilled" ? "Your order is fulfilled." : "Your order is " + order.status + ".", order.status === "fulfilled" ? "good" : "bad");

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"lastunit/shared/testenv"
+)
+
+// chromium is Debian's headless browser (`make browser` installs it).
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{os.Getenv("CHROMIUM"), "/usr/bin/chromium", "chromium", "chromium-browser"} {
+		if name == "" {
+			continue
+		}
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatalf("chromium is not installed: run `make browser` (Debian's chromium package)")
+	return ""
+}
+
+// browser opens a fresh headless Chromium (its own profile, no background networking) and
+// returns a context for one tab in it.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1200, 900),
+	)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	ctx, cancel2 := chromedp.NewContext(actx)
+	t.Cleanup(cancel2)
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// tab opens another tab (a second shopper with its own session storage) in the browser of ctx.
+func tab(t *testing.T, ctx context.Context) context.Context {
+	t.Helper()
+	c, cancel := chromedp.NewContext(ctx)
+	t.Cleanup(cancel)
+	// The first Run opens the tab; it must not get a context that is cancelled later, or the
+	// tab closes with it.
+	if err := chromedp.Run(c); err != nil {
+		t.Fatalf("open tab: %v", err)
+	}
+	return c
+}
+
+func do(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Run(c, actions...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// waitText waits until the element's text contains want (ignoring case: CSS may upper-case it), up to d.
+func waitText(t *testing.T, ctx context.Context, sel, want string, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var got string
+	for time.Since(start) < d {
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		err := chromedp.Run(c, chromedp.Text(sel, &got, chromedp.ByQuery, chromedp.AtLeast(0)))
+		cancel()
+		if err == nil && strings.Contains(strings.ToLower(got), strings.ToLower(want)) {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var page string
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := chromedp.Run(c, chromedp.Evaluate(`document.body.innerText`, &page)); err != nil {
+		page = "(could not read the page: " + err.Error() + ")"
+	}
+	t.Fatalf("%s: text %q does not contain %q within %s; the page says:\n%s", sel, got, want, d, page)
+	return 0
+}
+
+// screenshot saves the page to $SCREENSHOTS (the README's pictures come from here).
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	var png []byte
+	do(t, ctx, "screenshot", chromedp.FullScreenshot(&png, 100))
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func signInAs(t *testing.T, ctx context.Context, url, name string) {
+	t.Helper()
+	do(t, ctx, "sign in "+name,
+		chromedp.Navigate(url),
+		chromedp.WaitVisible("#user", chromedp.ByQuery),
+		chromedp.SendKeys("#user", name, chromedp.ByQuery),
+		chromedp.Click(`#signin button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#whoami", chromedp.ByQuery),
+	)
+}
+
+// TestStorefrontInABrowser: two shoppers on one product in real Chromium. One reserves and
+// the other's page shows the new count without a reload; the cart counts down and an expired
+// hold leaves it; checkout and the test payment end in fulfilled; with fulfillment failing,
+// the admin sees the failed job and retries it; cancelling another refunds it and the count
+// on the storefront goes back up.
+func TestStorefrontInABrowser(t *testing.T) {
+	env := testenv.NewEnv(t)
+	env.Stripe, env.Queue = testenv.Stripe(t), testenv.Queue(t, time.Second)
+	env.Shop.Pay, env.Shop.Jobs = env.Stripe, env.Queue
+	env.Shop.Now = time.Now
+	srv := startFullServer(t, env)
+	call(t, srv, "PUT", "/admin/products/hoodie", bearer(t, "ada", "admin"), `{"name":"Hoodie","price_cents":6000,"currency":"usd","stock":5,"max_per_user":3}`)
+	call(t, srv, "PUT", "/admin/products/cap", bearer(t, "ada", "admin"), `{"name":"Cap","price_cents":2000,"currency":"usd","stock":9,"max_per_user":2}`)
+
+	b := browser(t)
+	alice, bob := tab(t, b), tab(t, b)
+	signInAs(t, alice, srv.URL+"/", "alice")
+	signInAs(t, bob, srv.URL+"/", "bob")
+	waitText(t, bob, `[data-available="hoodie"]`, "5 available", 5*time.Second)
+	waitText(t, bob, "#live", "Live stock: on", 5*time.Second)
+
+	// Alice reserves 2; Bob's page follows without a reload.
+	do(t, alice, "alice reserves",
+		chromedp.SetValue("#qty-hoodie", "2", chromedp.ByQuery),
+		chromedp.Click(`[data-product="hoodie"] button`, chromedp.ByQuery))
+	took := waitText(t, bob, `[data-available="hoodie"]`, "3 available", 3*time.Second)
+	if took > time.Second {
+		t.Errorf("bob saw the new count after %s, want within 1 s", took)
+	}
+	waitText(t, alice, "#cart", "2 × Hoodie", 5*time.Second)
+	waitText(t, alice, "#cart .countdown", "left", 3*time.Second)
+	screenshot(t, alice, "storefront.png")
+
+	// Over the limit, and sold out, say so clearly.
+	do(t, alice, "alice asks for 2 more",
+		chromedp.SetValue("#qty-hoodie", "2", chromedp.ByQuery),
+		chromedp.Click(`[data-product="hoodie"] button`, chromedp.ByQuery))
+	waitText(t, alice, "#msg", "Limit reached: at most 3", 3*time.Second)
+
+	// Checkout and the test payment end in fulfilled.
+	do(t, alice, "checkout", chromedp.Click("#checkout", chromedp.ByQuery), chromedp.WaitVisible("#pay-test", chromedp.ByQuery))
+	waitText(t, alice, "#order-status", "payment pending", 5*time.Second)
+	do(t, alice, "pay", chromedp.Click("#pay-test", chromedp.ByQuery))
+	waitText(t, alice, "#order-status", "fulfilled", 15*time.Second)
+	waitText(t, alice, "#msg", "fulfilled", 5*time.Second)
+
+	// A short hold: the countdown runs and the expired hold leaves the cart.
+	env.Shop.HoldTTL = 3 * time.Second
+	do(t, bob, "bob reserves a cap", chromedp.Click(`[data-product="cap"] button`, chromedp.ByQuery))
+	waitText(t, bob, "#cart", "1 × Cap", 5*time.Second)
+	waitText(t, bob, "#msg", "A hold expired and left your cart", 6*time.Second)
+	waitText(t, bob, "#cart", "No holds yet", 3*time.Second)
+	env.Shop.HoldTTL = 10 * time.Minute
+
+	// With fulfillment failing, the admin sees the failed job and retries it.
+	admin := tab(t, b)
+	do(t, admin, "admin page", chromedp.Navigate(srv.URL+"/dashboard"))
+	signInAs(t, admin, srv.URL+"/dashboard", "ada")
+	call(t, srv, "PUT", "/_local/faults", "", `{"fulfill":"fail"}`)
+	for _, shopper := range []context.Context{bob, bob} {
+		do(t, shopper, "bob reserves a hoodie", chromedp.Click(`[data-product="hoodie"] button`, chromedp.ByQuery))
+		waitText(t, shopper, "#cart", "reserved", 5*time.Second)
+		do(t, shopper, "bob checks out", chromedp.Click("#checkout", chromedp.ByQuery), chromedp.WaitVisible("#pay-test", chromedp.ByQuery))
+		waitText(t, shopper, "#order-status", "payment pending", 5*time.Second)
+		do(t, shopper, "bob pays", chromedp.Click("#pay-test", chromedp.ByQuery))
+		waitText(t, shopper, "#order-status", "paid", 5*time.Second)
+	}
+	waitText(t, admin, "#jobs", "injected fault", 20*time.Second)
+	waitText(t, bob, `[data-available="hoodie"]`, "1 available", 3*time.Second)
+	var rows int
+	for i := 0; i < 100 && rows < 2; i++ {
+		do(t, admin, "count failed jobs", chromedp.Evaluate(`document.querySelectorAll("#jobs [data-job]").length`, &rows))
+		time.Sleep(200 * time.Millisecond)
+	}
+	if rows != 2 {
+		t.Fatalf("%d failed jobs shown, want 2", rows)
+	}
+	screenshot(t, admin, "dashboard.png")
+	call(t, srv, "PUT", "/_local/faults", "", `{"fulfill":"ok"}`)
+	var first string
+	do(t, admin, "first job", chromedp.AttributeValue("#jobs [data-job]", "data-job", &first, nil, chromedp.ByQuery))
+	do(t, admin, "retry", chromedp.Click(fmt.Sprintf(`[data-job=%q] button`, first), chromedp.ByQuery))
+	waitText(t, admin, "#msg", "Queued "+first, 5*time.Second)
+	waitText(t, admin, fmt.Sprintf(`[data-order=%q]`, first), "fulfilled", 15*time.Second)
+
+	// Cancel the other: refunded, and the storefront count goes back up.
+	do(t, admin, "cancel", chromedp.Click(`#jobs [data-job] button.secondary`, chromedp.ByQuery))
+	waitText(t, admin, "#msg", "Cancelled and refunded", 5*time.Second)
+	waitText(t, bob, `[data-available="hoodie"]`, "2 available", 3*time.Second)
+	waitText(t, admin, `[data-product="hoodie"] [data-col="sold"]`, "3", 5*time.Second)
+	env.CheckLedger(t, "hoodie", 5)
+}
