@@ -153,6 +153,7 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*App, error) {
 	svc.HoldTTL = c.ReservationTTL
 	svc.PaymentWindow = c.PaymentWindow
 	svc.FailedJobMaxAge = c.FailedJobAge
+	svc.FulfillDeadline = 3*c.FulfillVisibility + 10*time.Minute
 	app := &App{Config: c, Log: log, Pool: pool, Redis: rdb, Shop: svc}
 	if c.StripeSecretKey != "" {
 		app.Stripe = payment.New(payment.Config{SecretKey: c.StripeSecretKey, APIBase: c.StripeAPIBase, WebhookSecret: c.StripeWebhookSecret})

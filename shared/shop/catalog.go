@@ -173,6 +173,8 @@ type SweepReport struct {
 	GatesRebuilt int `json:"gates_rebuilt"` // missing gates set again from Postgres
 	// OrdersExpired counts payment_pending orders past their deadline that were ended.
 	OrdersExpired int `json:"orders_expired"`
+	// StalePaid counts paid orders not fulfilled within FulfillDeadline, now failed jobs.
+	StalePaid int `json:"stale_paid"`
 }
 
 // sweepBatch is how many holds one Postgres statement of the sweep expires.
@@ -211,6 +213,11 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 			return rep, err
 		}
 	}
+	stale, err := s.Store.MarkStalePaid(ctx, now.Add(-s.FulfillDeadline), now)
+	if err != nil {
+		return rep, err
+	}
+	rep.StalePaid = int(stale)
 	rows, err := s.Store.Products(ctx)
 	if err != nil {
 		return rep, err

@@ -141,6 +141,11 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 	for tries := 0; ; tries++ {
 		failed, missing, err := s.Gate.Checkout(ctx, req.UserID, resv, now, order.PaymentExpiresAt)
 		if err != nil {
+			// The script may have run though the answer was lost: put the holds back (a hold
+			// no other checkout can have taken while it is marked checked out).
+			if uerr := s.Gate.Uncheckout(context.WithoutCancel(ctx), order.Items); uerr != nil {
+				s.Log.Error("uncheckout after a lost answer", "order_id", order.ID, "err", uerr)
+			}
 			return Order{}, err
 		}
 		if missing != "" && tries < 3 {

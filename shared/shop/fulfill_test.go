@@ -217,3 +217,31 @@ func TestFailedJobCancelAndJanitor(t *testing.T) {
 	}
 	env.CheckLedger(t, "fj", 6)
 }
+
+// A job dead-lettered while Postgres was down never recorded its failure: the sweep lists
+// the paid order as a failed job once it waited longer than the queue's retries take.
+func TestStalePaidOrderBecomesAFailedJob(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t).WithPayments(t)
+	env.Product(t, "stale", 2, 2)
+	o := paidOrder(t, env, "alice", "stale", 1)
+	env.Clock.Advance(14 * time.Minute)
+	if rep, err := env.Shop.Sweep(ctx); err != nil || rep.StalePaid != 0 {
+		t.Fatalf("early sweep: %+v, %v", rep, err)
+	}
+	env.Clock.Advance(2 * time.Minute)
+	if rep, err := env.Shop.Sweep(ctx); err != nil || rep.StalePaid != 1 {
+		t.Fatalf("sweep: %+v, %v", rep, err)
+	}
+	jobs, err := env.Shop.FailedJobs(ctx)
+	if err != nil || len(jobs) != 1 || jobs[0].OrderID != o.ID {
+		t.Fatalf("failed jobs %+v, %v", jobs, err)
+	}
+	// Fulfilling it (a retry) clears the mark.
+	if err := env.Shop.Fulfill(ctx, o.ID, 1); err != nil {
+		t.Fatal(err)
+	}
+	if jobs, _ := env.Shop.FailedJobs(ctx); len(jobs) != 0 {
+		t.Fatalf("still listed after fulfilment: %+v", jobs)
+	}
+}

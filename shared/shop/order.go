@@ -80,14 +80,16 @@ type OrderStore interface {
 	// moves it to paid with its holds checked out again, only while every product's gate
 	// generation is still the one take returned.
 	RetakeOrder(ctx context.Context, orderID string, deadline, now time.Time, take func() (gens map[string]int64, short string, err error)) (RetakeResult, error)
-	// SetOrderStatus moves an order from one status to another without touching its holds.
-	SetOrderStatus(ctx context.Context, orderID, from, to string, now time.Time) (bool, error)
 	// FulfillOrder locks the order and, if it is paid, takes its units from stock on hand into
 	// sold, moves its holds and itself to fulfilled and counts the attempt, in one transaction.
 	FulfillOrder(ctx context.Context, orderID string, now time.Time) (FulfillResult, error)
 	// RecordFailure counts a failed fulfillment attempt with its error; deadLettered marks
 	// the order as a failed job (out of automatic retries) if it is still paid.
 	RecordFailure(ctx context.Context, orderID, lastError string, deadLettered bool, now time.Time) error
+	// MarkStalePaid marks as failed jobs the paid orders not fulfilled and not touched since
+	// before: their job was dead-lettered without the last attempt recording it (the
+	// database was down, or the function died); it returns how many it marked.
+	MarkStalePaid(ctx context.Context, before, now time.Time) (int64, error)
 	// FailedJobs returns paid orders marked as failed jobs, oldest first; with before set,
 	// only those that failed before it.
 	FailedJobs(ctx context.Context, before *time.Time) ([]Order, error)
@@ -117,7 +119,7 @@ type RetakeResult struct {
 // RetakeOrder outcomes.
 const (
 	RetakeDone        = "done"         // order paid, holds checked out
-	RetakeShort       = "short"        // a product is sold out; nothing changed
+	RetakeShort       = "short"        // a product is sold out; the order is now refunded (refund it)
 	RetakeGone        = "gone"         // the order is no longer expired
 	RetakeGateChanged = "gate_changed" // a gate was rebuilt meanwhile; give back and retry
 )

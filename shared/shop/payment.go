@@ -85,8 +85,11 @@ func (s *Service) paymentSucceeded(ctx context.Context, o Order, ev PaymentEvent
 			if done || err != nil {
 				return err
 			}
+		case OrderRefunded:
+			// A late payment found sold out: make sure the refund went through (idempotent).
+			return s.Pay.Refund(ctx, o.ID, ev.PaymentIntentID)
 		default:
-			return nil // fulfilled, refunded or cancelled: nothing left to do
+			return nil // fulfilled or cancelled: nothing left to do
 		}
 		var err error
 		if o, err = s.Store.Order(ctx, o.ID); err != nil {
@@ -132,10 +135,9 @@ func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID stri
 			s.Log.Info("late payment took its units again", "order_id", o.ID)
 			return true, s.Jobs.EnqueueFulfill(ctx, o.ID)
 		case RetakeShort:
+			// The order is refunded in Postgres already; if the refund call fails, Stripe's
+			// retry of the event refunds it (same idempotency key).
 			if err := s.Pay.Refund(ctx, o.ID, paymentIntentID); err != nil {
-				return false, err
-			}
-			if _, err := s.Store.SetOrderStatus(ctx, o.ID, OrderExpired, OrderRefunded, s.now()); err != nil {
 				return false, err
 			}
 			s.Log.Info("late payment refunded: sold out", "order_id", o.ID, "product_id", res.Short)

@@ -240,6 +240,9 @@ type Service struct {
 	// FailedJobMaxAge is how long a failed job waits for an admin before the janitor
 	// cancels it (FAILED_JOB_MAX_AGE).
 	FailedJobMaxAge time.Duration
+	// FulfillDeadline is how long a paid order may wait for fulfillment before the sweep
+	// lists it as a failed job (more than the queue's retries take: 3 × visibility).
+	FulfillDeadline time.Duration
 	// Fault, when set, is called after the gate took units and before Postgres records the
 	// hold; an error from it stands for the process dying there (tests inject crashes).
 	Fault func(step string) error
@@ -249,7 +252,7 @@ type Service struct {
 
 // NewService returns a Service with the default clock, TTLs and logger.
 func NewService(st Store, g Gate) *Service {
-	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute, FailedJobMaxAge: 24 * time.Hour}
+	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute, FailedJobMaxAge: 24 * time.Hour, FulfillDeadline: 15 * time.Minute}
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Millisecond) }

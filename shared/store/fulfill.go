@@ -63,6 +63,17 @@ func (s *Store) RecordFailure(ctx context.Context, orderID, lastError string, de
 	return nil
 }
 
+// MarkStalePaid marks paid orders untouched since before as failed jobs.
+func (s *Store) MarkStalePaid(ctx context.Context, before, now time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE orders SET failed_at = $2,
+		last_error = COALESCE(last_error, 'fulfillment did not finish in time (no attempt recorded its failure)')
+		WHERE status = 'paid' AND failed_at IS NULL AND updated_at < $1`, before, now)
+	if err != nil {
+		return 0, fmt.Errorf("mark stale paid orders: %w", translate(err))
+	}
+	return tag.RowsAffected(), nil
+}
+
 // FailedJobs returns paid orders marked as failed jobs, oldest first (only those that failed
 // before *before, when it is set).
 func (s *Store) FailedJobs(ctx context.Context, before *time.Time) ([]shop.Order, error) {

@@ -252,8 +252,10 @@ func (s *Store) RetakeOrder(ctx context.Context, orderID string, deadline, now t
 			return err
 		}
 		if short != "" {
+			// Decided under the lock: refunded, so no later delivery can take units again.
 			res.Outcome, res.Short = shop.RetakeShort, short
-			return nil
+			_, err := tx.Exec(ctx, `UPDATE orders SET status = 'refunded', updated_at = $2 WHERE id = $1`, orderID, now)
+			return translate(err)
 		}
 		res.Took = true
 		ids := make([]string, 0, len(gens))
@@ -281,16 +283,6 @@ func (s *Store) RetakeOrder(ctx context.Context, orderID string, deadline, now t
 		return nil
 	})
 	return res, err
-}
-
-// SetOrderStatus moves an order from one status to another (compare-and-set).
-func (s *Store) SetOrderStatus(ctx context.Context, orderID, from, to string, now time.Time) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE orders SET status = $3, client_secret = NULL, updated_at = $4 WHERE id = $1 AND status = $2`,
-		orderID, from, to, now)
-	if err != nil {
-		return false, fmt.Errorf("set order status: %w", translate(err))
-	}
-	return tag.RowsAffected() == 1, nil
 }
 
 // EventSeen reports whether a Stripe event was handled already.

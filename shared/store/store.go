@@ -140,9 +140,9 @@ func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInp
 		}
 		_, err = tx.Exec(ctx, `
 			INSERT INTO products (id, name, price_cents, currency, stock, max_per_user, gate_gen, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7)
+			VALUES ($1, $2, $3, $4, $5, $6, nextval('gate_generations'), $7, $7)
 			ON CONFLICT (id) DO UPDATE SET name = $2, price_cents = $3, currency = $4, stock = $5,
-				max_per_user = $6, gate_gen = products.gate_gen + 1, updated_at = $7`,
+				max_per_user = $6, gate_gen = nextval('gate_generations'), updated_at = $7`,
 			id, in.Name, in.PriceCents, in.Currency, in.Stock, in.MaxPerUser, now)
 		if err != nil {
 			return fmt.Errorf("upsert product: %w", translate(err))
@@ -168,10 +168,11 @@ func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Ti
 		if stock > shop.MaxStock {
 			return shop.Invalid("delta", "stock would pass %d", shop.MaxStock)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE products SET stock = $2, gate_gen = gate_gen + 1, updated_at = $3 WHERE id = $1`, id, stock, now); err != nil {
+		if err := tx.QueryRow(ctx, `UPDATE products SET stock = $2, gate_gen = nextval('gate_generations'), updated_at = $3
+			WHERE id = $1 RETURNING gate_gen`, id, stock, now).Scan(&cur.Gen); err != nil {
 			return fmt.Errorf("restock: %w", translate(err))
 		}
-		cur.Stock, cur.Gen = stock, cur.Gen+1
+		cur.Stock = stock
 		out = cur
 		return nil
 	})
@@ -187,8 +188,8 @@ func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.Gate
 		if err != nil {
 			return fmt.Errorf("lock product: %w", translate(err))
 		}
-		st := shop.GateState{ProductID: id, Available: p.Stock - p.Held, MaxPerUser: p.MaxPerUser, Gen: p.Gen + 1}
-		if _, err := tx.Exec(ctx, `UPDATE products SET gate_gen = $2 WHERE id = $1`, id, st.Gen); err != nil {
+		st := shop.GateState{ProductID: id, Available: p.Stock - p.Held, MaxPerUser: p.MaxPerUser}
+		if err := tx.QueryRow(ctx, `UPDATE products SET gate_gen = nextval('gate_generations') WHERE id = $1 RETURNING gate_gen`, id).Scan(&st.Gen); err != nil {
 			return fmt.Errorf("bump gate generation: %w", translate(err))
 		}
 		rows, err := tx.Query(ctx, `SELECT `+reservationCols+` FROM reservations WHERE product_id = $1 AND status IN `+liveStatuses, id)
