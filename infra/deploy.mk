@@ -5,7 +5,7 @@
 BUILD             := $(CURDIR)/build
 FUNCTIONS          = $(notdir $(patsubst %/,%,$(wildcard functions/*/)))
 LAMBDA_ARCH       ?= arm64
-LAMBDA_GOFLAGS    := -tags lambda.norpc -trimpath -ldflags="-s -w"
+LAMBDA_GOFLAGS    := -tags lambda.norpc -trimpath -buildvcs=false -ldflags="-s -w"
 ZIP_LIMIT_MB      := 10
 CDK_VERSION       := 2.1148.1
 CDK_LOCAL_VERSION := 3.0.4
