@@ -6,10 +6,13 @@
 --
 -- ARGV[1]  reservation id
 -- ARGV[2]  "1" to delete KEYS[6] when it still points at this hold (undoing a failed reserve), else "0"
+-- ARGV[3]  the deadline (ms) the caller knows the hold by, or "" for any: a hold whose deadline
+--          changed since (checked out, taken again by a late payment) is not the caller's to end
 --
 -- Returns one of:
 --   {"released", qty, available, version}
---   {"absent"}     the gate has no such hold: already released, or never counted by this gate
+--   {"absent"}     the gate has no such hold (already released, or never counted by this gate),
+--                  or it has another deadline than ARGV[3]
 --   {"missing"}    no gate for this product (the next rebuild counts from Postgres)
 -- Only the call that removes the hold gives units back, so any number of callers is safe.
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -20,7 +23,10 @@ local h = redis.call('HGET', KEYS[2], rid)
 if not h then
   return {'absent'}
 end
-local qty, user = string.match(h, '^(%d+):%d+:[%a_]+:(.*)$')
+local qty, dl, user = string.match(h, '^(%d+):(%d+):[%a_]+:(.*)$')
+if ARGV[3] ~= '' and dl ~= ARGV[3] then
+  return {'absent'}
+end
 qty = tonumber(qty)
 redis.call('HDEL', KEYS[2], rid)
 redis.call('ZREM', KEYS[3], rid)

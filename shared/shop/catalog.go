@@ -195,7 +195,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 		rep.Expired += len(holds)
 		for _, h := range holds {
-			res, err := s.Gate.Release(ctx, h.ProductID, h.ID, h.UserID, "")
+			res, err := s.Gate.Release(ctx, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt})
 			if err != nil {
 				return rep, err // the orphan pass of a later sweep finds it
 			}
@@ -247,12 +247,16 @@ func (s *Service) sweepGate(ctx context.Context, productID string, now time.Time
 	if err != nil || len(due) == 0 {
 		return err
 	}
-	status, err := s.Store.HoldStatuses(ctx, due)
+	ids := make([]string, 0, len(due))
+	for id := range due {
+		ids = append(ids, id)
+	}
+	status, err := s.Store.HoldStatuses(ctx, ids)
 	if err != nil {
 		return err
 	}
 	var fulfilled []Reservation
-	for _, id := range due {
+	for id, deadline := range due {
 		st, ok := status[id]
 		if ok && (st == StatusReserved || st == StatusCheckedOut) {
 			continue // live in Postgres: its own transition releases it
@@ -261,7 +265,9 @@ func (s *Service) sweepGate(ctx context.Context, productID string, now time.Time
 			fulfilled = append(fulfilled, Reservation{ID: id, ProductID: productID}) // its units were sold
 			continue
 		}
-		res, err := s.Gate.Release(ctx, productID, id, "", "")
+		// Released only if its deadline is still the one read: a late payment may have
+		// taken the hold again since Postgres was asked.
+		res, err := s.Gate.Release(ctx, GateRelease{ProductID: productID, ID: id, Deadline: deadline})
 		if err != nil {
 			return err
 		}

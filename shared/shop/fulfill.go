@@ -154,7 +154,7 @@ func (s *Service) CancelJob(ctx context.Context, orderID string) (Order, error) 
 	}
 	bg := context.WithoutCancel(ctx)
 	for _, h := range holds {
-		if _, err := s.Gate.Release(bg, h.ProductID, h.ID, "", ""); err != nil {
+		if _, err := s.Gate.Release(bg, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt}); err != nil {
 			s.Log.Error("release in gate", "order_id", o.ID, "reservation_id", h.ID, "err", err)
 		}
 		s.changed(ctx, h.ProductID)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // HandlePaymentEvent applies a verified Stripe event. It returns nil once the effect is
@@ -122,7 +123,7 @@ func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID stri
 	for range 3 {
 		res, err := s.Store.RetakeOrder(ctx, o.ID, deadline, s.now(), take)
 		if res.Took && (err != nil || res.Outcome != RetakeDone) {
-			s.releaseItems(context.WithoutCancel(ctx), o.Items) // Postgres did not take them
+			s.releaseItems(context.WithoutCancel(ctx), o.Items, deadline) // Postgres did not take them
 		}
 		if err != nil {
 			return false, err
@@ -167,7 +168,7 @@ func (s *Service) endOrder(ctx context.Context, orderID, from, to, holdStatus st
 		return moved, err
 	}
 	for _, h := range holds {
-		if _, err := s.Gate.Release(context.WithoutCancel(ctx), h.ProductID, h.ID, "", ""); err != nil {
+		if _, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt}); err != nil {
 			s.Log.Error("release in gate", "order_id", orderID, "reservation_id", h.ID, "err", err)
 		}
 		s.changed(ctx, h.ProductID)
@@ -175,10 +176,11 @@ func (s *Service) endOrder(ctx context.Context, orderID, from, to, holdStatus st
 	return true, nil
 }
 
-// releaseItems gives back the units of an order's holds in the gate (best effort).
-func (s *Service) releaseItems(ctx context.Context, items []OrderItem) {
+// releaseItems gives back the units of an order's holds that have the given deadline in the
+// gate (best effort).
+func (s *Service) releaseItems(ctx context.Context, items []OrderItem, deadline time.Time) {
 	for _, it := range items {
-		if _, err := s.Gate.Release(ctx, it.ProductID, it.ReservationID, "", ""); err != nil {
+		if _, err := s.Gate.Release(ctx, GateRelease{ProductID: it.ProductID, ID: it.ReservationID, Deadline: deadline}); err != nil {
 			s.Log.Error("release in gate", "reservation_id", it.ReservationID, "err", err)
 		}
 		s.changed(ctx, it.ProductID)

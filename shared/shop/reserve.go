@@ -173,7 +173,7 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 
 // undo gives back the units the gate granted to a hold that Postgres did not record.
 func (s *Service) undo(ctx context.Context, a GateReserve) error {
-	_, err := s.Gate.Release(context.WithoutCancel(ctx), a.ProductID, a.ID, a.UserID, a.IdemKey)
+	_, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: a.ProductID, ID: a.ID, Deadline: a.Deadline, UserID: a.UserID, IdemKey: a.IdemKey})
 	s.changed(ctx, a.ProductID)
 	return err
 }
@@ -247,7 +247,7 @@ func (s *Service) Release(ctx context.Context, userID, id string) error {
 			return e
 		}
 	}
-	if _, err := s.Gate.Release(context.WithoutCancel(ctx), r.ProductID, r.ID, r.UserID, ""); err != nil {
+	if _, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: r.ProductID, ID: r.ID, Deadline: r.ExpiresAt}); err != nil {
 		// Postgres says released; the sweep gives the units back after the deadline.
 		s.Log.Error("release in gate", "reservation_id", r.ID, "product_id", r.ProductID, "err", err)
 	}

@@ -155,17 +155,17 @@ var ErrIdemTaken = Errorf(CodeIdempotencyConflict, "this Idempotency-Key was alr
 type Gate interface {
 	// Reserve runs reserve.lua for one hold.
 	Reserve(ctx context.Context, a GateReserve) (GateResult, error)
-	// Release runs release.lua; with an idemKey it also forgets that key's entry if it
-	// still points at this hold.
-	Release(ctx context.Context, productID, id, userID, idemKey string) (GateResult, error)
+	// Release runs release.lua for one hold.
+	Release(ctx context.Context, r GateRelease) (GateResult, error)
 	// Rebuild runs rebuild.lua and reports whether it set the gate.
 	Rebuild(ctx context.Context, s GateState, now time.Time) (bool, error)
 	// Invalidate drops the product's gate if its generation is below gen.
 	Invalidate(ctx context.Context, productID string, gen int64) error
 	// Available returns the available units of each product that has a gate.
 	Available(ctx context.Context, ids []string) (map[string]int64, error)
-	// Due returns the holds of the product whose deadline is not after now.
-	Due(ctx context.Context, productID string, now time.Time) ([]string, error)
+	// Due returns the holds of the product whose deadline is not after now, with their
+	// deadlines; ErrNotFound when the product has no gate.
+	Due(ctx context.Context, productID string, now time.Time) (map[string]time.Time, error)
 
 	CartGate
 }
@@ -181,6 +181,17 @@ func (s *Service) changed(ctx context.Context, productIDs ...string) {
 	if s.Notify != nil && len(productIDs) > 0 {
 		s.Notify.StockChanged(context.WithoutCancel(ctx), productIDs...)
 	}
+}
+
+// GateRelease is one release.lua call.
+type GateRelease struct {
+	ProductID, ID string
+	// Deadline is the deadline the caller knows the hold by; a hold whose deadline changed
+	// since is left alone. Zero: any deadline.
+	Deadline time.Time
+	// UserID and IdemKey name an Idempotency-Key entry to forget with the hold (undoing a
+	// reserve that Postgres refused); empty for none.
+	UserID, IdemKey string
 }
 
 // GateReserve is one reserve.lua call.

@@ -85,24 +85,26 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 	return r, nil
 }
 
-// Release runs release.lua; with an idemKey it also forgets that key's entry if it still
-// points at this hold.
-func (g *Gate) Release(ctx context.Context, productID, id, userID, idemKeyName string) (shop.GateResult, error) {
-	k := KeysFor(productID)
-	keys := append(k.list(), idemKey(productID, userID, idemKeyName))
-	forget := "0"
-	if idemKeyName != "" {
+// Release runs release.lua for one hold.
+func (g *Gate) Release(ctx context.Context, r shop.GateRelease) (shop.GateResult, error) {
+	k := KeysFor(r.ProductID)
+	keys := append(k.list(), idemKey(r.ProductID, r.UserID, r.IdemKey))
+	forget, deadline := "0", ""
+	if r.IdemKey != "" {
 		forget = "1"
 	}
-	v, err := releaseScript.Run(ctx, g.rdb, keys, id, forget).Slice()
+	if !r.Deadline.IsZero() {
+		deadline = strconv.FormatInt(ms(r.Deadline), 10)
+	}
+	v, err := releaseScript.Run(ctx, g.rdb, keys, r.ID, forget, deadline).Slice()
 	if err != nil {
 		return shop.GateResult{}, fmt.Errorf("run release.lua: %w", translate(err))
 	}
-	r := shop.GateResult{Outcome: str(v, 0)}
-	if r.Outcome == shop.GateReleased {
-		r.Quantity, r.Available, r.Version = num(v, 1), num(v, 2), num(v, 3)
+	res := shop.GateResult{Outcome: str(v, 0)}
+	if res.Outcome == shop.GateReleased {
+		res.Quantity, res.Available, res.Version = num(v, 1), num(v, 2), num(v, 3)
 	}
-	return r, nil
+	return res, nil
 }
 
 // Rebuild runs rebuild.lua and reports whether it set the gate.
@@ -154,15 +156,15 @@ func (g *Gate) Available(ctx context.Context, ids []string) (map[string]int64, e
 	return out, nil
 }
 
-// Due returns the holds of the product whose deadline is not after now; shop.ErrNotFound
-// when the product has no gate.
-func (g *Gate) Due(ctx context.Context, productID string, now time.Time) ([]string, error) {
+// Due returns the holds of the product whose deadline is not after now, with their
+// deadlines; shop.ErrNotFound when the product has no gate.
+func (g *Gate) Due(ctx context.Context, productID string, now time.Time) (map[string]time.Time, error) {
 	k := KeysFor(productID)
 	var exists *redis.IntCmd
-	var due *redis.StringSliceCmd
+	var due *redis.ZSliceCmd
 	_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		exists = p.Exists(ctx, k.Gate)
-		due = p.ZRangeByScore(ctx, k.Deadlines, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(ms(now), 10)})
+		due = p.ZRangeByScoreWithScores(ctx, k.Deadlines, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(ms(now), 10)})
 		return nil
 	})
 	if err != nil {
@@ -171,7 +173,11 @@ func (g *Gate) Due(ctx context.Context, productID string, now time.Time) ([]stri
 	if exists.Val() == 0 {
 		return nil, shop.ErrNotFound
 	}
-	return due.Val(), nil
+	out := make(map[string]time.Time, len(due.Val()))
+	for _, z := range due.Val() {
+		out[z.Member.(string)] = time.UnixMilli(int64(z.Score)).UTC()
+	}
+	return out, nil
 }
 
 // translate marks errors of a Redis that cannot be reached as shop.ErrUnavailable.

@@ -25,7 +25,7 @@ func TestGateScripts(t *testing.T) {
 	if err != nil || res.Outcome != shop.GateMissing {
 		t.Fatalf("reserve without a gate: %+v, %v", res, err)
 	}
-	if rel, err := g.Release(ctx, "p1", "r1", "u", ""); err != nil || rel.Outcome != shop.GateMissing {
+	if rel, err := g.Release(ctx, shop.GateRelease{ProductID: "p1", ID: "r1", UserID: "u", IdemKey: ""}); err != nil || rel.Outcome != shop.GateMissing {
 		t.Fatalf("release without a gate: %+v, %v", rel, err)
 	}
 	set, err := g.Rebuild(ctx, shop.GateState{ProductID: "p1", Available: 7, MaxPerUser: 3, Gen: 5, Holds: []shop.Reservation{
@@ -87,15 +87,19 @@ func TestGateScripts(t *testing.T) {
 	}
 
 	due, err := g.Due(ctx, "p1", now)
-	if err != nil || len(due) != 1 || due[0] != "old" {
+	if err != nil || len(due) != 1 || !due["old"].Equal(now.Add(-time.Second).Truncate(time.Millisecond)) {
 		t.Fatalf("due: %v, %v; want [old]", due, err)
 	}
+	// A caller that knows r2 by another deadline (it was taken again since) ends nothing.
+	if rel, err := g.Release(ctx, shop.GateRelease{ProductID: "p1", ID: "r2", Deadline: now.Add(2 * time.Minute)}); err != nil || rel.Outcome != shop.GateAbsent {
+		t.Fatalf("release with a stale deadline: %+v, %v", rel, err)
+	}
 	// Undoing r2 forgets its idempotency entry, so the key is free again.
-	rel, err := g.Release(ctx, "p1", "r2", "v", "k")
+	rel, err := g.Release(ctx, shop.GateRelease{ProductID: "p1", ID: "r2", UserID: "v", IdemKey: "k"})
 	if err != nil || rel.Outcome != shop.GateReleased || rel.Quantity != 3 || rel.Available != 6 {
 		t.Fatalf("release r2: %+v, %v", rel, err)
 	}
-	if rel, err := g.Release(ctx, "p1", "r2", "v", "k"); err != nil || rel.Outcome != shop.GateAbsent {
+	if rel, err := g.Release(ctx, shop.GateRelease{ProductID: "p1", ID: "r2", UserID: "v", IdemKey: "k"}); err != nil || rel.Outcome != shop.GateAbsent {
 		t.Fatalf("second release r2: %+v, %v", rel, err)
 	}
 	if n, _ := rdb.Exists(ctx, "{p:p1}:idem:v:k").Result(); n != 0 {
