@@ -53,8 +53,14 @@ func TestVersionBumpsWithEveryChangeOfAvailable(t *testing.T) {
 			must(err)
 		}, false},
 		{"uncheckout", func() { must(g.Uncheckout(ctx, item("r1", 2))) }, false},
-		{"release", func() { _, err := g.Release(ctx, shop.GateRelease{ProductID: "p1", ID: "r1", UserID: "u", IdemKey: ""}); must(err) }, true},
-		{"release again (absent)", func() { _, err := g.Release(ctx, shop.GateRelease{ProductID: "p1", ID: "r1", UserID: "u", IdemKey: ""}); must(err) }, false},
+		{"release", func() {
+			_, err := g.Release(ctx, shop.GateRelease{ProductID: "p1", ID: "r1", UserID: "u", IdemKey: ""})
+			must(err)
+		}, true},
+		{"release again (absent)", func() {
+			_, err := g.Release(ctx, shop.GateRelease{ProductID: "p1", ID: "r1", UserID: "u", IdemKey: ""})
+			must(err)
+		}, false},
 		{"retake after a late payment", func() { _, _, _, err := g.Retake(ctx, "u", item("r3", 4), now.Add(time.Hour)); must(err) }, true},
 		{"retake of a hold still held", func() { _, _, _, err := g.Retake(ctx, "u", item("r3", 4), now.Add(time.Hour)); must(err) }, false},
 		{"drop a fulfilled hold", func() { must(g.Drop(ctx, []shop.Reservation{{ID: "r3", ProductID: "p1"}})) }, false},
