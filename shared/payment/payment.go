@@ -97,6 +97,23 @@ func (s *Stripe) CancelIntent(ctx context.Context, orderID, paymentIntentID stri
 	return fmt.Errorf("cancel payment intent: %w", err)
 }
 
+// Succeeded reads a PaymentIntent; ok when it succeeded, with it as a succeeded event.
+func (s *Stripe) Succeeded(ctx context.Context, paymentIntentID string) (shop.PaymentEvent, bool, error) {
+	p := &stripe.PaymentIntentParams{}
+	p.Context = ctx
+	pi, err := s.api.PaymentIntents.Get(paymentIntentID, p)
+	if err != nil {
+		return shop.PaymentEvent{}, false, fmt.Errorf("read payment intent: %w", err)
+	}
+	if pi.Status != stripe.PaymentIntentStatusSucceeded {
+		return shop.PaymentEvent{}, false, nil
+	}
+	return shop.PaymentEvent{
+		ID: "sweep:" + pi.ID, Type: shop.EventPaymentSucceeded, PaymentIntentID: pi.ID,
+		OrderID: pi.Metadata["order_id"], AmountCents: pi.Amount, Currency: string(pi.Currency),
+	}, true, nil
+}
+
 // Refund refunds a PaymentIntent in full.
 func (s *Stripe) Refund(ctx context.Context, orderID, paymentIntentID string) error {
 	p := &stripe.RefundParams{PaymentIntent: stripe.String(paymentIntentID)}

@@ -331,7 +331,7 @@ func TestSameSuccessEventEightTimes(t *testing.T) {
 	if n := queued(t, env.Queue); n > before+1 {
 		t.Fatalf("%d jobs after a second event id, %d before", n, before)
 	}
-	// A wrong amount changes nothing.
+	// A wrong amount is refunded and the order ends, its units back.
 	bad := succeeded(o, "evt_3")
 	bad.AmountCents++
 	env.Product(t, "f", 5, 5)
@@ -342,8 +342,11 @@ func TestSameSuccessEventEightTimes(t *testing.T) {
 	if err := env.Shop.HandlePaymentEvent(ctx, bad); err != nil {
 		t.Fatal(err)
 	}
-	if st := orderStatus(t, env, ob.ID); st != shop.OrderPaymentPending {
-		t.Fatalf("an underpaid order became %s", st)
+	if st := orderStatus(t, env, ob.ID); st != shop.OrderRefunded {
+		t.Fatalf("an underpaid order is %s, want refunded", st)
+	}
+	if l := env.CheckLedger(t, "f", 5); l.Available != 5 {
+		t.Fatalf("the underpaid order kept its units: available %d", l.Available)
 	}
 	// An unknown PaymentIntent is acknowledged and changes nothing.
 	if err := env.Shop.HandlePaymentEvent(ctx, shop.PaymentEvent{ID: "evt_5", Type: shop.EventPaymentSucceeded, PaymentIntentID: "pi_unknown", AmountCents: 1, Currency: "usd"}); err != nil {
@@ -530,4 +533,50 @@ func TestSuccessWhileQueueDownIsRetried(t *testing.T) {
 	if err := env.Shop.HandlePaymentEvent(ctx, ev); err != nil || queued(t, env.Queue) != 1 {
 		t.Fatalf("a third delivery after it was recorded queued more: %v", err)
 	}
+}
+
+// alreadyPaid is Stripe (stripe-mock) where every PaymentIntent has succeeded: cancelling one
+// fails, and reading one says it succeeded for the given amount. It injects the case of a
+// success webhook that never arrives.
+type alreadyPaid struct {
+	shop.Payments
+	order shop.Order
+}
+
+func (p alreadyPaid) CancelIntent(context.Context, string, string) error { return shop.ErrAlreadyPaid }
+func (p alreadyPaid) Succeeded(_ context.Context, pi string) (shop.PaymentEvent, bool, error) {
+	return shop.PaymentEvent{ID: "sweep:" + pi, Type: shop.EventPaymentSucceeded, PaymentIntentID: pi,
+		OrderID: p.order.ID, AmountCents: p.order.AmountCents, Currency: p.order.Currency}, true, nil
+}
+
+// A payment that succeeded but whose webhook never came is applied by the sweep after the
+// grace period, instead of leaving the order payment_pending for good.
+func TestMissedSuccessWebhookIsAppliedBySweep(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t).WithPayments(t)
+	env.Product(t, "miss", 3, 3)
+	reserveN(t, env, "alice", "miss")
+	o, err := env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Shop.Pay = alreadyPaid{Payments: env.Stripe, order: o}
+	env.Clock.Advance(15*time.Minute + time.Second)
+	if _, err := env.Shop.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := orderStatus(t, env, o.ID); st != shop.OrderPaymentPending {
+		t.Fatalf("within the grace period the order is %s", st)
+	}
+	env.Clock.Advance(shop.PaymentGrace)
+	if _, err := env.Shop.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := orderStatus(t, env, o.ID); st != shop.OrderPaid {
+		t.Fatalf("after the grace period the order is %s, want paid", st)
+	}
+	if n := queued(t, env.Queue); n != 1 {
+		t.Fatalf("%d fulfill jobs, want 1", n)
+	}
+	env.CheckLedger(t, "miss", 3)
 }

@@ -147,7 +147,14 @@ type Payments interface {
 	CancelIntent(ctx context.Context, orderID, paymentIntentID string) error
 	// Refund refunds a PaymentIntent in full, with an idempotency key from the order id.
 	Refund(ctx context.Context, orderID, paymentIntentID string) error
+	// Succeeded reads a PaymentIntent and, if it succeeded, returns it as the event Stripe
+	// would have sent (ok false otherwise).
+	Succeeded(ctx context.Context, paymentIntentID string) (ev PaymentEvent, ok bool, err error)
 }
+
+// PaymentGrace is how long past its payment deadline an order whose PaymentIntent succeeded
+// waits for the webhook before the sweep applies the payment itself.
+const PaymentGrace = 10 * time.Minute
 
 // ErrAlreadyPaid is what Payments.CancelIntent returns for a PaymentIntent that succeeded.
 var ErrAlreadyPaid = Errorf(CodeInvalidState, "the payment succeeded already")

@@ -63,9 +63,17 @@ func (s *Service) findOrder(ctx context.Context, ev PaymentEvent) (Order, error)
 
 func (s *Service) paymentSucceeded(ctx context.Context, o Order, ev PaymentEvent) error {
 	if o.AmountCents != ev.AmountCents || o.Currency != ev.Currency {
-		s.Log.Error("payment does not match its order", "order_id", o.ID, "event_id", ev.ID,
+		s.Log.Error("payment does not match its order: refunded", "order_id", o.ID, "event_id", ev.ID,
 			"order_amount", o.AmountCents, "paid_amount", ev.AmountCents, "order_currency", o.Currency, "paid_currency", ev.Currency)
-		return nil // no retry can fix it: an admin looks at the log
+		if o.Status != OrderPaymentPending {
+			return nil
+		}
+		// The shopper paid, but not this order's total: give the money back and end the order.
+		if err := s.Pay.Refund(ctx, o.ID, ev.PaymentIntentID); err != nil {
+			return err
+		}
+		_, err := s.endOrder(ctx, o.ID, OrderPaymentPending, OrderRefunded, StatusExpired)
+		return err
 	}
 	for range 3 {
 		switch o.Status {
@@ -151,6 +159,19 @@ func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID stri
 	return false, errors.New("retake: gates kept changing")
 }
 
+// applyMissedPayment applies a payment whose webhook never arrived, read from Stripe.
+func (s *Service) applyMissedPayment(ctx context.Context, o Order) {
+	ev, ok, err := s.Pay.Succeeded(ctx, *o.PaymentIntentID)
+	if err == nil && ok {
+		err = s.paymentSucceeded(ctx, o, ev)
+	}
+	if err != nil {
+		s.Log.Error("apply a payment the webhook missed", "order_id", o.ID, "err", err)
+		return
+	}
+	s.Log.Warn("applied a payment the webhook missed", "order_id", o.ID, "succeeded", ok)
+}
+
 // paymentCanceled ends a payment_pending order whose PaymentIntent was canceled.
 func (s *Service) paymentCanceled(ctx context.Context, o Order) error {
 	if o.Status != OrderPaymentPending {
@@ -200,7 +221,11 @@ func (s *Service) expirePayments(ctx context.Context, rep *SweepReport) error {
 			if o.PaymentIntentID != nil {
 				err := s.Pay.CancelIntent(ctx, o.ID, *o.PaymentIntentID)
 				if errors.Is(err, ErrAlreadyPaid) {
-					continue // the success webhook is on its way
+					// The success webhook is on its way; if it never comes, apply it here.
+					if s.now().After(o.PaymentExpiresAt.Add(PaymentGrace)) {
+						s.applyMissedPayment(ctx, o)
+					}
+					continue
 				}
 				if err != nil {
 					s.Log.Error("cancel payment intent", "order_id", o.ID, "err", err)
