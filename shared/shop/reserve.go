@@ -153,6 +153,11 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 		s.changed(ctx, a.ProductID)
 		return out, false, nil
 	}
+	if errors.Is(err, ErrMaybeWritten) {
+		// Giving the units back could oversell if the hold was recorded; keeping them loses
+		// nothing: past the deadline the sweep frees them unless Postgres has the hold.
+		return Reserved{}, false, err
+	}
 	if uerr := s.undo(ctx, a); uerr != nil {
 		s.Log.Error("undo reserve", "reservation_id", a.ID, "product_id", a.ProductID, "err", uerr)
 	}

@@ -5,6 +5,7 @@ package shop
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/base32"
 	"log/slog"
@@ -147,6 +148,10 @@ type Store interface {
 
 	OrderStore
 }
+
+// ErrMaybeWritten marks a write whose outcome is unknown: the statement may have committed
+// before the connection failed. Nothing is undone on it; the sweep settles it.
+var ErrMaybeWritten = errors.New("the write may have been committed")
 
 // ErrIdemTaken is returned by Store.InsertHold when the Idempotency-Key was used already.
 var ErrIdemTaken = Errorf(CodeIdempotencyConflict, "this Idempotency-Key was already used")

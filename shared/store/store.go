@@ -249,6 +249,12 @@ func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen int64, n
 		if isUniqueViolation(err, "idempotency_keys_pkey") {
 			return false, shop.ErrIdemTaken
 		}
+		var pe *pgconn.PgError
+		var ce *pgconn.ConnectError
+		if !errors.As(err, &pe) && !errors.As(err, &ce) && !pgconn.SafeToRetry(err) {
+			// Sent but unanswered: the autocommit statement may have committed.
+			return false, fmt.Errorf("insert reservation: %w: %w", shop.ErrMaybeWritten, translate(err))
+		}
 		return false, fmt.Errorf("insert reservation: %w", translate(err))
 	}
 	return n == 1, nil
