@@ -5,9 +5,9 @@ package shop
 
 import (
 	"context"
-	"errors"
 	"crypto/rand"
 	"encoding/base32"
+	"errors"
 	"log/slog"
 	"strings"
 	"time"
