@@ -3,6 +3,7 @@ package shop
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"time"
 )
@@ -222,10 +223,15 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	var errs []error
 	for _, p := range rows {
+		// One product's trouble must not stop the repair of the others.
 		if err := s.sweepGate(ctx, p.ID, now, &rep); err != nil {
-			return rep, err
+			errs = append(errs, fmt.Errorf("sweep gate of %s: %w", p.ID, err))
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return rep, err
 	}
 	if _, err := s.Store.DeleteIdemBefore(ctx, now.Add(-s.IdemTTL-time.Hour)); err != nil {
 		return rep, err

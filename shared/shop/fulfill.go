@@ -144,7 +144,10 @@ func (s *Service) CancelJob(ctx context.Context, orderID string) (Order, error) 
 		if o.PaymentIntentID == nil {
 			return fmt.Errorf("order %s has no payment intent to refund", o.ID)
 		}
-		return s.Pay.Refund(ctx, o.ID, *o.PaymentIntentID)
+		if err := s.Pay.Refund(ctx, o.ID, *o.PaymentIntentID); err != nil {
+			return &Error{Code: CodePaymentProviderError, Message: "the refund failed; nothing changed, try again", Err: err}
+		}
+		return nil
 	})
 	if err != nil {
 		return Order{}, err
