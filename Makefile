@@ -108,7 +108,6 @@ fuzz: ## run each fuzz target for FUZZTIME
 		done; \
 	done
 
-BENCH_DB       ?= lastunit_bench
 BENCH_HOST     ?= 127.0.0.1
 BENCH_PORT     ?= 18080
 BENCH_DURATION ?= 10s
@@ -118,37 +117,12 @@ BENCH_FLAGS    ?=
 # pgx pool of 16 (pgxpool's default, max(4, cores), caps a 2-core machine at about 4.5k reserves/s
 # with p99 near 100 ms at c=200; 12 to 32 measured alike, 16 gave the steadiest p99).
 BENCH_ENV      ?= RESERVATION_TTL=1h EXPIRE_EVERY=1h DB_MAX_CONNS=16
+BENCHRUN = PG_ADMIN="$(PG_ADMIN)" PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) REDIS_PORT=$(REDIS_PORT) \
+	BENCH_HOST=$(BENCH_HOST) RUN_DIR=$(RUN) $(BENCH_ENV) bash cmd/local/benchrun.sh
 bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs the Postgres insert ceiling, plus a 1000-way burst
 	@mkdir -p $(RUN)
-	@db_url="postgres://postgres@$(PG_HOST):$(PG_PORT)/$(BENCH_DB)?sslmode=disable"; \
-	psql "$(PG_ADMIN)" -qc "DROP DATABASE IF EXISTS $(BENCH_DB) WITH (FORCE)" -c "CREATE DATABASE $(BENCH_DB)"; \
-	owner="bench-$$$$-$$RANDOM"; rdb=""; pid=""; \
-	for n in 14 15 13 12 11 10 9 8 7 6 5 4 3 2 1; do \
-		if [ "$$(redis-cli -p $(REDIS_PORT) SET lastunit:testdb:$$n $$owner NX EX 900)" = OK ]; then rdb=$$n; break; fi; \
-	done; \
-	[ -n "$$rdb" ] || { echo "no free redis database (1..15 are all claimed by tests)" >&2; exit 1; }; \
-	cleanup() { \
-		if [ -n "$$pid" ]; then kill $$pid 2>/dev/null || true; wait $$pid 2>/dev/null || true; fi; \
-		if [ "$$(redis-cli -p $(REDIS_PORT) GET lastunit:testdb:$$rdb)" = "$$owner" ]; then \
-			redis-cli -p $(REDIS_PORT) -n $$rdb FLUSHDB >/dev/null || true; \
-			redis-cli -p $(REDIS_PORT) EVAL "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0" 1 lastunit:testdb:$$rdb $$owner >/dev/null || true; \
-		fi; \
-	}; \
-	trap cleanup EXIT; \
-	redis-cli -p $(REDIS_PORT) -n $$rdb FLUSHDB >/dev/null; \
-	port=$(BENCH_PORT); \
-	while (exec 3<>/dev/tcp/$(BENCH_HOST)/$$port) 2>/dev/null; do port=$$((port + 1)); done; \
-	url="http://$(BENCH_HOST):$$port"; \
-	echo "bench: runner on $$url, database $(BENCH_DB), redis db $$rdb, log $(RUN)/bench-local.log"; \
-	env DATABASE_URL="$$db_url" REDIS_URL="redis://127.0.0.1:$(REDIS_PORT)/$$rdb" LOCAL_ADDR="$(BENCH_HOST):$$port" \
-		QUEUE_PREFIX=lastunit-bench- $(BENCH_ENV) ./bin/local >$(RUN)/bench-local.log 2>&1 & pid=$$!; \
-	for i in $$(seq 1 150); do \
-		curl -fsS -o /dev/null "$$url/healthz" 2>/dev/null && break; \
-		kill -0 $$pid 2>/dev/null || { echo "the runner died:" >&2; tail -20 $(RUN)/bench-local.log >&2; exit 1; }; \
-		sleep 0.2; \
-	done; \
-	curl -fsS -o /dev/null "$$url/healthz" || { echo "the runner is not healthy after 30 s" >&2; tail -20 $(RUN)/bench-local.log >&2; exit 1; }; \
-	$(GO) run ./cmd/local/loadgen -url "$$url" -db "$$db_url" -duration $(BENCH_DURATION) -conc $(BENCH_CONC) $(BENCH_FLAGS)
+	@$(BENCHRUN) bench $(BENCH_PORT) -- sh -c '$(GO) run ./cmd/local/loadgen -url "$$RUNNER_URL" -db "$$DATABASE_URL" \
+		-duration $(BENCH_DURATION) -conc $(BENCH_CONC) $(BENCH_FLAGS)'
 	@echo
 	@echo "checkout of a 20-item cart in Redis: one script call vs the per-item (chatty) baseline"
 	@$(GO) test -run '^$$' -bench 'Checkout20' -benchtime 300x -count 1 ./shared/stock/ | tee $(RUN)/bench-checkout.txt | grep -E '^Benchmark'
@@ -157,42 +131,13 @@ bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs th
 # Live stock fan-out (cmd/local/fanoutbench): FANOUT_VIEWERS viewers over FANOUT_PRODUCTS
 # products on the runner's /ws, FANOUT_RATE changes/s on one product for FANOUT_DURATION.
 .PHONY: bench-fanout bench-all
-FANOUT_DB       ?= lastunit_fanout
 FANOUT_VIEWERS  ?= 1000
 FANOUT_PRODUCTS ?= 10
 FANOUT_RATE     ?= 1000
 FANOUT_DURATION ?= 5s
 bench-fanout: services local ## live stock fan-out: messages per viewer/s, final-value p50/p99, messages to other rooms
 	@mkdir -p $(RUN)
-	@db_url="postgres://postgres@$(PG_HOST):$(PG_PORT)/$(FANOUT_DB)?sslmode=disable"; \
-	psql "$(PG_ADMIN)" -qc "DROP DATABASE IF EXISTS $(FANOUT_DB) WITH (FORCE)" -c "CREATE DATABASE $(FANOUT_DB)"; \
-	owner="fanout-$$$$-$$RANDOM"; rdb=""; pid=""; \
-	for n in 13 14 15 12 11 10 9 8 7 6 5 4 3 2 1; do \
-		if [ "$$(redis-cli -p $(REDIS_PORT) SET lastunit:testdb:$$n $$owner NX EX 900)" = OK ]; then rdb=$$n; break; fi; \
-	done; \
-	[ -n "$$rdb" ] || { echo "no free redis database (1..15 are all claimed by tests)" >&2; exit 1; }; \
-	cleanup() { \
-		if [ -n "$$pid" ]; then kill $$pid 2>/dev/null || true; wait $$pid 2>/dev/null || true; fi; \
-		if [ "$$(redis-cli -p $(REDIS_PORT) GET lastunit:testdb:$$rdb)" = "$$owner" ]; then \
-			redis-cli -p $(REDIS_PORT) -n $$rdb FLUSHDB >/dev/null || true; \
-			redis-cli -p $(REDIS_PORT) EVAL "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0" 1 lastunit:testdb:$$rdb $$owner >/dev/null || true; \
-		fi; \
-	}; \
-	trap cleanup EXIT; \
-	redis-cli -p $(REDIS_PORT) -n $$rdb FLUSHDB >/dev/null; \
-	ulimit -n 8192 2>/dev/null || true; \
-	port=$$(( $(BENCH_PORT) + 100 )); \
-	while (exec 3<>/dev/tcp/$(BENCH_HOST)/$$port) 2>/dev/null; do port=$$((port + 1)); done; \
-	url="http://$(BENCH_HOST):$$port"; \
-	echo "bench-fanout: runner on $$url, database $(FANOUT_DB), redis db $$rdb, log $(RUN)/bench-fanout-local.log"; \
-	env DATABASE_URL="$$db_url" REDIS_URL="redis://127.0.0.1:$(REDIS_PORT)/$$rdb" LOCAL_ADDR="$(BENCH_HOST):$$port" \
-		QUEUE_PREFIX=lastunit-fanout- $(BENCH_ENV) ./bin/local >$(RUN)/bench-fanout-local.log 2>&1 & pid=$$!; \
-	for i in $$(seq 1 150); do \
-		curl -fsS -o /dev/null "$$url/healthz" 2>/dev/null && break; \
-		kill -0 $$pid 2>/dev/null || { echo "the runner died:" >&2; tail -20 $(RUN)/bench-fanout-local.log >&2; exit 1; }; \
-		sleep 0.2; \
-	done; \
-	curl -fsS -o /dev/null "$$url/healthz" || { echo "the runner is not healthy after 30 s" >&2; tail -20 $(RUN)/bench-fanout-local.log >&2; exit 1; }; \
-	$(GO) run ./cmd/local/fanoutbench -url "$$url" -viewers $(FANOUT_VIEWERS) -products $(FANOUT_PRODUCTS) -rate $(FANOUT_RATE) -duration $(FANOUT_DURATION)
+	@$(BENCHRUN) fanout $$(( $(BENCH_PORT) + 100 )) -- sh -c '$(GO) run ./cmd/local/fanoutbench -url "$$RUNNER_URL" \
+		-viewers $(FANOUT_VIEWERS) -products $(FANOUT_PRODUCTS) -rate $(FANOUT_RATE) -duration $(FANOUT_DURATION)'
 
 bench-all: bench bench-fanout ## every benchmark: `bench` and `bench-fanout`

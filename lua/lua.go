@@ -2,7 +2,10 @@
 // Each file documents its KEYS, ARGV and return values at the top.
 package lua
 
-import _ "embed"
+import (
+	_ "embed"
+	"strconv"
+)
 
 // Reserve takes units of one product for a new hold (reserve.lua).
 //
@@ -48,3 +51,27 @@ var Drop string
 //
 //go:embed broadcast.lua
 var Broadcast string
+
+// Str returns reply[i] of a script's array reply as a string ("" when absent or not one).
+func Str(reply []any, i int) string {
+	if i < len(reply) {
+		if s, ok := reply[i].(string); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// Int returns reply[i] of a script's array reply as an integer (0 when absent or not one).
+func Int(reply []any, i int) int64 {
+	if i < len(reply) {
+		switch n := reply[i].(type) {
+		case int64:
+			return n
+		case string:
+			x, _ := strconv.ParseInt(n, 10, 64)
+			return x
+		}
+	}
+	return 0
+}

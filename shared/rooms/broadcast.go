@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -159,29 +158,16 @@ func (b *Broadcaster) claim(ctx context.Context, productID string) (Stock, strin
 		}
 		switch v[0] {
 		case "send":
-			return NewStock(productID, num(v, 1), num(v, 2)), "sent", nil
+			return NewStock(productID, lua.Int(v, 1), lua.Int(v, 2)), "sent", nil
 		case "skip":
 			return Stock{}, "skipped", nil
 		case "missing":
 			return Stock{}, "missing", nil
 		}
-		wait := min(time.Duration(num(v, 1))*time.Millisecond, b.MinInterval)
+		wait := min(time.Duration(lua.Int(v, 1))*time.Millisecond, b.MinInterval)
 		if err := b.Sleep(ctx, wait); err != nil {
 			return Stock{}, "", err
 		}
 	}
 	return Stock{}, "", fmt.Errorf("broadcast of %s: no turn after 50 waits", productID)
-}
-
-func num(v []any, i int) int64 {
-	if i < len(v) {
-		switch n := v[i].(type) {
-		case int64:
-			return n
-		case string:
-			x, _ := strconv.ParseInt(n, 10, 64)
-			return x
-		}
-	}
-	return 0
 }

@@ -59,15 +59,15 @@ func (g *Gate) Checkout(ctx context.Context, userID string, holds []shop.Reserva
 	if err != nil {
 		return nil, "", fmt.Errorf("run checkout.lua: %w", translate(err))
 	}
-	switch str(v, 0) {
+	switch lua.Str(v, 0) {
 	case "ok":
 		return nil, "", nil
 	case "missing":
-		return nil, order[num(v, 1)-1], nil
+		return nil, order[lua.Int(v, 1)-1], nil
 	default:
 		failed := make([]string, 0, len(v)-1)
 		for i := 1; i < len(v); i++ {
-			failed = append(failed, str(v, i))
+			failed = append(failed, lua.Str(v, i))
 		}
 		return failed, "", nil
 	}
@@ -101,17 +101,17 @@ func (g *Gate) Retake(ctx context.Context, userID string, items []shop.OrderItem
 	if err != nil {
 		return nil, "", "", fmt.Errorf("run retake.lua: %w", translate(err))
 	}
-	switch str(v, 0) {
+	switch lua.Str(v, 0) {
 	case "ok":
 		gens := make(map[string]int64, len(order))
 		for i, p := range order {
-			gens[p] = num(v, i+1)
+			gens[p] = lua.Int(v, i+1)
 		}
 		return gens, "", "", nil
 	case "out_of_stock":
-		return nil, order[num(v, 1)-1], "", nil
+		return nil, order[lua.Int(v, 1)-1], "", nil
 	default:
-		return nil, "", order[num(v, 1)-1], nil
+		return nil, "", order[lua.Int(v, 1)-1], nil
 	}
 }
 

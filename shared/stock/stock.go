@@ -71,16 +71,16 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 	if err != nil {
 		return shop.GateResult{}, fmt.Errorf("run reserve.lua: %w", translate(err))
 	}
-	r := shop.GateResult{Outcome: str(v, 0)}
+	r := shop.GateResult{Outcome: lua.Str(v, 0)}
 	switch r.Outcome {
 	case shop.GateOK:
-		r.Available, r.Gen, r.Version = num(v, 1), num(v, 2), num(v, 3)
+		r.Available, r.Gen, r.Version = lua.Int(v, 1), lua.Int(v, 2), lua.Int(v, 3)
 	case shop.GateReplay:
-		r.ID = str(v, 1)
+		r.ID = lua.Str(v, 1)
 	case shop.GateOutOfStock:
-		r.Available = num(v, 1)
+		r.Available = lua.Int(v, 1)
 	case shop.GateLimit:
-		r.Limit = num(v, 1)
+		r.Limit = lua.Int(v, 1)
 	}
 	return r, nil
 }
@@ -100,9 +100,9 @@ func (g *Gate) Release(ctx context.Context, r shop.GateRelease) (shop.GateResult
 	if err != nil {
 		return shop.GateResult{}, fmt.Errorf("run release.lua: %w", translate(err))
 	}
-	res := shop.GateResult{Outcome: str(v, 0)}
+	res := shop.GateResult{Outcome: lua.Str(v, 0)}
 	if res.Outcome == shop.GateReleased {
-		res.Quantity, res.Available, res.Version = num(v, 1), num(v, 2), num(v, 3)
+		res.Quantity, res.Available, res.Version = lua.Int(v, 1), lua.Int(v, 2), lua.Int(v, 3)
 	}
 	return res, nil
 }
@@ -118,7 +118,7 @@ func (g *Gate) Rebuild(ctx context.Context, s shop.GateState, now time.Time) (bo
 	if err != nil {
 		return false, fmt.Errorf("run rebuild.lua: %w", translate(err))
 	}
-	return str(v, 0) == "rebuilt", nil
+	return lua.Str(v, 0) == "rebuilt", nil
 }
 
 // Invalidate drops the product's gate if its generation is below gen.
@@ -190,26 +190,4 @@ func translate(err error) error {
 		return fmt.Errorf("%w: %w", shop.ErrUnavailable, err)
 	}
 	return err
-}
-
-func str(v []any, i int) string {
-	if i < len(v) {
-		if s, ok := v[i].(string); ok {
-			return s
-		}
-	}
-	return ""
-}
-
-func num(v []any, i int) int64 {
-	if i < len(v) {
-		switch n := v[i].(type) {
-		case int64:
-			return n
-		case string:
-			x, _ := strconv.ParseInt(n, 10, 64)
-			return x
-		}
-	}
-	return 0
 }
