@@ -3,8 +3,9 @@
 //
 // Context (cdk.json or -c): prefix, stripeSecretArn, alarmEmail, production (true/false),
 // logRetentionDays, buildDir, stackName, arch (arm64 or x86_64, as `make package` built),
-// localstack (true: the LocalStack variant, see localstack/README.md) and localstackApis
-// (true: keep Cognito and API Gateway v2, which need LocalStack Pro).
+// localstack (true: the LocalStack variant, see localstack/README.md), localstackApis
+// (true: keep Cognito and API Gateway v2, which need LocalStack Pro), webDir (the pages,
+// ../web) and stripePublishableKey (into the pages' config.json).
 package main
 
 import (
@@ -47,14 +48,16 @@ func main() {
 			// Account and region come from the CLI's environment at deploy time; synth needs neither.
 			Env: &awscdk.Environment{Account: envOrNil("CDK_DEFAULT_ACCOUNT"), Region: envOrNil("CDK_DEFAULT_REGION")},
 		},
-		Prefix:           ctx("prefix", "lastunit"),
-		StripeSecretArn:  ctx("stripeSecretArn", ""),
-		AlarmEmail:       ctx("alarmEmail", ""),
-		Production:       ctx("production", "false") == "true",
-		LogRetentionDays: days,
-		Architecture:     ctx("arch", "arm64"),
-		LocalStack:       ctx("localstack", "false") == "true",
-		LocalStackAPIs:   ctx("localstackApis", "false") == "true",
+		Prefix:               ctx("prefix", "lastunit"),
+		StripeSecretArn:      ctx("stripeSecretArn", ""),
+		AlarmEmail:           ctx("alarmEmail", ""),
+		Production:           ctx("production", "false") == "true",
+		LogRetentionDays:     days,
+		Architecture:         ctx("arch", "arm64"),
+		LocalStack:           ctx("localstack", "false") == "true",
+		LocalStackAPIs:       ctx("localstackApis", "false") == "true",
+		WebDir:               ctx("webDir", "../web"),
+		StripePublishableKey: ctx("stripePublishableKey", ""),
 		Code: func(name string) awslambda.Code {
 			return awslambda.Code_FromAsset(jsii.String(filepath.Join(buildDir, name+".zip")), nil)
 		},

@@ -105,6 +105,7 @@ func (s *Stack) newHTTPAPI() {
 		ApiName:            name(s.Props.Prefix, "http"),
 		Description:        jsii.String("lastunit HTTP API (API.md)"),
 		CreateDefaultStage: jsii.Bool(false),
+		CorsPreflight:      s.corsPreflight(), // the pages on CloudFront (site.go); nil without them
 	})
 	a.HTTPStage = a.HTTP.AddStage(jsii.String("DefaultStage"), &awsapigatewayv2.HttpStageOptions{
 		StageName:  jsii.String("$default"),

@@ -89,6 +89,9 @@ func (s *Stack) newOutputs() {
 		out("UserPoolId", "Cognito user pool", s.APIs.UserPool.UserPoolId())
 		out("UserPoolClientId", "Cognito web client (the JWT audience)", s.APIs.UserPoolClient.UserPoolClientId())
 	}
+	if s.Site != nil {
+		out("SiteUrl", "the storefront (/) and the admin dashboard (/dashboard) on CloudFront", s.siteOrigin())
+	}
 	out("StripeSecretArn", `put {"secret_key","webhook_secret"} here`, s.Data.Stripe.SecretArn())
 	out("FulfillQueueUrl", "fulfill-order queue", s.Queues.Fulfill.QueueUrl())
 	out("FulfillDLQUrl", "fulfill-order dead-letter queue", s.Queues.FulfillDLQ.QueueUrl())

@@ -42,6 +42,11 @@ type Props struct {
 	// LocalStackAPIs keeps Cognito and the API Gateway v2 APIs in LocalStack mode (they need
 	// LocalStack Pro).
 	LocalStackAPIs bool
+	// WebDir is the pages' directory (web/), deployed to S3 behind CloudFront; required
+	// outside LocalStack (cmd: ../web).
+	WebDir string
+	// StripePublishableKey goes into the pages' config.json ("" : no Payment Element).
+	StripePublishableKey string
 }
 
 // withAPIs says whether the stack has the user pool and the HTTP and WebSocket APIs.
@@ -78,6 +83,8 @@ type Stack struct {
 	Queues    *Queues
 	Functions map[string]awslambda.Function
 	APIs      *APIs
+	// Site is the pages in S3 behind CloudFront (nil in LocalStack).
+	Site *Site
 	// AlarmTopic receives every alarm.
 	AlarmTopic awssns.Topic
 }
@@ -87,6 +94,9 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 	props.defaults()
 	if props.Code == nil {
 		panic("stack.Props.Code is required")
+	}
+	if props.withSite() && props.WebDir == "" {
+		panic("stack.Props.WebDir is required (the pages, web/)")
 	}
 	s := &Stack{Stack: awscdk.NewStack(scope, jsii.String(id), &props.StackProps), Props: props}
 	awscdk.Tags_Of(s.Stack).Add(jsii.String("project"), jsii.String("lastunit"), nil)
@@ -105,9 +115,15 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 	for _, f := range Functions {
 		s.Functions[f.Name] = s.newFunction(f)
 	}
+	if props.withSite() {
+		s.newSite() // before the HTTP API: its CORS names the distribution's origin
+	}
 	if props.withAPIs() {
 		s.wireWebSocketAPI()
 		s.newHTTPAPI()
+	}
+	if props.withSite() {
+		s.deploySite() // config.json names both APIs
 	}
 	s.newSchedules()
 	s.newAlarms()

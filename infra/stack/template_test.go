@@ -88,7 +88,7 @@ func synth(t *testing.T) (*Stack, assertions.Template, cfnTemplate) {
 		}
 		app := awscdk.NewApp(&awscdk.AppProps{Context: &cdkJSON.Context, Outdir: jsii.String(outdir)})
 		built = New(app, "Lastunit", Props{
-			AlarmEmail: "ops@example.com",
+			AlarmEmail: "ops@example.com", WebDir: "../../web", StripePublishableKey: "pk_test_site",
 			Code: func(name string) awslambda.Code {
 				return awslambda.Code_FromAsset(jsii.String(filepath.Join(codeDir, name)), nil)
 			},
