@@ -154,7 +154,7 @@ func (b *Broadcaster) claim(ctx context.Context, productID string) (Stock, strin
 	for range 50 {
 		v, err := broadcastScript.Run(ctx, b.rdb, keys, b.Now().UnixMilli(), b.MinInterval.Milliseconds(), b.SentTTL.Milliseconds()).Slice()
 		if err != nil {
-			return Stock{}, "", fmt.Errorf("run broadcast.lua for %s: %w", productID, translate(err))
+			return Stock{}, "", fmt.Errorf("run broadcast.lua for %s: %w", productID, stock.Translate(err))
 		}
 		switch v[0] {
 		case "send":

@@ -15,10 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -74,7 +71,7 @@ func (t *Table) Join(ctx context.Context, connID, productID string, connectedAt,
 		count = p.SCard(ctx, ck)
 		return nil
 	}); err != nil {
-		return fmt.Errorf("read rooms of %s: %w", connID, translate(err))
+		return fmt.Errorf("read rooms of %s: %w", connID, stock.Translate(err))
 	}
 	if !member.Val() && count.Val() >= MaxRooms {
 		return ErrTooManyRooms
@@ -93,7 +90,7 @@ func (t *Table) Join(ctx context.Context, connID, productID string, connectedAt,
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("join %s to %s: %w", connID, productID, translate(err))
+		return fmt.Errorf("join %s to %s: %w", connID, productID, stock.Translate(err))
 	}
 	return nil
 }
@@ -106,7 +103,7 @@ func (t *Table) Leave(ctx context.Context, connID, productID string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("leave %s from %s: %w", connID, productID, translate(err))
+		return fmt.Errorf("leave %s from %s: %w", connID, productID, stock.Translate(err))
 	}
 	return nil
 }
@@ -117,7 +114,7 @@ func (t *Table) Remove(ctx context.Context, connID string) (int, error) {
 	ck := ConnKey(connID)
 	products, err := t.rdb.SMembers(ctx, ck).Result()
 	if err != nil {
-		return 0, fmt.Errorf("read rooms of %s: %w", connID, translate(err))
+		return 0, fmt.Errorf("read rooms of %s: %w", connID, stock.Translate(err))
 	}
 	_, err = t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, id := range products {
@@ -127,7 +124,7 @@ func (t *Table) Remove(ctx context.Context, connID string) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("remove %s: %w", connID, translate(err))
+		return 0, fmt.Errorf("remove %s: %w", connID, stock.Translate(err))
 	}
 	return len(products), nil
 }
@@ -136,7 +133,7 @@ func (t *Table) Remove(ctx context.Context, connID string) (int, error) {
 func (t *Table) Members(ctx context.Context, productID string, now time.Time) ([]string, error) {
 	ids, err := t.rdb.ZRangeByScore(ctx, RoomKey(productID), &redis.ZRangeBy{Min: "(" + strconv.FormatInt(ms(now), 10), Max: "+inf"}).Result()
 	if err != nil {
-		return nil, fmt.Errorf("read room of %s: %w", productID, translate(err))
+		return nil, fmt.Errorf("read room of %s: %w", productID, stock.Translate(err))
 	}
 	return ids, nil
 }
@@ -145,7 +142,7 @@ func (t *Table) Members(ctx context.Context, productID string, now time.Time) ([
 func (t *Table) Rooms(ctx context.Context, connID string) ([]string, error) {
 	ids, err := t.rdb.SMembers(ctx, ConnKey(connID)).Result()
 	if err != nil {
-		return nil, fmt.Errorf("read rooms of %s: %w", connID, translate(err))
+		return nil, fmt.Errorf("read rooms of %s: %w", connID, stock.Translate(err))
 	}
 	return ids, nil
 }
@@ -161,7 +158,7 @@ func (t *Table) Snapshot(ctx context.Context, productID string) (msg Stock, ok b
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return Stock{}, false, fmt.Errorf("read stock of %s: %w", productID, translate(err))
+		return Stock{}, false, fmt.Errorf("read stock of %s: %w", productID, stock.Translate(err))
 	}
 	a, err := avail.Int64()
 	if errors.Is(err, redis.Nil) {
@@ -175,16 +172,4 @@ func (t *Table) Snapshot(ctx context.Context, productID string) (msg Stock, ok b
 		return Stock{}, false, fmt.Errorf("read version of %s: %w", productID, err)
 	}
 	return NewStock(productID, a, v), true, nil
-}
-
-// translate marks a Redis that cannot be reached as shop.ErrUnavailable.
-func translate(err error) error {
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, net.ErrClosed) ||
-		strings.HasPrefix(err.Error(), "LOADING") || strings.HasPrefix(err.Error(), "READONLY") ||
-		strings.Contains(err.Error(), "connection refused") {
-		return fmt.Errorf("%w: %w", shop.ErrUnavailable, err)
-	}
-	return err
 }

@@ -57,7 +57,7 @@ func (g *Gate) Checkout(ctx context.Context, userID string, holds []shop.Reserva
 	}
 	v, err := checkoutScript.Run(ctx, g.rdb, keys, args...).Slice()
 	if err != nil {
-		return nil, "", fmt.Errorf("run checkout.lua: %w", translate(err))
+		return nil, "", fmt.Errorf("run checkout.lua: %w", Translate(err))
 	}
 	switch lua.Str(v, 0) {
 	case "ok":
@@ -84,7 +84,7 @@ func (g *Gate) Uncheckout(ctx context.Context, items []shop.OrderItem) error {
 		args = append(args, index[it.ProductID], it.ReservationID, ms(it.HoldExpiresAt))
 	}
 	if err := uncheckoutScript.Run(ctx, g.rdb, keys, args...).Err(); err != nil {
-		return fmt.Errorf("run uncheckout.lua: %w", translate(err))
+		return fmt.Errorf("run uncheckout.lua: %w", Translate(err))
 	}
 	return nil
 }
@@ -99,7 +99,7 @@ func (g *Gate) Retake(ctx context.Context, userID string, items []shop.OrderItem
 	}
 	v, err := retakeScript.Run(ctx, g.rdb, keys, args...).Slice()
 	if err != nil {
-		return nil, "", "", fmt.Errorf("run retake.lua: %w", translate(err))
+		return nil, "", "", fmt.Errorf("run retake.lua: %w", Translate(err))
 	}
 	switch lua.Str(v, 0) {
 	case "ok":
@@ -128,7 +128,7 @@ func (g *Gate) Drop(ctx context.Context, holds []shop.Reservation) error {
 		args = append(args, index[h.ProductID], h.ID)
 	}
 	if err := dropScript.Run(ctx, g.rdb, keys, args...).Err(); err != nil {
-		return fmt.Errorf("run drop.lua: %w", translate(err))
+		return fmt.Errorf("run drop.lua: %w", Translate(err))
 	}
 	return nil
 }

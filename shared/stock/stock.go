@@ -69,7 +69,7 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 	keys := append(k.list(), idemKey(a.ProductID, a.UserID, a.IdemKey))
 	v, err := reserveScript.Run(ctx, g.rdb, keys, a.ID, a.UserID, a.Quantity, ms(a.Deadline), a.RequestHash, g.IdemTTL.Milliseconds()).Slice()
 	if err != nil {
-		return shop.GateResult{}, fmt.Errorf("run reserve.lua: %w", translate(err))
+		return shop.GateResult{}, fmt.Errorf("run reserve.lua: %w", Translate(err))
 	}
 	r := shop.GateResult{Outcome: lua.Str(v, 0)}
 	switch r.Outcome {
@@ -98,7 +98,7 @@ func (g *Gate) Release(ctx context.Context, r shop.GateRelease) (shop.GateResult
 	}
 	v, err := releaseScript.Run(ctx, g.rdb, keys, r.ID, forget, deadline).Slice()
 	if err != nil {
-		return shop.GateResult{}, fmt.Errorf("run release.lua: %w", translate(err))
+		return shop.GateResult{}, fmt.Errorf("run release.lua: %w", Translate(err))
 	}
 	res := shop.GateResult{Outcome: lua.Str(v, 0)}
 	if res.Outcome == shop.GateReleased {
@@ -116,7 +116,7 @@ func (g *Gate) Rebuild(ctx context.Context, s shop.GateState, now time.Time) (bo
 	}
 	v, err := rebuildScript.Run(ctx, g.rdb, KeysFor(s.ProductID).list(), args...).Slice()
 	if err != nil {
-		return false, fmt.Errorf("run rebuild.lua: %w", translate(err))
+		return false, fmt.Errorf("run rebuild.lua: %w", Translate(err))
 	}
 	return lua.Str(v, 0) == "rebuilt", nil
 }
@@ -125,7 +125,7 @@ func (g *Gate) Rebuild(ctx context.Context, s shop.GateState, now time.Time) (bo
 func (g *Gate) Invalidate(ctx context.Context, productID string, gen int64) error {
 	k := KeysFor(productID)
 	if err := invalidateScript.Run(ctx, g.rdb, []string{k.Gate, k.Holds, k.Deadlines, k.Users}, gen).Err(); err != nil {
-		return fmt.Errorf("run invalidate.lua: %w", translate(err))
+		return fmt.Errorf("run invalidate.lua: %w", Translate(err))
 	}
 	return nil
 }
@@ -140,7 +140,7 @@ func (g *Gate) Available(ctx context.Context, ids []string) (map[string]int64, e
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read available: %w", translate(err))
+		return nil, fmt.Errorf("read available: %w", Translate(err))
 	}
 	out := make(map[string]int64, len(ids))
 	for i, c := range cmds {
@@ -149,7 +149,7 @@ func (g *Gate) Available(ctx context.Context, ids []string) (map[string]int64, e
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read available of %s: %w", ids[i], translate(err))
+			return nil, fmt.Errorf("read available of %s: %w", ids[i], Translate(err))
 		}
 		out[ids[i]] = n
 	}
@@ -168,7 +168,7 @@ func (g *Gate) Due(ctx context.Context, productID string, now time.Time) (map[st
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read due holds: %w", translate(err))
+		return nil, fmt.Errorf("read due holds: %w", Translate(err))
 	}
 	if exists.Val() == 0 {
 		return nil, shop.ErrNotFound
@@ -180,8 +180,9 @@ func (g *Gate) Due(ctx context.Context, productID string, now time.Time) (map[st
 	return out, nil
 }
 
-// translate marks errors of a Redis that cannot be reached as shop.ErrUnavailable.
-func translate(err error) error {
+// Translate marks errors of a Redis that cannot be reached as shop.ErrUnavailable; other
+// Redis errors are returned as they are. The packages that talk to Redis share it.
+func Translate(err error) error {
 	var ne net.Error
 	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, net.ErrClosed) ||
