@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"sync/atomic"
 
@@ -33,10 +32,8 @@ type faultsBody struct {
 
 // put serves PUT /_local/faults: {"fulfill": "fail"} or {"fulfill": "ok"} → 204.
 func (f *faults) put(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(io.LimitReader(r.Body, apigw.MaxBody+1))
 	var b faultsBody
-	if err := apigw.DecodeJSON(r.Header.Get("Content-Type"), body, &b); err != nil {
-		apigw.WriteHTTP(w, apigw.ErrorResponse(err))
+	if !decodeRequest(w, r, &b) {
 		return
 	}
 	switch b.Fulfill {

@@ -132,11 +132,20 @@ type tokenRequest struct {
 	TTL    string   `json:"ttl"`
 }
 
-func (s *server) token(w http.ResponseWriter, r *http.Request) {
+// decodeRequest reads a runner-only route's JSON body into v with the API's rules; on a bad
+// body it answers the error and returns false.
+func decodeRequest(w http.ResponseWriter, r *http.Request, v any) bool {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, apigw.MaxBody+1))
-	var req tokenRequest
-	if err := apigw.DecodeJSON(r.Header.Get("Content-Type"), body, &req); err != nil {
+	if err := apigw.DecodeJSON(r.Header.Get("Content-Type"), body, v); err != nil {
 		apigw.WriteHTTP(w, apigw.ErrorResponse(err))
+		return false
+	}
+	return true
+}
+
+func (s *server) token(w http.ResponseWriter, r *http.Request) {
+	var req tokenRequest
+	if !decodeRequest(w, r, &req) {
 		return
 	}
 	if req.Sub == "" || len(req.Sub) > 128 {
