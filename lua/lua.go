@@ -52,6 +52,11 @@ var Drop string
 //go:embed broadcast.lua
 var Broadcast string
 
+// Join puts a connection into a product's room, within the room limit (join.lua).
+//
+//go:embed join.lua
+var Join string
+
 // Str returns reply[i] of a script's array reply as a string ("" when absent or not one).
 func Str(reply []any, i int) string {
 	if i < len(reply) {

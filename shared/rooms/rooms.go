@@ -20,6 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"lastunit/lua"
 	"lastunit/shared/shop"
 	"lastunit/shared/stock"
 )
@@ -55,42 +56,26 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 // Expiry is when a connection opened at connectedAt is closed by API Gateway at the latest.
 func Expiry(connectedAt time.Time) time.Time { return connectedAt.Add(MaxAge) }
 
-// Join puts the connection into the product's room (and the room into the connection's set).
-// Joining again is harmless and repairs an entry lost with Redis. connectedAt is when API
-// Gateway opened the connection; now is the caller's clock.
+var joinScript = redis.NewScript(lua.Join)
+
+// Join puts the connection into the product's room (and the room into the connection's set),
+// in one atomic step that also enforces MaxRooms. Joining again is harmless and repairs an
+// entry lost with Redis. connectedAt is when API Gateway opened the connection; now is the
+// caller's clock. The keys expire after a relative time (the connection's end minus now), so
+// an injected clock far from the Redis server's never makes them expire early or late.
 func (t *Table) Join(ctx context.Context, connID, productID string, connectedAt, now time.Time) error {
 	exp := Expiry(connectedAt)
-	if !exp.After(now) {
+	ttl := exp.Sub(now)
+	if ttl <= 0 {
 		return fmt.Errorf("join %s: the connection is past API Gateway's %s limit", connID, MaxAge)
 	}
-	ck, rk := ConnKey(connID), RoomKey(productID)
-	var member *redis.BoolCmd
-	var count *redis.IntCmd
-	if _, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		member = p.SIsMember(ctx, ck, productID)
-		count = p.SCard(ctx, ck)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("read rooms of %s: %w", connID, stock.Translate(err))
-	}
-	if !member.Val() && count.Val() >= MaxRooms {
-		return ErrTooManyRooms
-	}
-	// The reverse entry first: a crash between the two leaves no room member that a
-	// disconnect cannot find.
-	_, err := t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.SAdd(ctx, ck, productID)
-		p.PExpireAt(ctx, ck, exp)
-		p.ZAdd(ctx, rk, redis.Z{Score: float64(ms(exp)), Member: connID})
-		p.ZRemRangeByScore(ctx, rk, "-inf", strconv.FormatInt(ms(now), 10))
-		// The room key lives as long as its longest-lived member: set an expiry where there
-		// is none, else only ever push it later.
-		p.Do(ctx, "PEXPIREAT", rk, ms(exp), "NX")
-		p.Do(ctx, "PEXPIREAT", rk, ms(exp), "GT")
-		return nil
-	})
+	res, err := joinScript.Run(ctx, t.rdb, []string{ConnKey(connID), RoomKey(productID)},
+		connID, productID, ms(exp), ms(now), ttl.Milliseconds()+1, MaxRooms).Slice()
 	if err != nil {
 		return fmt.Errorf("join %s to %s: %w", connID, productID, stock.Translate(err))
+	}
+	if lua.Str(res, 0) == "too_many" {
+		return ErrTooManyRooms
 	}
 	return nil
 }
@@ -109,24 +94,36 @@ func (t *Table) Leave(ctx context.Context, connID, productID string) error {
 }
 
 // Remove takes the connection out of every room and forgets it: after it, the table holds no
-// trace of the connection. It returns how many rooms it was in.
+// trace of the connection. It returns how many rooms it was in. The connection's set is
+// watched: a Join that lands between the read and the removal (Join is atomic) makes the
+// removal start again with the new set, so no room keeps a member its connection forgot.
 func (t *Table) Remove(ctx context.Context, connID string) (int, error) {
 	ck := ConnKey(connID)
-	products, err := t.rdb.SMembers(ctx, ck).Result()
-	if err != nil {
-		return 0, fmt.Errorf("read rooms of %s: %w", connID, stock.Translate(err))
-	}
-	_, err = t.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, id := range products {
-			p.ZRem(ctx, RoomKey(id), connID)
+	var n int
+	for attempt := 0; ; attempt++ {
+		err := t.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			products, err := tx.SMembers(ctx, ck).Result()
+			if err != nil {
+				return err
+			}
+			n = len(products)
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				for _, id := range products {
+					p.ZRem(ctx, RoomKey(id), connID)
+				}
+				p.Del(ctx, ck)
+				return nil
+			})
+			return err
+		}, ck)
+		if errors.Is(err, redis.TxFailedErr) && attempt < 100 {
+			continue
 		}
-		p.Del(ctx, ck)
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("remove %s: %w", connID, stock.Translate(err))
+		if err != nil {
+			return 0, fmt.Errorf("remove %s: %w", connID, stock.Translate(err))
+		}
+		return n, nil
 	}
-	return len(products), nil
 }
 
 // Members returns the connections in the product's room that API Gateway may still hold at now.

@@ -62,14 +62,15 @@ func TestTableJoinLeaveRemove(t *testing.T) {
 	if got := members("p1", t0.Add(rooms.MaxAge+time.Minute)); len(got) != 0 {
 		t.Fatalf("room p1 after both limits = %v", got)
 	}
-	// Keys expire by themselves no later than the last member's limit.
+	// Keys expire by themselves, after a relative time no longer than the connection's limit
+	// (judged by Redis's own clock, whatever the test's clock says).
 	for _, k := range []string{rooms.RoomKey("p1"), rooms.RoomKey("p2"), rooms.ConnKey("c1"), rooms.ConnKey("c2")} {
-		at, err := rdb.PExpireTime(ctx, k).Result()
-		if err != nil || at <= 0 {
-			t.Fatalf("%s has no expiry: %v %v", k, at, err)
+		ttl, err := rdb.PTTL(ctx, k).Result()
+		if err != nil || ttl <= 0 {
+			t.Fatalf("%s has no expiry: %v %v", k, ttl, err)
 		}
-		if limit := time.Duration(t0.Add(rooms.MaxAge+time.Minute).UnixMilli()) * time.Millisecond; at > limit {
-			t.Fatalf("%s expires at %v, after the two-hour limit", k, at)
+		if ttl > rooms.MaxAge+time.Second {
+			t.Fatalf("%s lives %v, past the two-hour limit", k, ttl)
 		}
 	}
 
@@ -117,6 +118,123 @@ func TestTableRoomLimit(t *testing.T) {
 	}
 	if err := tab.Join(ctx, "c", "paa", t0, t0); err != nil {
 		t.Fatalf("re-join at the limit: %v", err)
+	}
+}
+
+// TestJoinExpiriesAreRightOnAnyDate: the table's keys live for the connection's remaining
+// time, whatever date the caller's clock says (the tests' clock is pinned to a fixed date;
+// Redis judges absolute expiries by its own clock).
+func TestJoinExpiriesAreRightOnAnyDate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		at      time.Time
+		elapsed time.Duration // since the connection opened
+	}{
+		{"long ago", time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC), 0},
+		{"the tests' clock", t0, 30 * time.Minute},
+		{"far ahead", time.Date(2099, 6, 1, 0, 0, 0, 0, time.UTC), 90 * time.Minute},
+		{"real now", time.Now(), time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			rdb := testenv.Redis(t)
+			tab := rooms.NewTable(rdb)
+			if err := tab.Join(ctx, "c", "p", tc.at, tc.at.Add(tc.elapsed)); err != nil {
+				t.Fatal(err)
+			}
+			left := rooms.MaxAge - tc.elapsed
+			for _, k := range []string{rooms.RoomKey("p"), rooms.ConnKey("c")} {
+				ttl, err := rdb.PTTL(ctx, k).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ttl < left-time.Minute || ttl > left+time.Second {
+					t.Fatalf("%s lives %v, want about %v", k, ttl, left)
+				}
+			}
+			if m, err := tab.Members(ctx, "p", tc.at.Add(tc.elapsed)); err != nil || !slices.Equal(m, []string{"c"}) {
+				t.Fatalf("members = %v, %v", m, err)
+			}
+		})
+	}
+}
+
+// TestRemoveRacingJoinLeavesNoOrphan: a disconnect racing subscribes of the same connection
+// never leaves a room member whose connection set forgot it (it would get messages for up to
+// two hours); and the room limit holds when many joins of one connection race.
+func TestRemoveRacingJoinLeavesNoOrphan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rdb := testenv.Redis(t)
+	tab := rooms.NewTable(rdb)
+	const conns, products = 40, 8
+	var wg sync.WaitGroup
+	for c := range conns {
+		conn := "c" + string(rune('A'+c%26)) + string(rune('a'+c/26))
+		for p := range products {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := tab.Join(ctx, conn, "p"+string(rune('a'+p)), t0, t0); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := tab.Remove(ctx, conn); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	orphans := 0
+	for p := range products {
+		id := "p" + string(rune('a'+p))
+		members, err := tab.Members(ctx, id, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range members {
+			in, err := rdb.SIsMember(ctx, rooms.ConnKey(m), id).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !in {
+				orphans++
+			}
+		}
+	}
+	if orphans > 0 {
+		t.Fatalf("%d room members outlived their connection's removal", orphans)
+	}
+
+	// 200 joins of one connection to different products at once: exactly MaxRooms succeed.
+	var mu sync.Mutex
+	joined, tooMany := 0, 0
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := tab.Join(ctx, "limit", "q"+string(rune('a'+i%26))+string(rune('a'+i/26)), t0, t0)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				joined++
+			case errors.Is(err, rooms.ErrTooManyRooms):
+				tooMany++
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n, _ := rdb.SCard(ctx, rooms.ConnKey("limit")).Result(); joined != rooms.MaxRooms || tooMany != 200-rooms.MaxRooms || n != rooms.MaxRooms {
+		t.Fatalf("racing joins: %d joined, %d refused, set of %d; want %d joined", joined, tooMany, n, rooms.MaxRooms)
 	}
 }
 
