@@ -114,7 +114,7 @@ func (s *Service) RetryJob(ctx context.Context, orderID string) (RetryResult, er
 			return RetryResult{}, err
 		}
 	}
-	if err := s.Store.ClearFailed(ctx, []string{o.ID}); err != nil {
+	if err := s.Store.ClearFailed(ctx, []string{o.ID}, s.now()); err != nil {
 		return RetryResult{}, err
 	}
 	res.Queued, res.Message = true, "queued for fulfillment again"
@@ -177,7 +177,7 @@ func (s *Service) Redrive(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := s.Store.ClearFailed(ctx, ids); err != nil {
+	if err := s.Store.ClearFailed(ctx, ids, s.now()); err != nil {
 		return len(ids), err
 	}
 	s.Log.Info("dead letters redriven", "moved", len(ids))

@@ -93,8 +93,9 @@ type OrderStore interface {
 	// FailedJobs returns paid orders marked as failed jobs, oldest first; with before set,
 	// only those that failed before it.
 	FailedJobs(ctx context.Context, before *time.Time) ([]Order, error)
-	// ClearFailed unmarks failed jobs that were queued again.
-	ClearFailed(ctx context.Context, orderIDs []string) error
+	// ClearFailed unmarks failed jobs that were queued again and restarts their wait for
+	// fulfillment at now (updated_at), so the sweep does not mark them failed at once again.
+	ClearFailed(ctx context.Context, orderIDs []string, now time.Time) error
 	// CancelPaid locks a paid order, calls refund, and on success moves the order to
 	// cancelled and its checked-out holds to cancelled, in one transaction. It returns the
 	// holds it ended and the order's status before (only "paid" did anything).

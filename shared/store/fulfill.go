@@ -90,12 +90,13 @@ func (s *Store) FailedJobs(ctx context.Context, before *time.Time) ([]shop.Order
 	return out, nil
 }
 
-// ClearFailed unmarks failed jobs that were queued again.
-func (s *Store) ClearFailed(ctx context.Context, orderIDs []string) error {
+// ClearFailed unmarks failed jobs that were queued again and restarts their wait at now, so
+// the sweep's stale-paid check counts from the retry, not from the first failure.
+func (s *Store) ClearFailed(ctx context.Context, orderIDs []string, now time.Time) error {
 	if len(orderIDs) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE orders SET failed_at = NULL WHERE id = ANY($1) AND failed_at IS NOT NULL`, orderIDs); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE orders SET failed_at = NULL, updated_at = $2 WHERE id = ANY($1) AND failed_at IS NOT NULL`, orderIDs, now); err != nil {
 		return fmt.Errorf("clear failed jobs: %w", translate(err))
 	}
 	return nil
