@@ -179,7 +179,7 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 	if err == nil {
 		err = s.Store.AttachPayment(ctx, order.ID, pi, secret, s.now())
 		if err != nil {
-			if cerr := s.Pay.CancelIntent(bg, order.ID, pi); cerr != nil {
+			if cerr := s.Pay.CancelIntent(bg, order.ID, pi, s.now()); cerr != nil {
 				s.Log.Error("cancel unrecorded payment intent", "order_id", order.ID, "payment_intent_id", pi, "err", cerr)
 			}
 		}

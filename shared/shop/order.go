@@ -145,7 +145,9 @@ type Payments interface {
 	// from the order id, so a retry never charges twice.
 	CreateIntent(ctx context.Context, orderID string, amountCents int64, currency string) (id, clientSecret string, err error)
 	// CancelIntent cancels a PaymentIntent. ErrAlreadyPaid when it succeeded meanwhile.
-	CancelIntent(ctx context.Context, orderID, paymentIntentID string) error
+	// attempt (the caller's clock) makes each attempt's idempotency key its own, so a refusal
+	// is never replayed to a later attempt.
+	CancelIntent(ctx context.Context, orderID, paymentIntentID string, attempt time.Time) error
 	// Refund refunds a PaymentIntent in full, with an idempotency key from the order id.
 	Refund(ctx context.Context, orderID, paymentIntentID string) error
 	// Succeeded reads a PaymentIntent and, if it succeeded, returns it as the event Stripe

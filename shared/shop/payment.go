@@ -219,7 +219,7 @@ func (s *Service) expirePayments(ctx context.Context, rep *SweepReport) error {
 		ended := 0
 		for _, o := range orders {
 			if o.PaymentIntentID != nil {
-				err := s.Pay.CancelIntent(ctx, o.ID, *o.PaymentIntentID)
+				err := s.Pay.CancelIntent(ctx, o.ID, *o.PaymentIntentID, s.now())
 				if errors.Is(err, ErrAlreadyPaid) {
 					// The success webhook is on its way; if it never comes, apply it here.
 					if s.now().After(o.PaymentExpiresAt.Add(PaymentGrace)) {
