@@ -78,7 +78,8 @@ type OrderStore interface {
 	MarkPaid(ctx context.Context, orderID, paymentIntentID string, now time.Time) (bool, error)
 	// RetakeOrder locks an expired order, calls take to take its units in the gate, and
 	// moves it to paid with its holds checked out again, only while every product's gate
-	// generation is still the one take returned.
+	// generation is still the one take returned. ErrMaybeWritten when the commit's outcome is
+	// unknown (the order may be paid with its units taken): then nothing may be given back.
 	RetakeOrder(ctx context.Context, orderID string, deadline, now time.Time, take func() (gens map[string]int64, short string, err error)) (RetakeResult, error)
 	// FulfillOrder locks the order and, if it is paid, takes its units from stock on hand into
 	// sold, moves its holds and itself to fulfilled and counts the attempt, in one transaction.

@@ -236,9 +236,10 @@ func (s *Store) MarkPaid(ctx context.Context, orderID, paymentIntentID string, n
 // then moves the order to paid and its expired holds back to checked_out, only while every
 // product's gate generation is still the one take saw (checked under FOR KEY SHARE, which a
 // gate rebuild waits for). The lock serializes concurrent deliveries of the same payment.
+// A COMMIT sent but not answered is shop.ErrMaybeWritten: the order may be paid.
 func (s *Store) RetakeOrder(ctx context.Context, orderID string, deadline, now time.Time, take func() (map[string]int64, string, error)) (shop.RetakeResult, error) {
 	var res shop.RetakeResult
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.txCommitUnknown(ctx, func(tx pgx.Tx) error {
 		var status string
 		if err := tx.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, orderID).Scan(&status); err != nil {
 			return fmt.Errorf("lock order: %w", translate(err))
