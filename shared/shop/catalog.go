@@ -196,7 +196,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 		rep.Expired += len(holds)
 		for _, h := range holds {
-			res, err := s.Gate.Release(ctx, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt})
+			// FromReserved: Postgres expired it from reserved, so a checkout mark in the gate
+			// is a checkout that died before its order (else the units would wait 15 minutes).
+			res, err := s.Gate.Release(ctx, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt, FromReserved: true})
 			if err != nil {
 				return rep, err // the orphan pass of a later sweep finds it
 			}

@@ -159,6 +159,11 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 		}
 		break
 	}
+	if s.Fault != nil {
+		if err := s.Fault("checkout.before_order"); err != nil {
+			return Order{}, err // the process "dies": the sweep frees the holds at their deadline
+		}
+	}
 	bg := context.WithoutCancel(ctx)
 	failed, err = s.Store.CreateOrder(ctx, order, s.now())
 	if err != nil || len(failed) > 0 {
