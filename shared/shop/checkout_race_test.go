@@ -144,4 +144,3 @@ func TestReleaseRacingCheckoutNeverBothNeverNeither(t *testing.T) {
 	}
 	t.Logf("%d checkouts won, %d releases won", co, rel)
 }
-
