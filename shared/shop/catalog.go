@@ -176,6 +176,9 @@ type SweepReport struct {
 	OrdersExpired int `json:"orders_expired"`
 	// StalePaid counts paid orders not fulfilled within FulfillDeadline, now failed jobs.
 	StalePaid int `json:"stale_paid"`
+	// CancelsFinished counts cancels left between their steps (refund requested, not yet
+	// cancelled) that this sweep refunded and cancelled.
+	CancelsFinished int `json:"cancels_finished"`
 }
 
 // sweepBatch is how many holds one Postgres statement of the sweep expires.
@@ -213,6 +216,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	}
 	if s.Pay != nil {
 		if err := s.expirePayments(ctx, &rep); err != nil {
+			return rep, err
+		}
+		if err := s.finishCancels(ctx, &rep); err != nil {
 			return rep, err
 		}
 	}

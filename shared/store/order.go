@@ -147,16 +147,18 @@ func orderItems(ctx context.Context, q interface {
 }
 
 const orderCols = `id, user_id, status, amount_cents, currency, payment_intent_id, client_secret, payment_expires_at,
-	created_at, updated_at, attempts, COALESCE(last_error, ''), failed_at`
+	created_at, updated_at, attempts, COALESCE(last_error, ''), failed_at, refund_requested_at`
 
 func scanOrder(row pgx.Row) (shop.Order, error) {
 	var o shop.Order
 	err := row.Scan(&o.ID, &o.UserID, &o.Status, &o.AmountCents, &o.Currency, &o.PaymentIntentID, &o.ClientSecret,
-		&o.PaymentExpiresAt, &o.CreatedAt, &o.UpdatedAt, &o.Attempts, &o.LastError, &o.FailedAt)
+		&o.PaymentExpiresAt, &o.CreatedAt, &o.UpdatedAt, &o.Attempts, &o.LastError, &o.FailedAt, &o.RefundRequestedAt)
 	o.PaymentExpiresAt, o.CreatedAt, o.UpdatedAt = o.PaymentExpiresAt.UTC(), o.CreatedAt.UTC(), o.UpdatedAt.UTC()
-	if o.FailedAt != nil {
-		t := o.FailedAt.UTC()
-		o.FailedAt = &t
+	for _, t := range []**time.Time{&o.FailedAt, &o.RefundRequestedAt} {
+		if *t != nil {
+			u := (*t).UTC()
+			*t = &u
+		}
 	}
 	return o, err
 }
