@@ -195,7 +195,7 @@ type FulfillResult struct {
 	Status string // the order's status before: only "paid" is fulfilled now
 	// RefundRequested: the order is paid but being cancelled; it was left alone.
 	RefundRequested bool
-	Holds  []Reservation // the holds fulfilled now
+	Holds           []Reservation // the holds fulfilled now
 }
 
 // PaymentEvent is a verified Stripe event, reduced to what the shop needs.
