@@ -143,4 +143,26 @@ bench-fanout: services local ## live stock fan-out: messages per viewer/s, final
 	@$(BENCHRUN) fanout $$(( $(BENCH_PORT) + 100 )) -- sh -c '$(GO) run ./cmd/local/fanoutbench -url "$$RUNNER_URL" \
 		-viewers $(FANOUT_VIEWERS) -products $(FANOUT_PRODUCTS) -rate $(FANOUT_RATE) -duration $(FANOUT_DURATION)'
 
-bench-all: bench bench-fanout ## every benchmark: `bench` and `bench-fanout`
+bench-all: bench bench-fanout bench-drop ## every benchmark: `bench`, `bench-fanout` and `bench-drop`
+
+# The drop moment (cmd/local/dropbench): DROP_ENVS in-process execution environments and
+# DROP_BINARIES real reserve binaries under the Lambda emulator cold-start at once, through a
+# PgBouncer of their own on DROP_POOLER_PORT capped at DROP_CAP server connections (RDS Proxy's
+# stand-in). Prints one table; fails on a failed invocation, a 5xx or an inexact ledger.
+.PHONY: bench-drop
+DROP_POOLER_PORT ?= 6442
+DROP_CAP         ?= 20
+DROP_ENVS        ?= 1000
+DROP_INVOCATIONS ?= 20
+DROP_UNITS       ?= 1000
+DROP_BINARIES    ?= 150
+bench-drop: services $(RIE) ## the drop moment: 1000 cold starts at once through a capped PgBouncer, plus 150 real binaries under the emulator
+	@mkdir -p $(RUN)/drop
+	CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -o $(RUN)/drop/bootstrap ./functions/reserve
+	@PGBOUNCER_PORT=$(DROP_POOLER_PORT) PGBOUNCER_MAX_DB_CONNS=$(DROP_CAP) PGBOUNCER_MAX_USER_CONNS=$(DROP_CAP) \
+		PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) bash cmd/local/pgbouncer.sh start
+	@status=0; ulimit -n 16384 2>/dev/null || true; \
+	$(GO) run ./cmd/local/dropbench -admin "$(PG_ADMIN)" -pooler 127.0.0.1:$(DROP_POOLER_PORT) -pooler-cap $(DROP_CAP) \
+		-envs $(DROP_ENVS) -invocations $(DROP_INVOCATIONS) -units $(DROP_UNITS) -binaries $(DROP_BINARIES) \
+		-bootstrap $(RUN)/drop/bootstrap -rie $(RIE) | tee $(RUN)/bench-drop.txt || status=$$?; \
+	PGBOUNCER_PORT=$(DROP_POOLER_PORT) bash cmd/local/pgbouncer.sh stop >/dev/null; exit $$status

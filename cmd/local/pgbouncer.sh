@@ -68,6 +68,7 @@ default_pool_size = $MAX_DB_CONNS
 max_db_connections = $MAX_DB_CONNS
 max_user_connections = $MAX_USER_CONNS
 server_idle_timeout = 20
+stats_period = 1
 query_wait_timeout = 120
 ignore_startup_parameters = extra_float_digits
 logfile = $DIR/pgbouncer.log

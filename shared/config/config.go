@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -129,6 +130,9 @@ type App struct {
 // Logger returns the JSON logger every function uses.
 func Logger() *slog.Logger { return slog.New(slog.NewJSONHandler(os.Stdout, nil)) }
 
+// redisDialTimeout bounds a new Redis connection, its retries included.
+const redisDialTimeout = 8 * time.Second
+
 // Open builds the clients and the service without talking to any of them: pools connect on
 // first use, so a cold start never waits on Postgres, Redis or SQS, and a dependency that is
 // down costs the requests that need it a 503 (never an init crash, which API Gateway turns
@@ -148,6 +152,12 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*App, error) {
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
+	}
+	if !strings.Contains(c.RedisURL, "dial_timeout=") {
+		// A drop starts a thousand environments at once, each dialling Redis for the first
+		// time: be patient with that first connection (a Redis that is really down still
+		// answers 503 well inside the function's timeout).
+		opt.DialTimeout = redisDialTimeout
 	}
 	rdb := redis.NewClient(opt)
 	svc := shop.NewService(store.New(pool), stock.New(rdb))

@@ -9,9 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -158,11 +160,36 @@ func Watch(ctx context.Context, admin *pgxpool.Pool, db string, period time.Dura
 	}
 }
 
-// Transactions returns how many transactions database db has committed and rolled back so
-// far (pg_stat_database, read through admin): the difference across a run says how often
-// the run touched Postgres. The statistics arrive with a short delay; callers wait for them.
-func Transactions(ctx context.Context, admin *pgxpool.Pool, db string) (int64, error) {
+// Transactions returns how many transactions the pooler at addr (PgBouncer's admin console,
+// SHOW STATS) has passed to database db so far: the difference across a run says how often
+// the run touched Postgres.
+func Transactions(ctx context.Context, addr, db string) (int64, error) {
+	cfg, err := pgx.ParseConfig("postgres://postgres@" + addr + "/pgbouncer?sslmode=disable")
+	if err != nil {
+		return 0, err
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol // all the admin console speaks
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("pgbouncer admin console: %w", err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SHOW STATS")
+	if err != nil {
+		return 0, fmt.Errorf("show stats: %w", err)
+	}
+	defer rows.Close()
 	var n int64
-	err := admin.QueryRow(ctx, `SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1`, db).Scan(&n)
-	return n, err
+	for rows.Next() {
+		raw := rows.RawValues()
+		for i, f := range rows.FieldDescriptions() {
+			if f.Name == "database" && string(raw[i]) != db {
+				break
+			}
+			if f.Name == "total_xact_count" {
+				n, _ = strconv.ParseInt(string(raw[i]), 10, 64)
+			}
+		}
+	}
+	return n, rows.Err()
 }
