@@ -91,6 +91,9 @@ dev: services local ## run the whole system on this machine (Ctrl-C stops it)
 migrate: services ## apply the database migrations to DATABASE_URL
 	$(GO) run ./cmd/local migrate
 
+fmt: ## gofmt every Go file (here and in infra/)
+	gofmt -w $$(git ls-files '*.go')
+
 vet: ## go vet and gofmt
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
