@@ -12,7 +12,7 @@ var FS embed.FS
 
 // Config is what /config.json tells the pages.
 type Config struct {
-	// Local is true under the local runner: sign-in mints dev tokens and "Pay (test)" shows.
+	// Local is true under the local runner: "Pay (test)" shows.
 	Local bool `json:"local"`
 	// StripePublishableKey, when set, makes checkout use Stripe's Payment Element.
 	StripePublishableKey string `json:"stripe_publishable_key"`
@@ -20,4 +20,27 @@ type Config struct {
 	APIBase string `json:"api_base"`
 	// WebSocketURL is the live stock endpoint ("" for ws(s)://same-origin/ws).
 	WebSocketURL string `json:"websocket_url"`
+	// Auth is how the storefront signs shoppers in; AdminAuth how the dashboard signs admins
+	// in (in AWS another user pool: admins are not in the shoppers' self-sign-up pool).
+	Auth      *AuthConfig `json:"auth"`
+	AdminAuth *AuthConfig `json:"admin_auth"`
+}
+
+// AuthConfig is an OAuth 2.0 public client signing in with the authorization code flow and
+// PKCE (S256): Cognito's managed login in AWS, the runner's OpenID provider locally. URLs may
+// be relative to the pages' origin (the runner's are).
+type AuthConfig struct {
+	// AuthorizeURL, TokenURL and LogoutURL are the provider's /oauth2/authorize,
+	// /oauth2/token and /logout.
+	AuthorizeURL string `json:"authorize_url"`
+	TokenURL     string `json:"token_url"`
+	LogoutURL    string `json:"logout_url"`
+	// ClientID is the app client (the JWT audience of the routes the page calls).
+	ClientID string `json:"client_id"`
+	// RedirectURI is where the provider sends the browser back with the code (the page
+	// itself); LogoutURI where it goes after signing out. Both are registered with the client.
+	RedirectURI string `json:"redirect_uri"`
+	LogoutURI   string `json:"logout_uri"`
+	// Scope is the scopes asked for ("openid email profile").
+	Scope string `json:"scope"`
 }

@@ -65,7 +65,13 @@ func run(log *slog.Logger) error {
 	f := &faults{}
 	app.Shop.Fault = f.hook
 	srv.handle("PUT /_local/faults", f.put)
-	srv.servePages(web.Config{Local: true, StripePublishableKey: os.Getenv("STRIPE_PUBLISHABLE_KEY")})
+	op, err := newOIDCProvider(os.Getenv("LOCAL_OIDC_ISSUER"), os.Getenv("LOCAL_OIDC_KEY"))
+	if err != nil {
+		return err
+	}
+	srv.serveOIDC(op)
+	srv.servePages(web.Config{Local: true, StripePublishableKey: os.Getenv("STRIPE_PUBLISHABLE_KEY"),
+		Auth: authConfig(StoreClientID), AdminAuth: authConfig(AdminClientID)})
 	live, err := startLive(ctx, app, srv) // /ws, /@connections, the stock-updates queue and its poller
 	if err != nil {
 		return err
@@ -120,6 +126,10 @@ func localDefaults() {
 		if os.Getenv(k) == "" {
 			os.Setenv(k, v)
 		}
+	}
+	// The runner's OpenID provider names itself after the runner's address (oidc.go).
+	if os.Getenv("LOCAL_OIDC_ISSUER") == "" {
+		os.Setenv("LOCAL_OIDC_ISSUER", "http://"+os.Getenv("LOCAL_ADDR"))
 	}
 }
 

@@ -36,6 +36,7 @@ type server struct {
 	health func(context.Context) error
 	mux    *http.ServeMux
 	tokens tokenCache
+	oidc   *oidcProvider // the runner's OpenID provider (oidc.go); nil: HS256 tokens only
 }
 
 func newServer(log *slog.Logger, secret []byte, health func(context.Context) error, funcs ...*apigw.Mux) *server {
@@ -94,7 +95,7 @@ func (s *server) api(w http.ResponseWriter, r *http.Request) {
 	}
 	var claims map[string]string
 	if match.access != apigw.Public {
-		c, err := s.tokens.verify(s.secret, r.Header.Get("Authorization"), time.Now())
+		c, err := s.checkToken(r.Header.Get("Authorization"), match.access, time.Now())
 		if err != nil {
 			apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeUnauthenticated, "missing, malformed, expired or badly signed token")))
 			return

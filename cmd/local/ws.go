@@ -86,7 +86,7 @@ func startLive(ctx context.Context, app *config.App, s *server) (*wsGateway, err
 	if err := app.Queue.EnsureStockUpdates(ctx, stockVisibility); err != nil {
 		return nil, err
 	}
-	g := newWSGateway(app.Log, handler.WSConnect(app.Shop, app.Rooms, app.Tokens(), app.Log))
+	g := newWSGateway(app.Log, handler.WSConnect(app.Shop, app.Rooms, s.wsTokens(app.Tokens()), app.Log))
 	g.mount(s)
 	b, err := app.Broadcaster(ctx)
 	if err != nil {
