@@ -114,15 +114,43 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
-func signInAs(t *testing.T, ctx context.Context, url, name string) {
+// signInAs signs name in on the page at url through the runner's OpenID provider, as a
+// shopper or admin would through Cognito's managed login: the page's Sign in button, the
+// provider's sign-in page (user name, and the admin box when admin), back to the page with a
+// code that the page exchanges (PKCE) for tokens. The page then shows who is signed in, with
+// the code gone from the address bar.
+func signInAs(t *testing.T, ctx context.Context, url, name string, admin bool) {
 	t.Helper()
-	do(t, ctx, "sign in "+name,
+	actions := []chromedp.Action{
 		chromedp.Navigate(url),
-		chromedp.WaitVisible("#user", chromedp.ByQuery),
-		chromedp.SendKeys("#user", name, chromedp.ByQuery),
-		chromedp.Click(`#signin button[type=submit]`, chromedp.ByQuery),
-		chromedp.WaitVisible("#whoami", chromedp.ByQuery),
-	)
+		chromedp.WaitVisible("#signin-button", chromedp.ByQuery),
+		chromedp.Click("#signin-button", chromedp.ByQuery),
+		chromedp.WaitVisible("#username", chromedp.ByQuery), // the provider's page, not the store's
+		chromedp.SendKeys("#username", name, chromedp.ByQuery),
+	}
+	if admin {
+		actions = append(actions, chromedp.Click("#admin", chromedp.ByQuery))
+	}
+	actions = append(actions, chromedp.Click("#oidc-submit", chromedp.ByQuery), chromedp.WaitVisible("#whoami", chromedp.ByQuery))
+	do(t, ctx, "sign in "+name, actions...)
+	waitText(t, ctx, "#who", "Signed in as "+name, 5*time.Second)
+	var search, token string
+	do(t, ctx, "read the session", chromedp.Evaluate(`location.search`, &search),
+		chromedp.Evaluate(`(JSON.parse(Object.values(sessionStorage).find((v) => v.includes("access_token")) || "{}").access_token || "")`, &token))
+	if search != "" {
+		t.Fatalf("after signing in the address still has %q", search)
+	}
+	if tokenAlg(token) != "RS256" {
+		t.Fatalf("the page holds no RS256 access token from the provider (%q)", token)
+	}
+}
+
+// disabled reports whether the element matching sel is disabled (itself or by its fieldset).
+func disabled(t *testing.T, ctx context.Context, sel string) bool {
+	t.Helper()
+	var d bool
+	do(t, ctx, "disabled "+sel, chromedp.Evaluate(fmt.Sprintf(`document.querySelector(%q).matches(":disabled")`, sel), &d))
+	return d
 }
 
 // TestStorefrontInABrowser: two shoppers on one product in real Chromium. One reserves and
@@ -136,13 +164,47 @@ func TestStorefrontInABrowser(t *testing.T) {
 	env.Shop.Pay, env.Shop.Jobs = env.Stripe, env.Queue
 	env.Shop.Now = time.Now
 	srv := startFullServer(t, env)
-	call(t, srv, "PUT", "/admin/products/hoodie", bearer(t, "ada", "admin"), `{"name":"Hoodie","price_cents":6000,"currency":"usd","stock":5,"max_per_user":3}`)
+	b := browser(t)
+
+	// An empty storefront says where products come from.
+	alice, bob := tab(t, b), tab(t, b)
+	do(t, alice, "empty store", chromedp.Navigate(srv.URL+"/"))
+	waitText(t, alice, "#empty", "dashboard", 5*time.Second)
+
+	// The dashboard signed out: a sign-in prompt, every tool disabled.
+	admin := tab(t, b)
+	do(t, admin, "admin page", chromedp.Navigate(srv.URL+"/dashboard"), chromedp.WaitVisible("#signin-button", chromedp.ByQuery))
+	waitText(t, admin, "#signin", "Sign in as an admin", 5*time.Second)
+	for _, sel := range []string{"#create button[type=submit]", "#p-id", "#redrive", "#status"} {
+		if !disabled(t, admin, sel) {
+			t.Fatalf("signed out, %s is enabled", sel)
+		}
+	}
+	// Signed in as an admin through the OpenID flow: enabled, and no error left on the page.
+	signInAs(t, admin, srv.URL+"/dashboard", "ada", true)
+	waitText(t, admin, "#who", "(admin)", 5*time.Second)
+	for i := 0; i < 50 && disabled(t, admin, "#create button[type=submit]"); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if disabled(t, admin, "#create button[type=submit]") {
+		t.Fatal("signed in as an admin, the create form is still disabled")
+	}
+	var msg string
+	do(t, admin, "message", chromedp.Text("#msg", &msg, chromedp.ByQuery, chromedp.AtLeast(0)))
+	if strings.TrimSpace(msg) != "" {
+		t.Fatalf("after signing in the dashboard says %q", msg)
+	}
+	// The admin creates the hoodie with the dashboard's form.
+	do(t, admin, "create the hoodie",
+		chromedp.SendKeys("#p-id", "hoodie", chromedp.ByQuery), chromedp.SendKeys("#p-name", "Hoodie", chromedp.ByQuery),
+		chromedp.SetValue("#p-price", "6000", chromedp.ByQuery), chromedp.SetValue("#p-stock", "5", chromedp.ByQuery),
+		chromedp.SetValue("#p-max", "3", chromedp.ByQuery), chromedp.Click("#create button[type=submit]", chromedp.ByQuery))
+	waitText(t, admin, "#msg", "Saved hoodie", 5*time.Second)
+	waitText(t, admin, `[data-product="hoodie"] [data-col="stock"]`, "5", 5*time.Second)
 	call(t, srv, "PUT", "/admin/products/cap", bearer(t, "ada", "admin"), `{"name":"Cap","price_cents":2000,"currency":"usd","stock":9,"max_per_user":2}`)
 
-	b := browser(t)
-	alice, bob := tab(t, b), tab(t, b)
-	signInAs(t, alice, srv.URL+"/", "alice")
-	signInAs(t, bob, srv.URL+"/", "bob")
+	signInAs(t, alice, srv.URL+"/", "alice", false)
+	signInAs(t, bob, srv.URL+"/", "bob", false)
 	waitText(t, bob, `[data-available="hoodie"]`, "5 available", 5*time.Second)
 	waitText(t, bob, "#live", "Live stock: on", 5*time.Second)
 
@@ -180,9 +242,6 @@ func TestStorefrontInABrowser(t *testing.T) {
 	env.Shop.HoldTTL = 10 * time.Minute
 
 	// With fulfillment failing, the admin sees the failed job and retries it.
-	admin := tab(t, b)
-	do(t, admin, "admin page", chromedp.Navigate(srv.URL+"/dashboard"))
-	signInAs(t, admin, srv.URL+"/dashboard", "ada")
 	call(t, srv, "PUT", "/_local/faults", "", `{"fulfill":"fail"}`)
 	for _, shopper := range []context.Context{bob, bob} {
 		do(t, shopper, "bob reserves a hoodie", chromedp.Click(`[data-product="hoodie"] button`, chromedp.ByQuery))

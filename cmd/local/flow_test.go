@@ -33,7 +33,8 @@ func startFullServer(t *testing.T, env *testenv.Env) *httptest.Server {
 	f := &faults{}
 	env.Shop.Fault = f.hook
 	s.handle("PUT /_local/faults", f.put)
-	s.servePages(web.Config{Local: true})
+	s.serveOIDC(newOIDCProviderWithKey(srv.URL, testKey())) // the runner's OpenID provider, as main does
+	s.servePages(web.Config{Local: true, Auth: authConfig(StoreClientID), AdminAuth: authConfig(AdminClientID)})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	url, err := env.Queue.URL(ctx, queue.Fulfill)

@@ -356,7 +356,7 @@ var signInTemplate = template.Must(template.New("signin").Parse(`<!doctype html>
     <input type="hidden" name="nonce" value="{{.P.Nonce}}">
     <p class="row"><label for="username">User name</label>
       <input id="username" name="username" autocomplete="username" required pattern="[A-Za-z0-9_.@\-]{1,64}" autofocus></p>
-    <p class="row"><input type="checkbox" id="admin" name="admin" value="1"{{if .Admin}} checked{{end}}>
+    <p class="row"><input type="checkbox" id="admin" name="admin" value="1">
       <label for="admin">admin (adds the user to the admin group; local only)</label></p>
     <p class="row"><button type="submit" id="oidc-submit">Sign in</button>
       <button type="submit" class="secondary" name="cancel" value="1" formnovalidate>Cancel</button></p>
@@ -369,7 +369,7 @@ var signInTemplate = template.Must(template.New("signin").Parse(`<!doctype html>
 func (p *oidcProvider) signInPage(w http.ResponseWriter, a authorizeParams, problem string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	signInTemplate.Execute(w, map[string]any{"P": a, "Problem": problem, "Admin": a.ClientID == AdminClientID}) //nolint:errcheck
+	signInTemplate.Execute(w, map[string]any{"P": a, "Problem": problem}) //nolint:errcheck
 }
 
 // token is /oauth2/token: authorization_code (with the PKCE verifier) and refresh_token.

@@ -39,7 +39,7 @@ func attachLive(t *testing.T, env *testenv.Env, s *server, base string) *wsGatew
 	n := rooms.NewNotifier(env.Queue.SendStockNotices, quiet, time.Now)
 	t.Cleanup(n.Close)
 	env.Shop.Notify = n
-	g := newWSGateway(quiet, handler.WSConnect(env.Shop, rooms.NewTable(env.Redis), jwtauth.HS256([]byte(testSecret)), quiet))
+	g := newWSGateway(quiet, handler.WSConnect(env.Shop, rooms.NewTable(env.Redis), s.wsTokens(jwtauth.HS256([]byte(testSecret))), quiet))
 	g.mount(s)
 	t.Cleanup(g.closeAll)
 	api, err := rooms.NewAPI(ctx, rooms.APIConfig{Endpoint: base})

@@ -1,5 +1,7 @@
 // api.js: the shared client for the storefront and the dashboard.
-export const state = { config: { local: false, api_base: "", websocket_url: "", stripe_publishable_key: "" }, token: "" };
+import { accessToken, signedOut } from "./auth.js";
+
+export const state = { config: { local: false, api_base: "", websocket_url: "", stripe_publishable_key: "", auth: null, admin_auth: null } };
 
 export async function loadConfig() {
   try {
@@ -21,32 +23,16 @@ export class ApiError extends Error {
 
 export async function api(method, path, body, headers) {
   const h = Object.assign({}, headers || {});
-  if (state.token) h["Authorization"] = "Bearer " + state.token;
+  const token = await accessToken();
+  if (token) h["Authorization"] = "Bearer " + token;
   if (body !== undefined) h["Content-Type"] = "application/json";
   const r = await fetch(state.config.api_base + path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await r.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
+  if (r.status === 401 && token) signedOut(); // expired or revoked: the page asks to sign in again
   if (!r.ok) throw new ApiError(r.status, data && data.error);
   return data;
-}
-
-// signIn mints a dev token from the local runner (local mode only).
-export async function signIn(sub, admin, storageKey) {
-  const body = { sub, ttl: "8h" };
-  if (admin) body.groups = ["admin"];
-  const res = await api("POST", "/_local/token", body);
-  state.token = res.token;
-  sessionStorage.setItem(storageKey, JSON.stringify({ sub, token: res.token }));
-  return res.token;
-}
-
-export function restore(storageKey) {
-  try {
-    const s = JSON.parse(sessionStorage.getItem(storageKey) || "null");
-    if (s && s.token) { state.token = s.token; return s.sub; }
-  } catch (_) { /* none */ }
-  return "";
 }
 
 export function money(cents, currency) {

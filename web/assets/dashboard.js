@@ -1,12 +1,23 @@
 // dashboard.js: the admin dashboard. Product ledger and restock, failed jobs with retry,
 // cancel (refund) and redrive, orders by status. Refreshes every two seconds.
-import { api, ApiError, el, loadConfig, money, restore, say, signIn, state } from "./api.js";
+import { api, ApiError, el, loadConfig, money, say, state } from "./api.js";
+import { initAuth, signIn, signOut, user } from "./auth.js";
 
 const KEY = "lastunit.admin";
 const $ = (id) => document.getElementById(id);
 
+let failing = false; // the last refresh failed: its message is on the page
+
 function fail(err) {
-  say($("msg"), err instanceof ApiError && err.code === "forbidden" ? "This needs an admin token." : err.message, "bad");
+  const u = user();
+  if (err instanceof ApiError && err.code === "forbidden" && u) {
+    say($("msg"), `Signed in as ${u.name}, who is not in the admin group. Sign out and sign in as an admin.`, "bad");
+    $("admin-area").disabled = true;
+  } else if (err instanceof ApiError && err.code === "unauthenticated") {
+    say($("msg"), "Sign in as an admin first.", "bad");
+  } else {
+    say($("msg"), err.message, "bad");
+  }
 }
 
 async function act(what, fn) {
@@ -56,7 +67,7 @@ function renderOrders(orders) {
 }
 
 async function refresh() {
-  if (!state.token) return;
+  if (!user()) return;
   try {
     const [p, j, o] = await Promise.all([
       api("GET", "/admin/products"),
@@ -66,29 +77,34 @@ async function refresh() {
     renderProducts(p.products);
     renderJobs(j.failed_jobs);
     renderOrders(o.orders);
-  } catch (err) { fail(err); }
+    $("admin-area").disabled = false;
+    if (failing) say($("msg"), "", ""); // the error it replaces is over
+    failing = false;
+  } catch (err) { fail(err); failing = true; }
 }
 
-function showUser(sub) {
-  $("signin").hidden = !!sub;
-  $("whoami").hidden = !sub;
-  $("who").textContent = sub ? "Signed in as " + sub + " (admin)" : "";
+function showUser() {
+  const u = user();
+  $("signin").hidden = !!u;
+  $("whoami").hidden = !u;
+  $("who").textContent = u ? "Signed in as " + u.name + (u.groups.includes("admin") ? " (admin)" : "") : "";
+  // Signed out, every tool is disabled; signed in, they are enabled once the admin routes answer.
+  if (!u) $("admin-area").disabled = true;
+}
+
+// The session ended without the admin asking (expired, refused): back to the prompt.
+function sessionEnded() {
+  showUser();
+  say($("msg"), "Your session ended. Sign in again.", "bad");
 }
 
 async function main() {
   await loadConfig();
-  showUser(restore(KEY));
-  if (!state.config.local) $("signin").hidden = true;
-  $("signin").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    try {
-      const name = $("user").value.trim();
-      await signIn(name, true, KEY);
-      showUser(name);
-      await refresh();
-    } catch (err) { fail(err); }
-  });
-  $("signout").addEventListener("click", () => { sessionStorage.removeItem(KEY); state.token = ""; showUser(""); });
+  const problem = await initAuth(state.config.admin_auth, KEY, sessionEnded);
+  showUser();
+  if (problem) say($("msg"), problem, "bad");
+  $("signin-button").addEventListener("click", () => signIn().catch((err) => say($("msg"), "Could not start sign-in: " + err.message, "bad")));
+  $("signout").addEventListener("click", signOut);
   $("create").addEventListener("submit", (e) => {
     e.preventDefault();
     const id = $("p-id").value;

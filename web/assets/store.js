@@ -1,6 +1,7 @@
 // store.js: the storefront. Products with live stock over the WebSocket, holds with a
 // countdown, checkout, and payment (Stripe's Payment Element, or "Pay (test)" locally).
-import { api, ApiError, el, loadConfig, money, restore, say, signIn, state } from "./api.js";
+import { api, ApiError, el, loadConfig, money, say, state } from "./api.js";
+import { accessToken, initAuth, signIn, signOut, signedIn, user } from "./auth.js";
 
 const KEY = "lastunit.shopper";
 const $ = (id) => document.getElementById(id);
@@ -32,7 +33,7 @@ function setAvailable(id, available, version) {
   const n = p.node.querySelector(".available");
   n.textContent = available > 0 ? `${available} available` : "Sold out";
   n.classList.toggle("zero", available <= 0);
-  p.node.querySelector("button").disabled = available <= 0 || !state.token;
+  p.node.querySelector("button").disabled = available <= 0 || !signedIn();
 }
 
 function renderProducts(list) {
@@ -53,6 +54,10 @@ function renderProducts(list) {
     root.append(node);
     setAvailable(p.id, p.available);
   }
+  if (list.length === 0) {
+    root.append(el("p", { id: "empty", class: "hint" }, "No products yet. An admin adds them on the ",
+      el("a", { href: "/dashboard" }, "dashboard"), " (or with the README's curl walkthrough, PUT /admin/products/{id}); they show up here."));
+  }
   subscribeAll();
 }
 
@@ -63,9 +68,10 @@ async function loadProducts() {
 
 // Live stock: subscribe to every product shown; re-subscribe as a heartbeat so that a room
 // membership lost on the server heals, and reconnect when the socket closes.
-function connect() {
+async function connect() {
   const url = state.config.websocket_url || ((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-  socket = new WebSocket(state.token ? url + "?token=" + encodeURIComponent(state.token) : url);
+  const token = await accessToken();
+  socket = new WebSocket(token ? url + "?token=" + encodeURIComponent(token) : url);
   socket.onopen = () => { $("live").textContent = "Live stock: on"; subscribeAll(); };
   socket.onmessage = (e) => {
     let m;
@@ -111,12 +117,12 @@ function renderCart() {
       el("div", { class: "countdown", "data-expires": r.expires_at }, left(r.expires_at) || ""),
       r.status === "reserved" ? el("button", { type: "button", class: "secondary", onclick: () => release(r.id) }, "Release") : ""));
   }
-  if (cart.length === 0) root.append(el("li", {}, state.token ? "No holds yet." : "Sign in to reserve."));
+  if (cart.length === 0) root.append(el("li", {}, signedIn() ? "No holds yet." : "Sign in to reserve."));
   $("checkout").disabled = !cart.some((r) => r.status === "reserved");
 }
 
 async function loadCart() {
-  if (!state.token) { cart = []; renderCart(); return; }
+  if (!signedIn()) { cart = []; renderCart(); return; }
   try {
     cart = (await api("GET", "/reservations")).reservations;
   } catch (err) { say($("msg"), explain(err), "bad"); }
@@ -213,31 +219,31 @@ async function mountStripe(clientSecret) {
   };
 }
 
-function showUser(sub) {
-  $("signin").hidden = !!sub;
-  $("whoami").hidden = !sub;
-  $("who").textContent = sub ? "Signed in as " + sub : "";
+function showUser() {
+  const u = user();
+  $("signin").hidden = !!u;
+  $("whoami").hidden = !u;
+  $("who").textContent = u ? "Signed in as " + u.name : "";
   for (const p of products.values()) setAvailable(p.product.id, p.product.available);
+}
+
+// The session ended without the shopper asking (expired, refused): back to the prompt.
+function sessionEnded() {
+  showUser();
+  say($("msg"), "Your session ended. Sign in again to reserve.", "bad");
+  loadCart();
+  if (socket) socket.close(); // reconnects as a viewer
 }
 
 async function main() {
   await loadConfig();
-  const sub = restore(KEY);
-  showUser(sub);
-  $("signin").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    try {
-      const name = $("user").value.trim();
-      await signIn(name, false, KEY);
-      showUser(name);
-      if (socket) socket.close();
-      await loadCart();
-    } catch (err) { say($("msg"), explain(err), "bad"); }
-  });
-  $("signout").addEventListener("click", () => { sessionStorage.removeItem(KEY); state.token = ""; showUser(""); loadCart(); });
+  const problem = await initAuth(state.config.auth, KEY, sessionEnded);
+  showUser();
+  if (problem) say($("msg"), problem, "bad");
+  $("signin-button").addEventListener("click", () => signIn().catch((err) => say($("msg"), "Could not start sign-in: " + err.message, "bad")));
+  $("signout").addEventListener("click", signOut);
   $("checkout").addEventListener("click", checkout);
   $("pay-test").addEventListener("click", payTest);
-  if (!state.config.local) $("signin").hidden = true;
   await loadProducts();
   await loadCart();
   connect();
