@@ -276,3 +276,42 @@ func TestStorefrontInABrowser(t *testing.T) {
 	waitText(t, admin, `[data-product="hoodie"] [data-col="sold"]`, "3", 5*time.Second)
 	env.CheckLedger(t, "hoodie", 5)
 }
+
+// TestSignInRefreshAndSessionEnd: a page refreshes its access token before it expires (the
+// refresh_token grant) and keeps working; when the refresh is refused, the page says the
+// session ended and shows the sign-in prompt again.
+func TestSignInRefreshAndSessionEnd(t *testing.T) {
+	env := testenv.NewEnv(t)
+	env.Stripe, env.Queue = testenv.Stripe(t), testenv.Queue(t, time.Second)
+	env.Shop.Pay, env.Shop.Jobs = env.Stripe, env.Queue
+	srv, s := startFullServerWith(t, env)
+	call(t, srv, "PUT", "/admin/products/mug", bearer(t, "ada", "admin"), `{"name":"Mug","price_cents":900,"currency":"usd","stock":9,"max_per_user":9}`)
+	// Tokens live 61 s: the page refreshes a minute early, so after 1 s it must refresh.
+	s.oidc.TTL = 61 * time.Second
+	b := browser(t)
+	signInAs(t, b, srv.URL+"/", "alice", false)
+	token := func() string {
+		var tok string
+		do(t, b, "token", chromedp.Evaluate(`JSON.parse(sessionStorage.getItem("lastunit.shopper")).access_token`, &tok))
+		return tok
+	}
+	first := token()
+	time.Sleep(1500 * time.Millisecond)
+	do(t, b, "reserve", chromedp.Click(`[data-product="mug"] button`, chromedp.ByQuery))
+	waitText(t, b, "#msg", "Held 1", 5*time.Second)
+	if token() == first {
+		t.Fatal("the access token was not refreshed before it expired")
+	}
+
+	// The provider forgets the refresh tokens (as a revoked session): the next call ends it.
+	s.oidc.mu.Lock()
+	s.oidc.refreshs = map[string]grant{}
+	s.oidc.mu.Unlock()
+	time.Sleep(1500 * time.Millisecond)
+	do(t, b, "reserve again", chromedp.Click(`[data-product="mug"] button`, chromedp.ByQuery))
+	waitText(t, b, "#msg", "session ended", 5*time.Second)
+	do(t, b, "the prompt is back", chromedp.WaitVisible("#signin-button", chromedp.ByQuery))
+	if !disabled(t, b, `[data-product="mug"] button`) {
+		t.Fatal("signed out, Reserve is enabled")
+	}
+}

@@ -20,6 +20,14 @@ import (
 // fulfill queue, as the runner does.
 func startFullServer(t *testing.T, env *testenv.Env) *httptest.Server {
 	t.Helper()
+	srv, _ := startFullServerWith(t, env)
+	return srv
+}
+
+// startFullServerWith is startFullServer that also returns the runner's server (its OpenID
+// provider is s.oidc).
+func startFullServerWith(t *testing.T, env *testenv.Env) (*httptest.Server, *server) {
+	t.Helper()
 	env.Shop.Dead = env.Queue
 	health := func(ctx context.Context) error { return env.Pool.Ping(ctx) }
 	s := newServer(quiet, []byte(testSecret), health,
@@ -43,7 +51,7 @@ func startFullServer(t *testing.T, env *testenv.Env) *httptest.Server {
 	}
 	go poll(ctx, quiet, env.Queue.Client, url, "arn:local", handler.Fulfill(env.Shop, quiet))
 	attachLive(t, env, s, srv.URL) // /ws, /@connections and the broadcaster, as the runner's startLive
-	return srv
+	return srv, s
 }
 
 func bearer(t *testing.T, sub string, groups ...string) string {

@@ -1,5 +1,5 @@
 // api.js: the shared client for the storefront and the dashboard.
-import { accessToken, signedOut } from "./auth.js";
+import { accessToken, signedIn, signedOut } from "./auth.js";
 
 export const state = { config: { local: false, api_base: "", websocket_url: "", stripe_publishable_key: "", auth: null, admin_auth: null } };
 
@@ -23,7 +23,10 @@ export class ApiError extends Error {
 
 export async function api(method, path, body, headers) {
   const h = Object.assign({}, headers || {});
+  const had = signedIn();
   const token = await accessToken();
+  // The session ended just now (the refresh was refused): say so rather than call anonymously.
+  if (had && !token) throw new ApiError(401, { code: "session_ended", message: "Your session ended. Sign in again." });
   if (token) h["Authorization"] = "Bearer " + token;
   if (body !== undefined) h["Content-Type"] = "application/json";
   const r = await fetch(state.config.api_base + path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
