@@ -28,42 +28,13 @@ const (
 type APIs struct {
 	UserPool       awscognito.UserPool
 	UserPoolClient awscognito.UserPoolClient
+	// AdminPool and AdminClient are the admins' pool and the dashboard's client (auth.go).
+	AdminPool      awscognito.UserPool
+	AdminClient    awscognito.UserPoolClient
 	HTTP           awsapigatewayv2.HttpApi
 	HTTPStage      awsapigatewayv2.HttpStage
 	WebSocket      awsapigatewayv2.WebSocketApi
 	WebSocketStage awsapigatewayv2.WebSocketStage
-}
-
-// newIdentity builds the user pool (e-mail sign-in, self sign-up for shoppers), a public web
-// client (SRP and USER_PASSWORD_AUTH, no secret) and the admin group, whose members' tokens carry cognito:groups.
-func newIdentity(s awscdk.Stack, prefix string) *APIs {
-	a := &APIs{}
-	a.UserPool = awscognito.NewUserPool(s, jsii.String("Users"), &awscognito.UserPoolProps{
-		UserPoolName:      name(prefix, "users"),
-		SelfSignUpEnabled: jsii.Bool(true),
-		SignInAliases:     &awscognito.SignInAliases{Email: jsii.Bool(true)},
-		AutoVerify:        &awscognito.AutoVerifiedAttrs{Email: jsii.Bool(true)},
-		AccountRecovery:   awscognito.AccountRecovery_EMAIL_ONLY,
-		PasswordPolicy: &awscognito.PasswordPolicy{
-			MinLength: jsii.Number(12), RequireDigits: jsii.Bool(true), RequireLowercase: jsii.Bool(true),
-			RequireUppercase: jsii.Bool(true), RequireSymbols: jsii.Bool(false),
-		},
-		RemovalPolicy: awscdk.RemovalPolicy_RETAIN, // user accounts outlive a stack
-	})
-	a.UserPoolClient = a.UserPool.AddClient(jsii.String("WebClient"), &awscognito.UserPoolClientOptions{
-		UserPoolClientName:         name(prefix, "web"),
-		AuthFlows:                  &awscognito.AuthFlow{UserSrp: jsii.Bool(true), UserPassword: jsii.Bool(true)}, // SRP for browsers, password for the CLI
-		GenerateSecret:             jsii.Bool(false),
-		PreventUserExistenceErrors: jsii.Bool(true),
-		AccessTokenValidity:        awscdk.Duration_Hours(jsii.Number(1)),
-		IdTokenValidity:            awscdk.Duration_Hours(jsii.Number(1)),
-	})
-	awscognito.NewCfnUserPoolGroup(s, jsii.String("AdminGroup"), &awscognito.CfnUserPoolGroupProps{
-		UserPoolId:  a.UserPool.UserPoolId(),
-		GroupName:   jsii.String(AdminGroup),
-		Description: jsii.String("lastunit admins: the /admin routes (the functions check the group too)"),
-	})
-	return a
 }
 
 // newWebSocketAPI builds the WebSocket API (route selection on the message's action) and its
@@ -128,6 +99,7 @@ func (s *Stack) newHTTPAPI() {
 			UserPoolClients: &[]awscognito.IUserPoolClient{a.UserPoolClient},
 			IdentitySource:  jsii.Strings("$request.header.Authorization"),
 		})
+	adminAuthorizer := s.adminAuthorizer()
 	integrations := map[string]awsapigatewayv2integrations.HttpLambdaIntegration{}
 	integration := func(fn string) awsapigatewayv2integrations.HttpLambdaIntegration {
 		in, ok := integrations[fn]
@@ -143,7 +115,10 @@ func (s *Stack) newHTTPAPI() {
 			RouteKey:    awsapigatewayv2.HttpRouteKey_With(jsii.String(r.Path()), awsapigatewayv2.HttpMethod(r.Method())),
 			Integration: integration(r.Function),
 		}
-		if r.Access != Public {
+		switch r.Access {
+		case Admin:
+			props.Authorizer = adminAuthorizer // the admins' pool only (auth.go)
+		case Shopper:
 			props.Authorizer = authorizer
 		}
 		awsapigatewayv2.NewHttpRoute(s.Stack, jsii.String("Route"+routeID(r.Key)), props)

@@ -128,6 +128,9 @@ func (s *Stack) deploySite() {
 		// No trailing slash: api.js appends paths that start with "/".
 		"api_base":      s.APIs.HTTP.ApiEndpoint(),
 		"websocket_url": s.APIs.WebSocketStage.Url(),
+		// Sign-in through Cognito's managed login (auth.go): the shoppers' and the admins' pools.
+		"auth":       s.authConfig(false),
+		"admin_auth": s.authConfig(true),
 	}
 	s.Site.Deployment = awss3deployment.NewBucketDeployment(s.Stack, jsii.String("WebDeployment"), &awss3deployment.BucketDeploymentProps{
 		DestinationBucket: s.Site.Bucket,

@@ -44,6 +44,12 @@ func (d cfnTemplate) webUploadRole(t *testing.T) string {
 // webConfigKeys is the json names of web.Config's fields, parsed from web/web.go.
 func webConfigKeys(t *testing.T) []string {
 	t.Helper()
+	return structKeys(t, "Config")
+}
+
+// structKeys is the JSON keys of a struct type of web/web.go, sorted.
+func structKeys(t *testing.T, typeName string) []string {
+	t.Helper()
 	f, err := parser.ParseFile(token.NewFileSet(), "../../web/web.go", nil, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +57,7 @@ func webConfigKeys(t *testing.T) []string {
 	var keys []string
 	ast.Inspect(f, func(n ast.Node) bool {
 		ts, ok := n.(*ast.TypeSpec)
-		if !ok || ts.Name.Name != "Config" {
+		if !ok || ts.Name.Name != typeName {
 			return true
 		}
 		for _, field := range ts.Type.(*ast.StructType).Fields.List {
@@ -62,7 +68,7 @@ func webConfigKeys(t *testing.T) []string {
 		return false
 	})
 	if len(keys) == 0 {
-		t.Fatal("no web.Config in web/web.go")
+		t.Fatalf("no web.%s in web/web.go", typeName)
 	}
 	sort.Strings(keys)
 	return keys
@@ -156,14 +162,6 @@ func TestSite(t *testing.T) {
 			"DistributionId":        map[string]any{"Ref": dist},
 			"DistributionPaths":     []any{"/*"},
 			"Prune":                 true,
-			"SourceMarkers": []any{map[string]any{}, map[string]any{
-				"<<marker:0xbaba:0>>": map[string]any{"Fn::Join": []any{"", []any{
-					`"`, map[string]any{"Fn::GetAtt": []any{logicalID(s, s.APIs.HTTP), "ApiEndpoint"}}, `"`,
-				}}},
-				"<<marker:0xbaba:1>>": map[string]any{"Fn::Join": []any{"", assertions.Match_ArrayWith(&[]any{
-					`"wss://`, map[string]any{"Ref": logicalID(s, s.APIs.WebSocket)}, "/" + WebSocketStageName + `"`,
-				})}},
-			}},
 		}},
 		{"CORS for the site's origin", "AWS::ApiGatewayV2::Api", map[string]any{
 			"Name": "lastunit-http",
@@ -200,7 +198,7 @@ func TestSite(t *testing.T) {
 
 	t.Run("deployed files", func(t *testing.T) {
 		dir := stagedAsset(t, s, "dashboard.html")
-		for _, want := range []string{"index.html", "dashboard.html", "assets/api.js", "assets/app.css", "assets/store.js", "assets/dashboard.js"} {
+		for _, want := range []string{"index.html", "dashboard.html", "assets/api.js", "assets/app.css", "assets/store.js", "assets/dashboard.js", "assets/auth.js"} {
 			if _, err := os.Stat(filepath.Join(dir, want)); err != nil {
 				t.Errorf("%s is not deployed", want)
 			}
@@ -231,10 +229,63 @@ func TestSite(t *testing.T) {
 		if want := webConfigKeys(t); !reflect.DeepEqual(keys, want) {
 			t.Errorf("config.json keys %v, web.Config's %v", keys, want)
 		}
-		want := map[string]any{"local": false, "stripe_publishable_key": "pk_test_site",
-			"api_base": "<<marker:0xbaba:0>>", "websocket_url": "<<marker:0xbaba:1>>"}
-		if !reflect.DeepEqual(got, want) {
-			t.Errorf("config.json %s, want %v", raw, want)
+		// Each marker's value, as the deployment's SourceMarkers give it (config.json is the
+		// second source), as JSON: `{"Fn::Join":["",["\"",{...},"\""]]}`.
+		var markers map[string]any
+		for _, dep := range d.ofType("Custom::CDKBucketDeployment") {
+			if m, ok := dep.Properties["SourceMarkers"].([]any); ok && len(m) == 2 {
+				markers, _ = m[1].(map[string]any)
+			}
+		}
+		value := func(v any) string {
+			if m, ok := v.(string); ok && markers[m] != nil {
+				b, _ := json.Marshal(markers[m])
+				return string(b)
+			}
+			b, _ := json.Marshal(v)
+			return string(b)
+		}
+		ref := func(id string) string { return `{"Ref":"` + id + `"}` }
+		page := func(path string) string {
+			return `"https://",{"Fn::GetAtt":["` + dist + `","DomainName"]},"` + path + `\""`
+		}
+		checks := []struct{ key, contains string }{
+			{"local", "false"}, {"stripe_publishable_key", `"pk_test_site"`},
+			{"api_base", `{"Fn::GetAtt":["` + logicalID(s, s.APIs.HTTP) + `","ApiEndpoint"]}`},
+			{"websocket_url", `"\"wss://",` + ref(logicalID(s, s.APIs.WebSocket))},
+		}
+		for _, c := range []struct {
+			key, client, path, domain string
+		}{
+			{"auth", logicalID(s, s.APIs.UserPoolClient), "/", `".auth."`},
+			{"admin_auth", logicalID(s, s.APIs.AdminClient), "/dashboard", `"-admin.auth."`},
+		} {
+			auth, _ := got[c.key].(map[string]any)
+			keys := make([]string, 0, len(auth))
+			for k := range auth {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			if want := structKeys(t, "AuthConfig"); !reflect.DeepEqual(keys, want) {
+				t.Errorf("config.json %s keys %v, web.AuthConfig's %v", c.key, keys, want)
+			}
+			for k, want := range map[string]string{
+				"client_id": ref(c.client), "redirect_uri": page(c.path), "logout_uri": page(c.path),
+				"authorize_url": c.domain, "token_url": `".amazoncognito.com/oauth2/token\""`, "logout_url": `".amazoncognito.com/logout\""`,
+				"scope": `"openid email profile"`,
+			} {
+				if v := value(auth[k]); !strings.Contains(v, want) {
+					t.Errorf("config.json %s.%s = %s, want it to hold %s", c.key, k, v, want)
+				}
+			}
+			if v := value(auth["authorize_url"]); !strings.Contains(v, `".amazoncognito.com/oauth2/authorize\""`) {
+				t.Errorf("config.json %s.authorize_url = %s", c.key, v)
+			}
+		}
+		for _, c := range checks {
+			if v := value(got[c.key]); !strings.Contains(v, c.contains) {
+				t.Errorf("config.json %s = %s, want it to hold %s", c.key, v, c.contains)
+			}
 		}
 	})
 

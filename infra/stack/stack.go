@@ -108,7 +108,7 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 	}
 	s.Queues = newQueues(s.Stack, props.Prefix)
 	if props.withAPIs() {
-		s.APIs = newIdentity(s.Stack, props.Prefix)
+		s.APIs = newIdentity(s.Stack, props.Prefix, props.withSite())
 		s.newWebSocketAPI() // before the functions: their environment names its endpoint
 	}
 	s.Functions = map[string]awslambda.Function{}
@@ -117,6 +117,7 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 	}
 	if props.withSite() {
 		s.newSite() // before the HTTP API: its CORS names the distribution's origin
+		s.newSignIn()
 	}
 	if props.withAPIs() {
 		s.wireWebSocketAPI()
@@ -128,6 +129,9 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 	s.newSchedules()
 	s.newAlarms()
 	s.newOutputs()
+	if s.APIs != nil {
+		s.newSignInOutputs()
+	}
 	return s
 }
 

@@ -184,9 +184,9 @@ func TestJWTAuthorizerAndAdminGroup(t *testing.T) {
 			},
 		}))
 	})
-	has(t, "admin group", func() {
+	has(t, "admin group, in the admins' pool (auth.go)", func() {
 		tp.HasResourceProperties(jsii.String("AWS::Cognito::UserPoolGroup"), props(map[string]any{
-			"GroupName": AdminGroup, "UserPoolId": map[string]any{"Ref": pool},
+			"GroupName": AdminGroup, "UserPoolId": map[string]any{"Ref": logicalID(s, s.APIs.AdminPool)},
 		}))
 	})
 	has(t, "public client", func() {
@@ -712,7 +712,7 @@ func TestDataStores(t *testing.T) {
 func TestOutputs(t *testing.T) {
 	_, tp, _ := synth(t)
 	for _, name := range []string{"HttpApiUrl", "WebSocketUrl", "WebSocketCallbackUrl", "UserPoolId", "UserPoolClientId",
-		"StripeSecretArn", "FulfillQueueUrl", "FulfillDLQUrl", "AlarmTopicArn", "SiteUrl"} {
+		"AdminUserPoolId", "AdminUserPoolClientId", "SignInUrl", "AdminSignInUrl", "StripeSecretArn", "FulfillQueueUrl", "FulfillDLQUrl", "AlarmTopicArn", "SiteUrl"} {
 		t.Run(name, func(t *testing.T) {
 			has(t, "output", func() { tp.HasOutput(jsii.String(name), props(map[string]any{"Value": assertions.Match_AnyValue()})) })
 		})
@@ -760,7 +760,7 @@ func TestLocalStackVariant(t *testing.T) {
 			"AWS::S3::Bucket": 0, "AWS::CloudFront::Distribution": 0, "Custom::CDKBucketDeployment": 0,
 		}},
 		{"pro", true, map[string]int{
-			"AWS::Lambda::Function": len(Functions), "AWS::ApiGatewayV2::Api": 2, "AWS::Cognito::UserPool": 1,
+			"AWS::Lambda::Function": len(Functions), "AWS::ApiGatewayV2::Api": 2, "AWS::Cognito::UserPool": 2, "AWS::Cognito::UserPoolDomain": 0,
 			"AWS::RDS::DBInstance": 0, "AWS::ElastiCache::ReplicationGroup": 0,
 			"AWS::S3::Bucket": 0, "AWS::CloudFront::Distribution": 0, "Custom::CDKBucketDeployment": 0,
 		}},
