@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -31,6 +33,11 @@ func verifyToken(secret []byte, header string) (map[string]string, error) {
 	if !ok {
 		return nil, errors.New("unexpected claims")
 	}
+	if g, ok := mc["cognito:groups"]; ok {
+		if err := checkGroups(g); err != nil {
+			return nil, err
+		}
+	}
 	out := make(map[string]string, len(mc))
 	for k, v := range mc {
 		out[k] = claimString(v)
@@ -39,6 +46,31 @@ func verifyToken(secret []byte, header string) (map[string]string, error) {
 		return nil, errors.New("token has no sub")
 	}
 	return out, nil
+}
+
+// checkGroups accepts a cognito:groups claim only as Cognito issues it: an array of group
+// names, each 1 to 128 characters without whitespace. API Gateway passes an array claim as
+// "[a b]", which only splits back into the same names when no name holds a space: a token
+// with the group "not admin" would otherwise reach the functions as the groups "not" and
+// "admin".
+func checkGroups(v any) error {
+	arr, ok := v.([]any)
+	if !ok {
+		return errors.New("cognito:groups is not an array")
+	}
+	for _, g := range arr {
+		s, ok := g.(string)
+		if !ok || !validGroup(s) {
+			return errors.New("cognito:groups holds an invalid group name")
+		}
+	}
+	return nil
+}
+
+// validGroup reports whether name could be a Cognito group name: 1 to 128 characters, valid
+// UTF-8, no whitespace.
+func validGroup(name string) bool {
+	return name != "" && utf8.RuneCountInString(name) <= 128 && utf8.ValidString(name) && !strings.ContainsFunc(name, unicode.IsSpace)
 }
 
 func claimString(v any) string {

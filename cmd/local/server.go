@@ -152,6 +152,12 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("sub", "sub must be 1 to 128 characters")))
 		return
 	}
+	for _, g := range req.Groups {
+		if !validGroup(g) {
+			apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("groups", "each group must be 1 to 128 characters without whitespace, as Cognito's")))
+			return
+		}
+	}
 	ttl := time.Hour
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)

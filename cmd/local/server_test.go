@@ -183,6 +183,12 @@ func TestServerRejects(t *testing.T) {
 		{"HS512 with the secret", "Bearer " + sign(t, jwt.SigningMethodHS512, []byte(testSecret), validClaims())},
 		{"tampered payload", tampered},
 		{"signature stripped", "Bearer " + parts[0] + "." + parts[1] + "."},
+		// API Gateway would pass ["not admin"] as "[not admin]": the groups "not" and "admin".
+		{"group with a space", withClaims(func(c jwt.MapClaims) { c["cognito:groups"] = []string{"not admin"} })},
+		{"group with a tab", withClaims(func(c jwt.MapClaims) { c["cognito:groups"] = []string{"x\tadmin"} })},
+		{"groups as a string", withClaims(func(c jwt.MapClaims) { c["cognito:groups"] = "[not admin]" })},
+		{"groups not strings", withClaims(func(c jwt.MapClaims) { c["cognito:groups"] = []any{1, "admin"} })},
+		{"empty group", withClaims(func(c jwt.MapClaims) { c["cognito:groups"] = []string{"", "admin"} })},
 	}
 	for _, tc := range unauth {
 		t.Run("401 "+tc.name, func(t *testing.T) {
@@ -198,6 +204,7 @@ func TestServerRejects(t *testing.T) {
 	}
 
 	shopper := "Bearer " + sign(t, jwt.SigningMethodHS256, []byte(testSecret), jwt.MapClaims{"sub": "bob", "exp": time.Now().Add(time.Hour).Unix()})
+	lookalike := withClaims(func(c jwt.MapClaims) { c["cognito:groups"] = []string{"billing,admin", "administrators", `"admin"`, "[admin]", "Admin"} })
 	routing := []struct {
 		name, method, path, auth, body string
 		status                         int
@@ -220,6 +227,7 @@ func TestServerRejects(t *testing.T) {
 			`{"name":"Owned","price_cents":1,"currency":"usd","stock":1000,"max_per_user":1000}`, 403, shop.CodeForbidden, ""},
 		{"shopper restocks", "POST", "/admin/products/auth-tee/restock", shopper, `{"delta":100}`, 403, shop.CodeForbidden, ""},
 		{"shopper lists admin products", "GET", "/admin/products", shopper, "", 403, shop.CodeForbidden, ""},
+		{"admin look-alike groups", "GET", "/admin/products", lookalike, "", 403, shop.CodeForbidden, ""},
 		{"body over 64 KiB", "POST", "/reservations", shopper, reserve + strings.Repeat(" ", apigw.MaxBody), 413, shop.CodePayloadTooLarge, ""},
 		{"quantity 0", "POST", "/reservations", shopper, `{"product_id":"auth-tee","quantity":0}`, 400, shop.CodeInvalidRequest, "quantity"},
 		{"unknown product", "POST", "/reservations", shopper, `{"product_id":"ghost","quantity":1}`, 404, shop.CodeNotFound, ""},
@@ -320,6 +328,9 @@ func TestServerLocalRoutes(t *testing.T) {
 		{"no sub", `{"groups":["admin"]}`, "sub"},
 		{"sub too long", `{"sub":"` + strings.Repeat("s", 129) + `"}`, "sub"},
 		{"unknown field", `{"sub":"alice","admin":true}`, "admin"},
+		{"group with a space", `{"sub":"alice","groups":["not admin"]}`, "groups"},
+		{"empty group", `{"sub":"alice","groups":[""]}`, "groups"},
+		{"group too long", `{"sub":"alice","groups":["` + strings.Repeat("g", 129) + `"]}`, "groups"},
 		{"malformed", `{"sub":`, ""},
 	} {
 		t.Run("token "+tc.name, func(t *testing.T) {

@@ -94,8 +94,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (apigw.Identity, erro
 				groups = append(groups, s)
 			}
 		}
-	case string:
-		groups = apigw.ParseGroups(g)
+	case string: // not how Cognito issues it: the whole string is one group, never split
+		groups = []string{g}
 	}
 	return apigw.Identity{UserID: sub, Groups: groups}, nil
 }
