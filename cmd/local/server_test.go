@@ -204,7 +204,9 @@ func TestServerRejects(t *testing.T) {
 	}
 
 	shopper := "Bearer " + sign(t, jwt.SigningMethodHS256, []byte(testSecret), jwt.MapClaims{"sub": "bob", "exp": time.Now().Add(time.Hour).Unix()})
-	lookalike := withClaims(func(c jwt.MapClaims) { c["cognito:groups"] = []string{"billing,admin", "administrators", `"admin"`, "[admin]", "Admin"} })
+	lookalike := withClaims(func(c jwt.MapClaims) {
+		c["cognito:groups"] = []string{"billing,admin", "administrators", `"admin"`, "[admin]", "Admin"}
+	})
 	routing := []struct {
 		name, method, path, auth, body string
 		status                         int
