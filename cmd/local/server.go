@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -36,10 +37,40 @@ type server struct {
 	health func(context.Context) error
 	mux    *http.ServeMux
 	tokens tokenCache
+	hosts  map[string]bool // the Host names served (lower case, no port, no brackets)
+}
+
+// LoopbackHosts are the host names the runner answers by default: a page on any other
+// origin that resolves to 127.0.0.1 (DNS rebinding) is refused before any route runs.
+var LoopbackHosts = []string{"localhost", "127.0.0.1", "::1"}
+
+// allowHosts sets the Host names the runner answers (any port) to the loopback names plus
+// the comma-separated list (LOCAL_ALLOWED_HOSTS), e.g. "shop.test,192.168.1.20".
+func (s *server) allowHosts(list string) {
+	s.hosts = map[string]bool{}
+	for _, h := range append(LoopbackHosts, strings.Split(list, ",")...) {
+		if h = strings.Trim(strings.ToLower(strings.TrimSpace(h)), "[]"); h != "" {
+			s.hosts[h] = true
+		}
+	}
+}
+
+// hostAllowed reports whether a request's Host header names this runner.
+func (s *server) hostAllowed(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	} else if strings.HasPrefix(hostport, "[") && strings.HasSuffix(hostport, "]") {
+		host = hostport[1 : len(hostport)-1]
+	} else if strings.Contains(hostport, ":") {
+		return false // neither host:port nor a bracketed address
+	}
+	return host != "" && s.hosts[strings.ToLower(host)]
 }
 
 func newServer(log *slog.Logger, secret []byte, health func(context.Context) error, funcs ...*apigw.Mux) *server {
 	s := &server{log: log, secret: secret, health: health, mux: http.NewServeMux()}
+	s.allowHosts("")
 	for _, f := range funcs {
 		for key, access := range f.Routes() {
 			method, path, _ := strings.Cut(key, " ")
@@ -65,7 +96,24 @@ func (s *server) handle(pattern string, h http.HandlerFunc) {
 	})
 }
 
-func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP refuses a Host it does not serve, then routes.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.hostAllowed(r.Host) {
+		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeForbidden, "this runner does not serve that host name; see LOCAL_ALLOWED_HOSTS")))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// identity checks a runner-only route's bearer token as the HTTP API's authorizer would
+// check a protected route's, and returns who it names.
+func (s *server) identity(r *http.Request) (apigw.Identity, error) {
+	c, err := s.tokens.verify(s.secret, r.Header.Get("Authorization"), time.Now())
+	if err != nil {
+		return apigw.Identity{}, shop.Errorf(shop.CodeUnauthenticated, "missing, malformed, expired or badly signed token")
+	}
+	return apigw.Identity{UserID: c["sub"], Groups: apigw.ParseGroups(c["cognito:groups"])}, nil
+}
 
 // api routes a request to its function as API Gateway would: 404 for an unknown path, 405 for
 // a known path with another method, 401 when a protected route has no valid token.

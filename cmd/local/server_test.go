@@ -19,6 +19,7 @@ import (
 	"lastunit/shared/handler"
 	"lastunit/shared/shop"
 	"lastunit/shared/testenv"
+	"lastunit/web"
 )
 
 // The local runner over real HTTP: API Gateway's routing and JWT authorizer in front of the
@@ -458,5 +459,63 @@ func TestServerHappyPath(t *testing.T) {
 	l := env.CheckLedger(t, "tee", 5)
 	if l.Available != 5 || l.HeldPG != 0 {
 		t.Fatalf("ledger after release: %+v", l)
+	}
+}
+
+// TestServerHostNames: the runner answers only the loopback names (any port) and those
+// LOCAL_ALLOWED_HOSTS adds; any other Host (a rebound DNS name) gets 403 on every door,
+// and mints nothing.
+func TestServerHostNames(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	s := newServer(quiet, []byte(testSecret), func(context.Context) error { return nil },
+		handler.Reserve(env.Shop, quiet), handler.Admin(env.Shop, quiet))
+	s.servePages(web.Config{Local: true})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	send := func(host, method, path, body string) reply {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		req.Host = host
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatalf("Host %q: %v", host, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return reply{resp.StatusCode, resp.Header, b}
+	}
+	allowed := []string{"localhost", "localhost:8080", "LocalHost:1", "127.0.0.1", "127.0.0.1:8080", "[::1]", "[::1]:8080"}
+	refused := []string{"attacker.example", "attacker.example:8080", "localhost.attacker.example", "127.0.0.1.nip.io:8080",
+		"localhost.", "[::2]:8080", "0.0.0.0:8080", "127.0.0.2", "shop.test", "::1", "attacker.example:127.0.0.1", "[localhost]x"}
+	for _, h := range allowed {
+		if r := send(h, "GET", "/healthz", ""); r.status != 200 {
+			t.Errorf("Host %q: healthz %d %s", h, r.status, r.body)
+		}
+	}
+	for _, h := range refused {
+		for _, c := range [][3]string{
+			{"POST", "/_local/token", `{"sub":"mallory","groups":["admin"]}`},
+			{"GET", "/healthz", ""}, {"GET", "/", ""}, {"GET", "/dashboard", ""}, {"GET", "/config.json", ""},
+			{"GET", "/products", ""}, {"GET", "/assets/store.js", ""}, {"GET", "/nope", ""},
+		} {
+			r := send(h, c[0], c[1], c[2])
+			wantError(t, r, 403, shop.CodeForbidden, "")
+			if strings.Contains(string(r.body), "token") && !strings.Contains(string(r.body), "error") {
+				t.Errorf("Host %q minted a token: %s", h, r.body)
+			}
+		}
+	}
+	s.allowHosts("Shop.Test, 192.168.1.20")
+	for _, h := range []string{"shop.test", "shop.test:8080", "192.168.1.20:8080", "localhost:8080"} {
+		if r := send(h, "GET", "/healthz", ""); r.status != 200 {
+			t.Errorf("allowed Host %q: healthz %d %s", h, r.status, r.body)
+		}
+	}
+	if r := send("attacker.example", "GET", "/healthz", ""); r.status != 403 {
+		t.Errorf("attacker.example with an allow list: %d", r.status)
 	}
 }
