@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
@@ -100,22 +101,34 @@ func mintToken(secret []byte, sub string, groups []string, ttl time.Duration, no
 }
 
 // tokenCache remembers verified tokens until they expire, so a shopper's many requests pay
-// for one HMAC check. It forgets everything when it grows past maxCached.
+// for one HMAC check. It is keyed by the SHA-256 of the Authorization header, so a long token
+// costs 32 bytes of key, and it holds at most maxCachedBytes of claims (counted as their
+// keys' and values' lengths plus an overhead per entry): past that, or past maxCached
+// entries, it forgets everything. A token whose claims alone exceed maxCachedEntry is
+// verified every time and never kept.
 type tokenCache struct {
 	mu     sync.Mutex
-	tokens map[string]cachedToken
+	tokens map[[sha256.Size]byte]cachedToken
+	bytes  int
 }
 
 type cachedToken struct {
 	claims map[string]string
 	exp    time.Time
+	size   int
 }
 
-const maxCached = 100_000
+const (
+	maxCached      = 100_000
+	maxCachedBytes = 16 << 20
+	maxCachedEntry = 4 << 10
+	entryOverhead  = 128 // map entry, key, expiry and the claims map's header, roughly
+)
 
 func (c *tokenCache) verify(secret []byte, header string, now time.Time) (map[string]string, error) {
+	key := sha256.Sum256([]byte(header))
 	c.mu.Lock()
-	t, ok := c.tokens[header]
+	t, ok := c.tokens[key]
 	c.mu.Unlock()
 	if ok && now.Before(t.exp) {
 		return t.claims, nil
@@ -128,11 +141,29 @@ func (c *tokenCache) verify(secret []byte, header string, now time.Time) (map[st
 	if err != nil {
 		return claims, nil
 	}
-	c.mu.Lock()
-	if c.tokens == nil || len(c.tokens) >= maxCached {
-		c.tokens = map[string]cachedToken{}
+	size := entryOverhead
+	for k, v := range claims {
+		size += len(k) + len(v) + 32
 	}
-	c.tokens[header] = cachedToken{claims: claims, exp: time.Unix(exp, 0)}
-	c.mu.Unlock()
+	if size > maxCachedEntry {
+		return claims, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.tokens[key]; ok {
+		c.bytes -= old.size
+	}
+	if c.tokens == nil || len(c.tokens) >= maxCached || c.bytes+size > maxCachedBytes {
+		c.tokens, c.bytes = map[[sha256.Size]byte]cachedToken{}, 0
+	}
+	c.tokens[key] = cachedToken{claims: claims, exp: time.Unix(exp, 0), size: size}
+	c.bytes += size
 	return claims, nil
+}
+
+// usage reports how many tokens the cache holds and the bytes it counts for them.
+func (c *tokenCache) usage() (entries, bytes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.tokens), c.bytes
 }

@@ -88,7 +88,7 @@ func run(log *slog.Logger) error {
 		expire(ctx, scheduled()) //nolint:errcheck
 	})
 
-	hs := &http.Server{Addr: addr, Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	hs := srv.configure(&http.Server{Addr: addr})
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ListenAndServe() }()
 	log.Info("listening", "addr", "http://"+addr, "expire_every", cfg.ExpireEvery.String())

@@ -38,6 +38,29 @@ type server struct {
 	mux    *http.ServeMux
 	tokens tokenCache
 	hosts  map[string]bool // the Host names served (lower case, no port, no brackets)
+	limits limits
+}
+
+// limits bound what one client can hold: a connection is closed when its headers, or its
+// request's body, take longer than their timeout, or when it sits idle between requests.
+type limits struct {
+	header, body, idle time.Duration
+	maxHeaderBytes     int
+}
+
+// defaultLimits: API Gateway's HTTP API takes at most 10 KiB of request line and headers;
+// the runner allows 32 KiB because browsers send every cookie set on localhost.
+var defaultLimits = limits{header: 10 * time.Second, body: 20 * time.Second, idle: 60 * time.Second, maxHeaderBytes: 32 << 10}
+
+// configure applies the runner's limits to hs. The body timeout is not hs.ReadTimeout: that
+// deadline stays on the connection while the handler runs and, when it passes, cancels the
+// request's context; ServeHTTP sets it per request and readBody lifts it once the body is in.
+func (s *server) configure(hs *http.Server) *http.Server {
+	hs.Handler = s
+	hs.ReadHeaderTimeout = s.limits.header
+	hs.IdleTimeout = s.limits.idle
+	hs.MaxHeaderBytes = s.limits.maxHeaderBytes
+	return hs
 }
 
 // LoopbackHosts are the host names the runner answers by default: a page on any other
@@ -69,7 +92,7 @@ func (s *server) hostAllowed(hostport string) bool {
 }
 
 func newServer(log *slog.Logger, secret []byte, health func(context.Context) error, funcs ...*apigw.Mux) *server {
-	s := &server{log: log, secret: secret, health: health, mux: http.NewServeMux()}
+	s := &server{log: log, secret: secret, health: health, mux: http.NewServeMux(), limits: defaultLimits}
 	s.allowHosts("")
 	for _, f := range funcs {
 		for key, access := range f.Routes() {
@@ -102,7 +125,22 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeForbidden, "this runner does not serve that host name; see LOCAL_ALLOWED_HOSTS")))
 		return
 	}
+	// The request's body must arrive within limits.body; handlers that read it whole lift
+	// the deadline (readBody) so it cannot cancel their work; net/http lifts it when /ws
+	// takes the connection over.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.limits.body)) //nolint:errcheck
 	s.mux.ServeHTTP(w, r)
+}
+
+// readBody reads a request body up to apigw.MaxBody+1 bytes. Once the whole body has been
+// read it lifts the read deadline ServeHTTP set, so a slow handler's context is not cancelled
+// by it; a body cut short by the deadline is an error.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, apigw.MaxBody+1))
+	if err == nil && len(body) <= apigw.MaxBody {
+		http.NewResponseController(w).SetReadDeadline(time.Time{}) //nolint:errcheck
+	}
+	return body, err
 }
 
 // identity checks a runner-only route's bearer token as the HTTP API's authorizer would
@@ -149,8 +187,9 @@ func (s *server) api(w http.ResponseWriter, r *http.Request) {
 		}
 		claims = c
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, apigw.MaxBody+1))
+	body, err := readBody(w, r)
 	if err != nil {
+		w.Header().Set("Connection", "close")
 		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("", "could not read the body")))
 		return
 	}
@@ -183,7 +222,12 @@ type tokenRequest struct {
 // decodeRequest reads a runner-only route's JSON body into v with the API's rules; on a bad
 // body it answers the error and returns false.
 func decodeRequest(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, _ := io.ReadAll(io.LimitReader(r.Body, apigw.MaxBody+1))
+	body, err := readBody(w, r)
+	if err != nil {
+		w.Header().Set("Connection", "close")
+		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("", "could not read the body")))
+		return false
+	}
 	if err := apigw.DecodeJSON(r.Header.Get("Content-Type"), body, v); err != nil {
 		apigw.WriteHTTP(w, apigw.ErrorResponse(err))
 		return false
