@@ -15,6 +15,7 @@ import (
 
 	"lastunit/shared/apigw"
 	"lastunit/shared/shop"
+	"lastunit/web"
 )
 
 // lambdaFunc is an HTTP API function as Lambda would invoke it.
@@ -39,6 +40,7 @@ type server struct {
 	tokens tokenCache
 	hosts  map[string]bool // the Host names served (lower case, no port, no brackets)
 	limits limits
+	pages  web.Config // what the pages are told; it decides whether Stripe's origins are allowed
 }
 
 // limits bound what one client can hold: a connection is closed when its headers, or its
@@ -122,14 +124,34 @@ func (s *server) handle(pattern string, h http.HandlerFunc) {
 // ServeHTTP refuses a Host it does not serve, then routes.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.hostAllowed(r.Host) {
+		for k, v := range web.SecurityHeaders(s.pages) {
+			w.Header().Set(k, v)
+		}
 		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeForbidden, "this runner does not serve that host name; see LOCAL_ALLOWED_HOSTS")))
 		return
+	}
+	// The same headers the deployed pages get, with the runner's own WebSocket origin
+	// (the Host is one of ours by now).
+	for k, v := range web.SecurityHeaders(s.pages, s.connectOrigins(r.Host)...) {
+		w.Header().Set(k, v)
 	}
 	// The request's body must arrive within limits.body; handlers that read it whole lift
 	// the deadline (readBody) so it cannot cancel their work; net/http lifts it when /ws
 	// takes the connection over.
 	http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.limits.body)) //nolint:errcheck
 	s.mux.ServeHTTP(w, r)
+}
+
+// connectOrigins are the origins the pages may connect to besides their own: the runner's
+// WebSocket at host (ws: and wss:), and the API and WebSocket URLs the pages are given.
+func (s *server) connectOrigins(host string) []string {
+	out := []string{"ws://" + host, "wss://" + host}
+	for _, u := range []string{s.pages.APIBase, s.pages.WebSocketURL} {
+		if u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // readBody reads a request body up to apigw.MaxBody+1 bytes. Once the whole body has been

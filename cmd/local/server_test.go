@@ -519,3 +519,52 @@ func TestServerHostNames(t *testing.T) {
 		t.Errorf("attacker.example with an allow list: %d", r.status)
 	}
 }
+
+// TestServerSecurityHeaders: every answer (page, asset, config, API, error, refused host)
+// carries the pages' security headers; the policy forbids framing and inline code, allows
+// the runner's own WebSocket, and names Stripe only when a publishable key is configured.
+func TestServerSecurityHeaders(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	for _, key := range []string{"", "pk_test_123"} {
+		s := newServer(quiet, []byte(testSecret), func(context.Context) error { return nil }, handler.Reserve(env.Shop, quiet))
+		s.servePages(web.Config{Local: true, StripePublishableKey: key})
+		srv := httptest.NewServer(s)
+		t.Cleanup(srv.Close)
+		host := strings.TrimPrefix(srv.URL, "http://")
+		for _, c := range [][2]string{{"GET", "/"}, {"GET", "/dashboard"}, {"GET", "/assets/store.js"}, {"GET", "/config.json"},
+			{"GET", "/products"}, {"GET", "/nope"}, {"POST", "/reservations"}, {"GET", "/healthz"}} {
+			r := call(t, srv, c[0], c[1], "", "")
+			h := r.header
+			for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"} {
+				if got := h.Get(k); got != want {
+					t.Errorf("key %q, %s %s: %s = %q, want %q", key, c[0], c[1], k, got, want)
+				}
+			}
+			csp := h.Get("Content-Security-Policy")
+			for _, want := range []string{"default-src 'self'", "frame-ancestors 'none'", "object-src 'none'", "style-src 'self';",
+				"connect-src 'self' ws://" + host + " wss://" + host} {
+				if !strings.Contains(csp, want) {
+					t.Errorf("key %q, %s %s: CSP %q lacks %q", key, c[0], c[1], csp, want)
+				}
+			}
+			if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") || strings.Contains(csp, "*") {
+				t.Errorf("CSP %q allows inline code or wildcards", csp)
+			}
+			if hasStripe := strings.Contains(csp, "stripe.com"); hasStripe != (key != "") {
+				t.Errorf("key %q: CSP %q names Stripe: %v", key, csp, hasStripe)
+			}
+			if h.Get("Strict-Transport-Security") != "" {
+				t.Errorf("HSTS over plain HTTP: %q", h.Get("Strict-Transport-Security"))
+			}
+		}
+		if key != "" {
+			csp := call(t, srv, "GET", "/", "", "").header.Get("Content-Security-Policy")
+			for _, want := range []string{"script-src 'self' https://js.stripe.com;", "frame-src https://js.stripe.com https://hooks.stripe.com;", "https://api.stripe.com"} {
+				if !strings.Contains(csp, want) {
+					t.Errorf("with a publishable key the CSP %q lacks %q", csp, want)
+				}
+			}
+		}
+	}
+}
