@@ -91,9 +91,10 @@ func claimString(v any) string {
 	}
 }
 
-// mintToken signs a dev token for sub with groups, valid for ttl.
+// mintToken signs a dev token for sub with groups, valid for ttl: an access token, as the
+// WebSocket requires (jwtauth).
 func mintToken(secret []byte, sub string, groups []string, ttl time.Duration, now time.Time) (string, error) {
-	claims := jwt.MapClaims{"sub": sub, "iat": now.Unix(), "exp": now.Add(ttl).Unix(), "iss": "lastunit-local"}
+	claims := jwt.MapClaims{"sub": sub, "iat": now.Unix(), "exp": now.Add(ttl).Unix(), "iss": "lastunit-local", "token_use": "access"}
 	if len(groups) > 0 {
 		claims["cognito:groups"] = groups
 	}
