@@ -208,11 +208,15 @@ type JanitorReport struct {
 	Failed    []string `json:"failed"`
 }
 
+// janitorLease bounds a janitor run's lease: longer than the function's timeout (300 s), so a
+// run never outlives it, and short enough that a run that died frees it for the next day's.
+const janitorLease = 10 * time.Minute
+
 // Janitor cancels (refund, restock) every failed job older than FailedJobMaxAge. Runs never
 // overlap: a run that finds the lock taken does nothing.
 func (s *Service) Janitor(ctx context.Context) (JanitorReport, error) {
 	var rep JanitorReport
-	unlock, ok, err := s.Store.TryLock(ctx, "janitor")
+	unlock, ok, err := s.Store.TryLock(ctx, "janitor", s.now(), janitorLease)
 	if err != nil {
 		return rep, err
 	}

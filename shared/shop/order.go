@@ -101,8 +101,9 @@ type OrderStore interface {
 	CancelPaid(ctx context.Context, orderID string, now time.Time, refund func(Order) error) (holds []Reservation, was Order, err error)
 	// Orders lists orders, newest first, optionally of one status.
 	Orders(ctx context.Context, status string, limit int) ([]Order, error)
-	// TryLock takes a session lock named key unless someone holds it; unlock gives it back.
-	TryLock(ctx context.Context, key string) (unlock func(), ok bool, err error)
+	// TryLock takes the lease named key for ttl unless another holder's lease is still
+	// running at now; unlock gives it back (a holder that dies frees it when ttl runs out).
+	TryLock(ctx context.Context, key string, now time.Time, ttl time.Duration) (unlock func(), ok bool, err error)
 	// EventSeen reports whether a Stripe event was handled already.
 	EventSeen(ctx context.Context, eventID string) (bool, error)
 	// RecordEvent remembers a handled Stripe event.

@@ -78,9 +78,9 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 	case shop.GateReplay:
 		r.ID = lua.Str(v, 1)
 	case shop.GateOutOfStock:
-		r.Available = lua.Int(v, 1)
+		r.Available, r.IdemSeen = lua.Int(v, 1), lua.Str(v, 2) == "1"
 	case shop.GateLimit:
-		r.Limit = lua.Int(v, 1)
+		r.Limit, r.IdemSeen = lua.Int(v, 1), lua.Str(v, 3) == "1"
 	}
 	return r, nil
 }

@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"hash/fnv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -168,27 +168,26 @@ func (s *Store) Orders(ctx context.Context, status string, limit int) ([]shop.Or
 	return out, nil
 }
 
-// TryLock takes a session-level advisory lock named key on a connection of its own, unless
-// another session holds it; unlock releases it and the connection.
-func (s *Store) TryLock(ctx context.Context, key string) (func(), bool, error) {
-	h := fnv.New64a()
-	h.Write([]byte("lastunit:" + key))
-	id := int64(h.Sum64())
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, false, fmt.Errorf("acquire lock connection: %w", translate(err))
-	}
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, id).Scan(&ok); err != nil {
-		conn.Release()
-		return nil, false, fmt.Errorf("try lock %s: %w", key, translate(err))
-	}
-	if !ok {
-		conn.Release()
+// TryLock takes the lease named key for ttl unless another holder's lease on it is still
+// running at now; unlock gives it back. A lease is a row, not a session advisory lock, so it
+// holds through PgBouncer or RDS Proxy (which hand each transaction any server connection)
+// and a holder that dies frees it when its lease runs out.
+func (s *Store) TryLock(ctx context.Context, key string, now time.Time, ttl time.Duration) (func(), bool, error) {
+	holder := shop.NewID("l_")
+	var got string
+	err := s.pool.QueryRow(ctx, `INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+		WHERE leases.until <= $4
+		RETURNING holder`, key, holder, now.Add(ttl), now).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, false, nil
 	}
+	if err != nil {
+		return nil, false, fmt.Errorf("take lease %s: %w", key, translate(err))
+	}
 	return func() {
-		conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, id) //nolint:errcheck
-		conn.Release()
+		if _, err := s.pool.Exec(context.WithoutCancel(ctx), `DELETE FROM leases WHERE name = $1 AND holder = $2`, key, holder); err != nil {
+			_ = err // the lease runs out by itself
+		}
 	}, true, nil
 }

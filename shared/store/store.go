@@ -29,7 +29,13 @@ var _ shop.Store = (*Store)(nil)
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// Open connects a pool to url and checks that the database answers.
+// Open builds a pool on url without connecting: connections are made on first use, so a
+// cold start never waits on (or fails with) Postgres, and a database that is down costs only
+// the requests that need it (503). maxConns caps the pool (0: pgxpool's default).
+//
+// Queries run in a mode that never creates a named prepared statement (the statement's
+// description is cached and it runs as the unnamed statement in one round trip), so the pool
+// works through PgBouncer in transaction pooling mode and does not pin RDS Proxy sessions.
 func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -38,15 +44,24 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	cfg.MinConns = 0
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", translate(err))
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("ping postgres: %w", translate(err))
-	}
 	return pool, nil
+}
+
+// Ping checks that the database answers (for health checks; never at a cold start).
+func Ping(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping postgres: %w", translate(err))
+	}
+	return nil
 }
 
 // translate maps driver errors to the shop's: no rows → ErrNotFound, a database that cannot
