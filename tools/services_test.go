@@ -47,7 +47,7 @@ func TestServicesListenOnLoopbackOnly(t *testing.T) {
 			t.Fatalf("%s was not started by make services: %v", name, err)
 		}
 		pid := strings.TrimSpace(string(b))
-		socks := listening(t, pid)
+		socks := listening(t, pid, 0)
 		if len(socks) == 0 {
 			t.Fatalf("%s (pid %s) listens on nothing", name, pid)
 		}
@@ -62,6 +62,23 @@ func TestServicesListenOnLoopbackOnly(t *testing.T) {
 		for _, p := range want {
 			if !ports[p] {
 				t.Errorf("%s does not listen on port %d (it listens on %v)", name, p, socks)
+			}
+		}
+	}
+}
+
+// TestSharedServicesListenOnLoopbackOnly: Postgres, PgBouncer and Redis, which `make services`
+// starts when they are not running (and every test uses), listen on loopback only: every
+// listening socket on their ports, whoever owns it, from /proc/net/tcp{,6}.
+func TestSharedServicesListenOnLoopbackOnly(t *testing.T) {
+	for name, port := range map[string]int{"postgres": 5432, "pgbouncer": 6432, "redis": 6379} {
+		socks := listening(t, "", port)
+		if len(socks) == 0 {
+			t.Errorf("nothing listens on %s's port %d: run make services", name, port)
+		}
+		for _, s := range socks {
+			if !s.IP.IsLoopback() {
+				t.Errorf("%s listens on %s: not loopback", name, s)
 			}
 		}
 	}
@@ -94,18 +111,22 @@ func freePort(t *testing.T, n int) int {
 	return 0
 }
 
-// listening returns the addresses of the TCP sockets process pid listens on.
-func listening(t *testing.T, pid string) []*net.TCPAddr {
+// listening returns the addresses of the TCP sockets process pid listens on ("" for any
+// process), on port (0 for any port).
+func listening(t *testing.T, pid string, port int) []*net.TCPAddr {
 	t.Helper()
-	inodes := map[string]bool{}
-	fds, err := os.ReadDir("/proc/" + pid + "/fd")
-	if err != nil {
-		t.Fatalf("read the sockets of pid %s: %v", pid, err)
-	}
-	for _, fd := range fds {
-		if l, err := os.Readlink("/proc/" + pid + "/fd/" + fd.Name()); err == nil {
-			if ino, ok := strings.CutPrefix(l, "socket:["); ok {
-				inodes[strings.TrimSuffix(ino, "]")] = true
+	var inodes map[string]bool
+	if pid != "" {
+		inodes = map[string]bool{}
+		fds, err := os.ReadDir("/proc/" + pid + "/fd")
+		if err != nil {
+			t.Fatalf("read the sockets of pid %s: %v", pid, err)
+		}
+		for _, fd := range fds {
+			if l, err := os.Readlink("/proc/" + pid + "/fd/" + fd.Name()); err == nil {
+				if ino, ok := strings.CutPrefix(l, "socket:["); ok {
+					inodes[strings.TrimSuffix(ino, "]")] = true
+				}
 			}
 		}
 	}
@@ -120,10 +141,12 @@ func listening(t *testing.T, pid string) []*net.TCPAddr {
 		for sc.Scan() {
 			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
 			fs := strings.Fields(sc.Text())
-			if len(fs) < 10 || fs[3] != "0A" || !inodes[fs[9]] { // 0A: LISTEN
+			if len(fs) < 10 || fs[3] != "0A" || (inodes != nil && !inodes[fs[9]]) { // 0A: LISTEN
 				continue
 			}
-			out = append(out, parseProcAddr(t, fs[1]))
+			if a := parseProcAddr(t, fs[1]); port == 0 || a.Port == port {
+				out = append(out, a)
+			}
 		}
 		f.Close()
 	}
