@@ -19,8 +19,9 @@ import (
 // directory of its own (so it starts a fresh SQS emulator and stripe-mock, and leaves the
 // shared ones alone), then reads every TCP socket the two processes listen on from
 // /proc/<pid>/fd and /proc/net/tcp{,6}: each must be bound to a loopback address, and the
-// configured ports must be among them. `make stop-services` with the same run directory
-// stops only what this test started.
+// configured ports must be among them. The test then stops the two processes it started, by
+// the pids in its run directory; never `make stop-services`, which also stops the machine's
+// shared PgBouncer.
 func TestServicesListenOnLoopbackOnly(t *testing.T) {
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -38,7 +39,20 @@ func TestServicesListenOnLoopbackOnly(t *testing.T) {
 			t.Fatalf("make %s: %v\n%s", target, err, out)
 		}
 	}
-	t.Cleanup(func() { make("stop-services") })
+	t.Cleanup(func() {
+		for _, name := range []string{"fauxqs", "stripe-mock"} {
+			b, err := os.ReadFile(filepath.Join(run, name+".pid"))
+			if err != nil {
+				continue
+			}
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				if p, err := os.FindProcess(pid); err == nil {
+					p.Kill() //nolint:errcheck
+					p.Wait() //nolint:errcheck
+				}
+			}
+		}
+	})
 	make("services")
 
 	for name, want := range map[string][]int{"fauxqs": {sqsPort}, "stripe-mock": {stripePort, stripePort + 1}} {
