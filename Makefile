@@ -120,7 +120,7 @@ BENCH_FLAGS    ?=
 # pgx pool of 16 (pgxpool's default, max(4, cores), caps a 2-core machine at about 4.5k reserves/s
 # with p99 near 100 ms at c=200; 12 to 32 measured alike, 16 gave the steadiest p99).
 BENCH_ENV      ?= RESERVATION_TTL=1h EXPIRE_EVERY=1h DB_MAX_CONNS=16
-BENCHRUN = PG_ADMIN="$(PG_ADMIN)" PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) REDIS_PORT=$(REDIS_PORT) \
+BENCHRUN = PG_ADMIN="$(PG_ADMIN)" PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) PGBOUNCER_PORT=$(PGBOUNCER_PORT) REDIS_PORT=$(REDIS_PORT) \
 	BENCH_HOST=$(BENCH_HOST) RUN_DIR=$(RUN) $(BENCH_ENV) bash cmd/local/benchrun.sh
 bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs the Postgres insert ceiling, plus a 1000-way burst
 	@mkdir -p $(RUN)

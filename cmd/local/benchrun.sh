@@ -5,13 +5,14 @@
 # $RUNNER_URL and $DATABASE_URL set, and always stops the runner and frees the Redis DB.
 #
 # usage: benchrun.sh NAME PORT -- command args...   (NAME names the database, queues and log)
-# environment: PG_ADMIN, PG_HOST, PG_PORT, REDIS_PORT, BENCH_HOST, RUN_DIR, and the runner's
+# environment: PG_ADMIN, PG_HOST, PG_PORT, PGBOUNCER_PORT, REDIS_PORT, BENCH_HOST, RUN_DIR, and the runner's
 # own settings (RESERVATION_TTL, DB_MAX_CONNS, ...), which it passes through.
 set -euo pipefail
 name=$1 port=$2
 shift 3
 db="lastunit_$name"
-export DATABASE_URL="postgres://postgres@${PG_HOST}:${PG_PORT}/${db}?sslmode=disable"
+# The runner reaches Postgres through PgBouncer, as it does by default (and functions through RDS Proxy).
+export DATABASE_URL="postgres://postgres@127.0.0.1:${PGBOUNCER_PORT:-6432}/${db}?sslmode=disable"
 psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 owner="$name-$$-$RANDOM" rdb="" pid=""
 for n in 14 13 15 12 11 10 9 8 7 6 5 4 3 2 1; do
