@@ -522,6 +522,11 @@ func (p *oidcProvider) verify(raw, client string) (map[string]string, error) {
 	if !ok {
 		return nil, errors.New("not for this route's client")
 	}
+	if g, ok := mc["cognito:groups"]; ok {
+		if err := checkGroups(g); err != nil {
+			return nil, err
+		}
+	}
 	out := make(map[string]string, len(mc))
 	for k, v := range mc {
 		out[k] = claimString(v)
