@@ -4,7 +4,19 @@
 
 BUILD             := $(CURDIR)/build
 FUNCTIONS          = $(notdir $(patsubst %/,%,$(wildcard functions/*/)))
-LAMBDA_ARCH       ?= arm64
+# The architecture of the functions: LAMBDA_ARCH=x86_64 or arm64. Unset, the last `make package`'s
+# (build/.arch), so `make package LAMBDA_ARCH=x86_64` then `make deploy` deploys x86_64; arm64 at first.
+LAMBDA_ARCH       ?= $(if $(filter amd64,$(shell cat build/.arch 2>/dev/null)),x86_64,arm64)
+# The AWS region and the names' prefix of the deploy targets: REGION=eu-west-1, else AWS_REGION,
+# else AWS_DEFAULT_REGION, else the AWS CLI profile's region (`aws configure get region`).
+REGION            ?= $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),$(shell aws configure get region 2>/dev/null))
+PREFIX            ?= lastunit
+AWS_ENV            = AWS_REGION=$(REGION) AWS_DEFAULT_REGION=$(REGION) CDK_DEFAULT_REGION=$(REGION)
+# Says where a deploy goes (account, region, arch) and stops when the region or credentials are missing.
+AWS_CHECK          = @[ -n "$(REGION)" ] || { echo "no AWS region: run e.g. make $@ REGION=eu-west-1 (or set AWS_REGION)" >&2; exit 1; }; \
+	command -v aws >/dev/null || { echo "the AWS CLI (aws) is needed: https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html" >&2; exit 1; }; \
+	acct=$$($(AWS_ENV) aws sts get-caller-identity --query Account --output text) || { echo "no AWS credentials (aws sts get-caller-identity failed)" >&2; exit 1; }; \
+	echo "$@: account $$acct, region $(REGION), prefix $(PREFIX), functions for $(LAMBDA_ARCH)"
 LAMBDA_GOFLAGS    := -tags lambda.norpc -trimpath -buildvcs=false -ldflags="-s -w"
 ZIP_LIMIT_MB      := 10
 CDK_VERSION       := 2.1148.1
@@ -19,12 +31,12 @@ INFRA_ENV          = PATH="$(dir $(NODE)):$$PATH" JSII_SILENCE_WARNING_END_OF_LI
 LOCALSTACK_URL    ?= http://localhost:4566
 HOST_LAMBDA_ARCH  := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 
-.PHONY: package synth deploy cdk-bootstrap test-infra rie localstack-up localstack-deploy localstack-down localstack-check
+.PHONY: package synth deploy cdk-bootstrap reload-secrets stripe-keys test-infra rie localstack-up localstack-deploy localstack-down localstack-check
 
 # `make test` also runs the stack's assertions, and needs the emulator for the smoke test.
 test: $(RIE) test-infra
 
-package: ## build every function for Lambda (provided.al2023, LAMBDA_ARCH=arm64) into build/<name>/bootstrap and build/<name>.zip
+package: ## build every function for Lambda (provided.al2023; LAMBDA_ARCH=arm64 or x86_64, default the last package's, else arm64) into build/<name>/bootstrap and build/<name>.zip
 	@command -v zip >/dev/null || { echo "make package needs zip (apt-get install zip)" >&2; exit 1; }
 	@goarch=$(if $(filter x86_64 amd64,$(LAMBDA_ARCH)),amd64,arm64); \
 	mkdir -p $(BUILD); echo "$$goarch" >$(BUILD)/.arch; \
@@ -54,14 +66,44 @@ $(RIE):
 rie: $(RIE) ## install the Lambda runtime interface emulator (functions/reserve/rie_test.go runs the real binary under it)
 
 synth: package $(CDK) $(NODE) ## cdk synth the stack into infra/cdk.out (no AWS credentials needed)
-	cd infra && $(INFRA_ENV) $(CDK) synth --quiet -c arch=$(LAMBDA_ARCH) $(CDKFLAGS)
+	cd infra && $(INFRA_ENV) $(if $(REGION),$(AWS_ENV)) $(CDK) synth --quiet -c arch=$(LAMBDA_ARCH) -c prefix=$(PREFIX) $(CDKFLAGS)
 	@ls infra/cdk.out/*.template.json
 
 cdk-bootstrap: $(CDK) $(NODE) ## once per AWS account and region: the CDK's bootstrap stack (asset bucket, roles)
-	cd infra && $(INFRA_ENV) $(CDK) bootstrap $(CDKFLAGS)
+	$(AWS_CHECK)
+	cd infra && $(INFRA_ENV) $(AWS_ENV) $(CDK) bootstrap $(CDKFLAGS)
 
-deploy: package $(CDK) $(NODE) ## deploy the stack with the AWS credentials of the environment (see README: Deploying)
-	cd infra && $(INFRA_ENV) $(CDK) deploy -c arch=$(LAMBDA_ARCH) --outputs-file ../build/outputs.json $(CDKFLAGS)
+# Unattended: no approval prompt for the IAM and security-group changes (review them with
+# `make synth` or `cdk diff` first when that matters).
+deploy: package $(CDK) $(NODE) ## deploy the stack to REGION with the AWS credentials of the environment, no prompts (see README: Deploying)
+	$(AWS_CHECK)
+	cd infra && $(INFRA_ENV) $(AWS_ENV) $(CDK) deploy --require-approval never -c arch=$(LAMBDA_ARCH) -c prefix=$(PREFIX) \
+		--outputs-file ../build/outputs.json $(CDKFLAGS)
+
+# The functions read their secrets once, at a cold start: after a secret changed, warm ones keep
+# the old value until Lambda retires them. A configuration change makes Lambda start new
+# execution environments for the next invocations: each function gets SECRETS_RELOADED_AT.
+reload-secrets: $(NODE) ## after a secret changed (the Stripe keys): every function of PREFIX in REGION starts fresh and reads it again
+	$(AWS_CHECK)
+	@stamp=$$(date -u +%Y%m%dT%H%M%SZ); for n in $(FUNCTIONS); do fn=$(PREFIX)-$$n; \
+		vars=$$($(AWS_ENV) aws lambda get-function-configuration --function-name $$fn --query 'Environment.Variables' --output json); \
+		env=$$(printf '%s' "$$vars" | $(NODE) -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => { \
+			const v = JSON.parse(s) || {}; v.SECRETS_RELOADED_AT = process.argv[1]; process.stdout.write(JSON.stringify({ Variables: v })); })' "$$stamp"); \
+		$(AWS_ENV) aws lambda update-function-configuration --function-name $$fn --environment "$$env" --query FunctionName --output text >/dev/null; \
+		$(AWS_ENV) aws lambda wait function-updated --function-name $$fn; echo "$$fn: new environments from now ($$stamp)"; \
+	done
+
+# The secret is the stack's output StripeSecretArn (build/outputs.json, written by `make deploy`):
+# `<prefix>/stripe`, or yours with -c stripeSecretArn=... The keys are read from the terminal (not
+# the command line, not the shell's history).
+stripe-keys: $(NODE) ## put the Stripe secret key and webhook signing secret into the stack's secret, then reload-secrets
+	$(AWS_CHECK)
+	@arn=$$($(NODE) -p 'Object.values(require("./build/outputs.json"))[0].StripeSecretArn' 2>/dev/null) && [ -n "$$arn" ] && [ "$$arn" != undefined ] \
+		|| { echo "no StripeSecretArn in build/outputs.json: run make deploy first" >&2; exit 1; }; \
+	read -rsp "Stripe secret key (sk_...): " sk; echo; read -rsp "webhook signing secret (whsec_...): " wh; echo; \
+	printf '{"secret_key":"%s","webhook_secret":"%s"}' "$$sk" "$$wh" | \
+		$(AWS_ENV) aws secretsmanager put-secret-value --secret-id "$$arn" --secret-string file:///dev/stdin --query Name --output text
+	@$(MAKE) -s reload-secrets
 
 test-infra: $(NODE) ## the CDK stack's assertions (infra/, its own Go module)
 	cd infra && $(INFRA_ENV) $(GO) vet ./...
