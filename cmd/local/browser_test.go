@@ -199,6 +199,7 @@ func TestStorefrontInABrowser(t *testing.T) {
 			t.Fatalf("signed out, %s is enabled", sel)
 		}
 	}
+	screenshot(t, admin, "dashboard-signed-out.png")
 	// Signed in as an admin through the OpenID flow: enabled, and no error left on the page.
 	signInAs(t, admin, srv.URL+"/dashboard", "ada", true)
 	waitText(t, admin, "#who", "(admin)", 5*time.Second)
