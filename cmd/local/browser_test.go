@@ -322,7 +322,7 @@ func TestStorefrontInABrowser(t *testing.T) {
 	}
 }
 
-// TestSignInRefreshAndSessionEnd: a page refreshes its access token before it expires (the
+// TestSignInRefreshAndSessionEnd: a page ignores a code it did not ask for; it refreshes its access token before it expires (the
 // refresh_token grant) and keeps working; when the refresh is refused, the page says the
 // session ended and shows the sign-in prompt again.
 func TestSignInRefreshAndSessionEnd(t *testing.T) {
@@ -332,8 +332,14 @@ func TestSignInRefreshAndSessionEnd(t *testing.T) {
 	srv, s := startFullServerWith(t, env)
 	call(t, srv, "PUT", "/admin/products/mug", bearer(t, "ada", "admin"), `{"name":"Mug","price_cents":900,"currency":"usd","stock":9,"max_per_user":9}`)
 	// Tokens live 61 s: the page refreshes a minute early, so after 1 s it must refresh.
-	s.oidc.TTL = 61 * time.Second
+	s.oidc.setTTL(61 * time.Second)
 	b := browser(t)
+	// A code this tab did not ask for (another state) is not exchanged; a cancelled sign-in says so.
+	do(t, b, "forged answer", chromedp.Navigate(srv.URL+"/?code=abc&state=forged"))
+	waitText(t, b, "#msg", "does not match this tab's request", 5*time.Second)
+	do(t, b, "still signed out", chromedp.WaitVisible("#signin-button", chromedp.ByQuery))
+	do(t, b, "cancelled", chromedp.Navigate(srv.URL+"/?error=access_denied&state=x"))
+	waitText(t, b, "#msg", "Sign-in cancelled", 5*time.Second)
 	signInAs(t, b, srv.URL+"/", "alice", false)
 	token := func() string {
 		var tok string

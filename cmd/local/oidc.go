@@ -59,11 +59,10 @@ type oidcProvider struct {
 	issuer string
 	key    *rsa.PrivateKey
 	kid    string
-	// TTL is the access and ID tokens' lifetime (one hour, as the stack's clients).
-	TTL time.Duration
-	now func() time.Time
+	now    func() time.Time
 
 	mu       sync.Mutex
+	ttl      time.Duration // the access and ID tokens' lifetime (one hour, as the stack's clients)
 	codes    map[string]authCode
 	refreshs map[string]grant
 }
@@ -106,7 +105,7 @@ func newOIDCProviderWithKey(issuer string, key *rsa.PrivateKey) *oidcProvider {
 	sum := sha256.Sum256(x509.MarshalPKCS1PublicKey(&key.PublicKey))
 	return &oidcProvider{
 		issuer: strings.TrimRight(issuer, "/"), key: key, kid: base64.RawURLEncoding.EncodeToString(sum[:12]),
-		TTL: time.Hour, now: time.Now, codes: map[string]authCode{}, refreshs: map[string]grant{},
+		ttl: time.Hour, now: time.Now, codes: map[string]authCode{}, refreshs: map[string]grant{},
 	}
 }
 
@@ -127,6 +126,13 @@ func parseRSAKey(s string) (*rsa.PrivateKey, error) {
 		return nil, errors.New("not an RSA key")
 	}
 	return rk, nil
+}
+
+// setTTL sets the lifetime of the tokens issued from now on.
+func (p *oidcProvider) setTTL(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ttl = d
 }
 
 // serveOIDC mounts the provider's endpoints on the runner.
@@ -433,12 +439,15 @@ func (p *oidcProvider) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token")
 		return
 	}
-	access, id, err := p.issue(g, nonce, now)
+	p.mu.Lock()
+	ttl := p.ttl
+	p.mu.Unlock()
+	access, id, err := p.issue(g, nonce, now, ttl)
 	if err != nil {
 		oauthError(w, http.StatusInternalServerError, "server_error", "could not sign the tokens")
 		return
 	}
-	out := map[string]any{"access_token": access, "id_token": id, "token_type": "Bearer", "expires_in": int(p.TTL / time.Second)}
+	out := map[string]any{"access_token": access, "id_token": id, "token_type": "Bearer", "expires_in": int(ttl / time.Second)}
 	if refresh != "" {
 		out["refresh_token"] = refresh
 	}
@@ -459,10 +468,10 @@ func pkceMatches(verifier, challenge string) bool {
 }
 
 // issue signs an access token and an ID token with Cognito's claims.
-func (p *oidcProvider) issue(g grant, nonce string, now time.Time) (access, id string, err error) {
+func (p *oidcProvider) issue(g grant, nonce string, now time.Time, ttl time.Duration) (access, id string, err error) {
 	common := func() jwt.MapClaims {
 		c := jwt.MapClaims{"sub": g.sub, "iss": p.issuer, "iat": now.Unix(), "auth_time": now.Unix(),
-			"exp": now.Add(p.TTL).Unix(), "jti": randomToken()[:22]}
+			"exp": now.Add(ttl).Unix(), "jti": randomToken()[:22]}
 		if len(g.groups) > 0 {
 			c["cognito:groups"] = g.groups
 		}

@@ -96,6 +96,7 @@ async function tokenRequest(params) {
 // signIn sends the browser to the provider's sign-in page; it comes back to the page with a
 // code, which initAuth exchanges.
 export async function signIn() {
+  if (!crypto.subtle) throw new Error("signing in needs a secure page: open it at localhost, 127.0.0.1 or over HTTPS");
   const verifier = random(32);
   const st = random(16);
   const challenge = b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
