@@ -132,7 +132,7 @@ func (s *Stack) signInOrigin(admin bool) *string {
 // SignInOrigins are the two managed login origins: the pages fetch their /oauth2/token, so a
 // Content-Security-Policy on the pages must allow them in connect-src.
 func (s *Stack) SignInOrigins() []*string {
-	if s.APIs == nil || s.Site == nil {
+	if s.APIs == nil || !s.Props.withSite() {
 		return nil
 	}
 	return []*string{s.signInOrigin(false), s.signInOrigin(true)}
