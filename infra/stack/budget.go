@@ -173,6 +173,8 @@ func parseCounts(s string, defaults []string) (map[string]int, error) {
 		name, count, ok := strings.Cut(part, "=")
 		if !ok {
 			count, name = part, ""
+		} else if name == "" {
+			return nil, fmt.Errorf("%q: want name=count or a count", part)
 		}
 		var n int
 		if _, err := fmt.Sscanf(count, "%d", &n); err != nil || fmt.Sprint(n) != count {

@@ -46,7 +46,7 @@ func (s *Stack) newMigrateTrigger() {
 		before = append(before, a)
 	}
 	if s.APIs != nil {
-		before = append(before, s.APIs.HTTP, s.APIs.WebSocket)
+		before = append(before, s.APIs.HTTP, s.APIs.WebSocket, s.APIs.WebSocketStage)
 		for _, r := range s.APIs.Routes {
 			before = append(before, r)
 		}

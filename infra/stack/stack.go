@@ -159,7 +159,10 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 		panic("stack.Props.WebDir is required (the pages, web/)")
 	}
 	s := &Stack{Stack: awscdk.NewStack(scope, jsii.String(id), &props.StackProps), Props: props}
-	awscdk.Tags_Of(s.Stack).Add(jsii.String("project"), jsii.String("lastunit"), nil)
+	// The proxy's target group takes no tags (CloudFormation refuses the property).
+	awscdk.Tags_Of(s.Stack).Add(jsii.String("project"), jsii.String("lastunit"), &awscdk.TagProps{
+		ExcludeResourceTypes: jsii.Strings("AWS::RDS::DBProxyTargetGroup"),
+	})
 	if props.WAF && !props.withSite() {
 		panic("stack.Props.WAF needs the pages' distribution (not in LocalStack)")
 	}

@@ -30,11 +30,13 @@ var (
 type cfnTemplate struct {
 	Resources map[string]cfnResource `json:"Resources"`
 	Outputs   map[string]any         `json:"Outputs"`
+	Rules     map[string]any         `json:"Rules"`
 }
 
 type cfnResource struct {
 	Type       string         `json:"Type"`
 	Properties map[string]any `json:"Properties"`
+	DependsOn  any            `json:"DependsOn"`
 }
 
 func TestMain(m *testing.M) {
