@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,14 +54,25 @@ func currentDB(t *testing.T, pool *pgxpool.Pool) string {
 	return db
 }
 
-// connectAs opens a pool on the owner's database as another role (the test server trusts
-// loopback, so the password is not what is checked here: TestSCRAMVerifierMatchesPostgres is).
+// connectAs opens a pool on the owner's database as another role, straight to Postgres (the
+// local PgBouncer knows only its listed users; in AWS the proxy knows the role from its
+// secret). The test server trusts loopback, so the password is not what is checked here:
+// TestSCRAMVerifierMatchesPostgres is.
 func connectAs(t *testing.T, dbURL, role, password string) *pgxpool.Pool {
 	t.Helper()
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
+	server := testenv.DefaultDatabaseURL
+	if v := os.Getenv("TEST_DATABASE_URL"); v != "" {
+		server = v
+	}
+	direct, err := url.Parse(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = direct.Host
 	u.User = url.UserPassword(role, password)
 	pool, err := store.Open(context.Background(), u.String(), 4)
 	if err != nil {
