@@ -25,8 +25,9 @@ type Function struct {
 	// application role's secret: the migrate function only.
 	Owner bool
 	// DBMaxConns is DB_MAX_CONNS, the pool size: one Lambda environment serves one event at a
-	// time, so 1, unless the code holds a connection while it uses another (the janitor's
-	// lock; the sweep is given the same room).
+	// time, so 1; the two scheduled jobs (expire, janitor) get 2, a margin in case a step ever
+	// holds a connection while it takes another (their lock is a lease row, not a session),
+	// which costs 2 connections of the budget.
 	DBMaxConns int
 	// Stripe: the function reads STRIPE_SECRET_ARN (config.NeedStripe in its main.go).
 	Stripe bool
