@@ -7,6 +7,8 @@
 // (true: keep Cognito and API Gateway v2, which need LocalStack Pro), webDir (the pages,
 // ../web) and stripePublishableKey (into the pages' config.json and its CSP).
 //
+// dbSslMode (verify-full: the functions check the RDS Proxy's certificate; require).
+//
 // The drop (README: "Before the drop"): dbInstanceClass (t4g.micro, ...: infra/stack/budget.go),
 // dbMaxConnections (the instance's max_connections if not the table's), proxyMaxConnectionsPercent
 // (90), accountConcurrency (the account's Lambda quota, 1000), concurrency ("reserve=40,checkout=20":
@@ -97,6 +99,7 @@ func main() {
 		StripePublishableKey: ctx("stripePublishableKey", ""),
 
 		DBInstanceClass:            ctx("dbInstanceClass", stack.DefaultInstanceClass),
+		DBSSLMode:                  ctx("dbSslMode", "verify-full"),
 		DBMaxConnections:           num("dbMaxConnections"),
 		ProxyMaxConnectionsPercent: num("proxyMaxConnectionsPercent"),
 		AccountConcurrency:         num("accountConcurrency"),

@@ -281,6 +281,9 @@ func TestProxy(t *testing.T) {
 		if host := refs(vars["DATABASE_HOST"]); len(host) != 1 || host[0] != proxy {
 			t.Errorf("%s: DATABASE_HOST %v, want the proxy's endpoint", f.Name, vars["DATABASE_HOST"])
 		}
+		if vars["DATABASE_SSLMODE"] != "verify-full" {
+			t.Errorf("%s: DATABASE_SSLMODE %v, want verify-full (the proxy's certificate is checked)", f.Name, vars["DATABASE_SSLMODE"])
+		}
 		want := s.Data.AppSecret
 		if f.Owner {
 			want = s.Data.DBSecret

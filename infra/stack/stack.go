@@ -53,6 +53,9 @@ type Props struct {
 	// set, lets Stripe's origins into the pages' Content-Security-Policy.
 	StripePublishableKey string
 
+	// DBSSLMode is DATABASE_SSLMODE of the functions behind the proxy (default verify-full: the
+	// proxy's ACM certificate against the system's Amazon roots; require only encrypts).
+	DBSSLMode string
 	// DBInstanceClass is the RDS instance class without "db." (InstanceClasses; default t4g.micro).
 	DBInstanceClass string
 	// DBMaxConnections replaces the class's max_connections in the budget (0: the table's).
@@ -101,6 +104,9 @@ func (p *Props) defaults() {
 	}
 	if p.FailedJobMaxAge == "" {
 		p.FailedJobMaxAge = "24h"
+	}
+	if p.DBSSLMode == "" {
+		p.DBSSLMode = "verify-full"
 	}
 	if p.DBInstanceClass == "" {
 		p.DBInstanceClass = DefaultInstanceClass
@@ -215,6 +221,7 @@ func (s *Stack) environment(f Function) map[string]*string {
 		}
 		if s.Data.DatabaseHost != nil {
 			env["DATABASE_HOST"] = s.Data.DatabaseHost
+			env["DATABASE_SSLMODE"] = jsii.String(s.Props.DBSSLMode)
 		}
 		return env
 	}
@@ -230,6 +237,7 @@ func (s *Stack) environment(f Function) map[string]*string {
 		env["DB_MAX_CONNS"] = jsii.String(strconv.Itoa(f.DBMaxConns))
 		if s.Data.DatabaseHost != nil {
 			env["DATABASE_HOST"] = s.Data.DatabaseHost
+			env["DATABASE_SSLMODE"] = jsii.String(s.Props.DBSSLMode)
 		}
 	}
 	if s.Data.RedisAuth != nil {

@@ -470,7 +470,7 @@ func TestEnvironment(t *testing.T) {
 	_, _, d := synth(t)
 	read := codeEnvVars(t)
 	common := []string{"FAILED_JOB_MAX_AGE", "PAYMENT_WINDOW", "QUEUE_PREFIX", "REDIS_AUTH_SECRET_ARN", "REDIS_URL", "RESERVATION_TTL"}
-	db := []string{"DATABASE_SECRET_ARN", "DATABASE_HOST", "DB_MAX_CONNS"}
+	db := []string{"DATABASE_SECRET_ARN", "DATABASE_HOST", "DATABASE_SSLMODE", "DB_MAX_CONNS"}
 	stock := []string{"STOCK_UPDATES_QUEUE_URL"}
 	stripe := []string{"STRIPE_SECRET_ARN"}
 	tests := []struct {
@@ -486,7 +486,7 @@ func TestEnvironment(t *testing.T) {
 		{"janitor", [][]string{common, db, stock, stripe, {"FULFILL_QUEUE_URL", "FULFILL_DLQ_URL"}}},
 		{"wsconnect", [][]string{common, {"JWT_ISSUER", "JWT_CLIENT_ID"}}},
 		{"broadcast", [][]string{common, {"WS_MANAGEMENT_ENDPOINT"}}},
-		{"migrate", [][]string{{"DATABASE_SECRET_ARN", "DATABASE_HOST", "APP_DATABASE_SECRET_ARN"}}},
+		{"migrate", [][]string{{"DATABASE_SECRET_ARN", "DATABASE_HOST", "DATABASE_SSLMODE", "APP_DATABASE_SECRET_ARN"}}},
 	}
 	if len(tests) != len(Functions) {
 		t.Fatalf("%d functions tested, %d in the stack", len(tests), len(Functions))

@@ -3,7 +3,7 @@ package config
 // In AWS the CDK stack (infra/) never puts a secret in a function's environment: it passes
 // the ARNs of Secrets Manager secrets, and Resolve reads them once per cold start.
 //
-//	DATABASE_SECRET_ARN      RDS credentials {"username","password","host","port","dbname"} → DatabaseURL (sslmode=require)
+//	DATABASE_SECRET_ARN      RDS credentials {"username","password","host","port","dbname"} → DatabaseURL
 //	REDIS_AUTH_SECRET_ARN    the ElastiCache AUTH token (plain string) → the password of RedisURL
 //	STRIPE_SECRET_ARN        {"secret_key","webhook_secret"} → StripeSecretKey, StripeWebhookSecret
 //	APP_DATABASE_SECRET_ARN  the application role's {"username","password"} (only the migrate
@@ -14,9 +14,10 @@ package config
 // instance; the application role's secret names no host). The functions use the application
 // role's secret; only the migrate function reads the master secret.
 //
-// TLS: sslmode=require (encrypted; the server's certificate is not checked). verify-full
-// needs the RDS certificate authority bundle in the package and sslrootcert in the URL; the
-// README's "Deploying to AWS" says how.
+// TLS: DATABASE_SSLMODE, default require (encrypted; the certificate is not checked). The
+// stack sets verify-full for the functions behind the RDS Proxy: the proxy's certificate comes
+// from AWS Certificate Manager and chains to the Amazon roots of the system's trust store, so
+// no RDS certificate bundle is needed (the instance's own certificate would need one).
 //
 // Locally none of them is set and nothing is called. The call is one signed GetSecretValue
 // per secret over HTTPS (the SDK's SigV4 signer and credential chain; no extra module).
@@ -50,6 +51,8 @@ const (
 	EnvAppDatabaseSecretARN = "APP_DATABASE_SECRET_ARN"
 	// EnvDatabaseHost overrides the database secret's host (the RDS Proxy endpoint).
 	EnvDatabaseHost = "DATABASE_HOST"
+	// EnvDatabaseSSLMode is the URL's sslmode: require (default), verify-ca or verify-full.
+	EnvDatabaseSSLMode = "DATABASE_SSLMODE"
 )
 
 // SecretGetter returns a secret's SecretString.
@@ -75,7 +78,7 @@ func ResolveWith(ctx context.Context, c Config, get SecretGetter, getenv func(st
 		if err != nil {
 			return c, fmt.Errorf("%s: %w", EnvDatabaseSecretARN, err)
 		}
-		if c.DatabaseURL, err = databaseURL(s, getenv(EnvDatabaseHost)); err != nil {
+		if c.DatabaseURL, err = databaseURL(s, getenv(EnvDatabaseHost), getenv(EnvDatabaseSSLMode)); err != nil {
 			return c, fmt.Errorf("%s: %w", EnvDatabaseSecretARN, err)
 		}
 	}
@@ -160,8 +163,15 @@ func ResolveAppRoleWith(ctx context.Context, get SecretGetter, getenv func(strin
 }
 
 // databaseURL builds a pgx URL from an RDS credentials secret; host, if not empty, replaces
-// the secret's (DATABASE_HOST: the proxy).
-func databaseURL(secret, host string) (string, error) {
+// the secret's (DATABASE_HOST: the proxy); sslmode is require unless given (DATABASE_SSLMODE).
+func databaseURL(secret, host, sslmode string) (string, error) {
+	switch sslmode {
+	case "":
+		sslmode = "require"
+	case "require", "verify-ca", "verify-full":
+	default:
+		return "", fmt.Errorf("%s must be require, verify-ca or verify-full", EnvDatabaseSSLMode)
+	}
 	var s struct {
 		Username string          `json:"username"`
 		Password string          `json:"password"`
@@ -193,7 +203,7 @@ func databaseURL(secret, host string) (string, error) {
 		User:     url.UserPassword(s.Username, s.Password),
 		Host:     s.Host + ":" + port,
 		Path:     "/" + s.DBName,
-		RawQuery: "sslmode=require",
+		RawQuery: "sslmode=" + sslmode,
 	}
 	return u.String(), nil
 }

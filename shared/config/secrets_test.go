@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func TestResolveWith(t *testing.T) {
@@ -64,6 +66,21 @@ func TestResolveWith(t *testing.T) {
 				c.DatabaseURL = "postgres://lastunit_app:pw@proxy.internal:5432/lastunit?sslmode=require"
 				return c
 			},
+		},
+		{
+			name:    "DATABASE_SSLMODE verify-full (the proxy's certificate against the system's roots)",
+			env:     map[string]string{EnvDatabaseSecretARN: dbARN, EnvDatabaseHost: "proxy.internal", EnvDatabaseSSLMode: "verify-full"},
+			secrets: map[string]string{dbARN: `{"username":"lastunit_app","password":"pw"}`},
+			want: func(c Config) Config {
+				c.DatabaseURL = "postgres://lastunit_app:pw@proxy.internal:5432/lastunit?sslmode=verify-full"
+				return c
+			},
+		},
+		{
+			name:    "DATABASE_SSLMODE that would turn TLS off",
+			env:     map[string]string{EnvDatabaseSecretARN: dbARN, EnvDatabaseSSLMode: "disable"},
+			secrets: map[string]string{dbARN: `{"username":"u","password":"p","host":"h"}`},
+			wantErr: "DATABASE_SSLMODE must be",
 		},
 		{
 			name:    "RDS secret without a host",
@@ -152,6 +169,34 @@ func TestResolveWith(t *testing.T) {
 				t.Fatalf("read %d secrets, want %d", read, len(tt.env))
 			}
 		})
+	}
+}
+
+// TestVerifyFullChecksTheProxysName: the URL the stack's settings give makes pgx verify the
+// server's certificate chain against the system's roots and its name against the proxy's host.
+func TestVerifyFullChecksTheProxysName(t *testing.T) {
+	const host = "lastunit-postgres.proxy-abc123.eu-west-1.rds.amazonaws.com"
+	u, err := databaseURL(`{"username":"lastunit_app","password":"pw"}`, host, "verify-full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgconn.ParseConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := cfg.TLSConfig
+	if tc == nil || tc.InsecureSkipVerify || tc.ServerName != host || tc.RootCAs != nil {
+		t.Fatalf("TLS config %+v: want verification of %s against the system roots", tc, host)
+	}
+	for _, fb := range cfg.Fallbacks {
+		if fb.TLSConfig == nil {
+			t.Fatal("a fallback connects without TLS")
+		}
+	}
+	req, _ := databaseURL(`{"username":"u","password":"p","host":"h"}`, "", "")
+	rc, err := pgconn.ParseConfig(req)
+	if err != nil || rc.TLSConfig == nil || !rc.TLSConfig.InsecureSkipVerify {
+		t.Fatalf("the default (require) should encrypt without verifying: %+v %v", rc.TLSConfig, err)
 	}
 }
 
