@@ -2,8 +2,13 @@ package stack
 
 import (
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io/fs"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -72,7 +77,7 @@ func TestSecurityHeaders(t *testing.T) {
 	ws := logicalID(s, s.APIs.WebSocket)
 	want := map[string]string{
 		"default-src": "'self'", "script-src": "'self' " + StripeJS, "style-src": "'self'", "img-src": "'self' data:",
-		"object-src": "'none'", "base-uri": "'none'", "frame-ancestors": "'none'", "form-action": "'self'", "font-src": "'self'",
+		"object-src": "'none'", "base-uri": "'none'", "frame-ancestors": "'none'", "form-action": "'self'",
 		"frame-src":   StripeJS + " " + StripeHooks,
 		"connect-src": "'self' https://*.execute-api.{Ref AWS::Region}.{Ref AWS::URLSuffix} {GetAtt " + ws + ".ApiEndpoint} " + StripeAPI,
 	}
@@ -89,7 +94,7 @@ func TestSecurityHeaders(t *testing.T) {
 		"StrictTransportSecurity": map[string]any{"AccessControlMaxAgeSec": float64(730 * 24 * 3600), "IncludeSubdomains": true, "Override": true},
 		"ContentTypeOptions":      map[string]any{"Override": true},
 		"FrameOptions":            map[string]any{"FrameOption": "DENY", "Override": true},
-		"ReferrerPolicy":          map[string]any{"ReferrerPolicy": "strict-origin-when-cross-origin", "Override": true},
+		"ReferrerPolicy":          map[string]any{"ReferrerPolicy": "no-referrer", "Override": true},
 	} {
 		if fmt.Sprint(sec[k]) != fmt.Sprint(v) {
 			t.Errorf("%s: %v, want %v", k, sec[k], v)
@@ -243,5 +248,65 @@ func TestWAFOn(t *testing.T) {
 	}})
 	if err == nil || !strings.Contains(err.Error(), WAFRegion) {
 		t.Errorf("WAF in eu-west-1: %v, want a refusal naming %s", err, WAFRegion)
+	}
+}
+
+// TestHeadersMatchRunner: the distribution's headers are the local runner's
+// (web/headers.go, SecurityHeaders, which the browser test runs under): every fixed CSP
+// directive and every other header it sets, read from its source. Only HSTS is the CDN's own.
+func TestHeadersMatchRunner(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "../../web/headers.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fixed []string             // "style-src 'self'", ...: directive literals with their value
+	headers := map[string]string{} // the map literal's constant entries
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.BasicLit:
+			if v, err := strconv.Unquote(x.Value); err == nil && regexp.MustCompile(`^[a-z-]+ \S`).MatchString(v) {
+				fixed = append(fixed, v)
+			}
+		case *ast.KeyValueExpr:
+			k, ok1 := x.Key.(*ast.BasicLit)
+			v, ok2 := x.Value.(*ast.BasicLit)
+			if ok1 && ok2 {
+				ks, _ := strconv.Unquote(k.Value)
+				vs, _ := strconv.Unquote(v.Value)
+				headers[ks] = vs
+			}
+		}
+		return true
+	})
+	if len(fixed) < 5 || len(headers) < 3 {
+		t.Fatalf("read %v and %v from web/headers.go: its shape changed", fixed, headers)
+	}
+	_, _, d := synth(t)
+	csp, sec := cspOf(t, d)
+	got := directives(csp)
+	for _, lit := range fixed {
+		name, value, _ := strings.Cut(lit, " ")
+		if got[name] != value {
+			t.Errorf("%s: the runner sends %q, the distribution %q", name, value, got[name])
+		}
+	}
+	for name := range got {
+		found := false
+		for _, lit := range fixed {
+			found = found || strings.HasPrefix(lit, name+" ")
+		}
+		if !found && name != "script-src" && name != "connect-src" && name != "frame-src" {
+			t.Errorf("the distribution sends %s, the runner does not", name)
+		}
+	}
+	want := map[string]string{
+		"X-Content-Type-Options": "nosniff",
+		"Referrer-Policy":        fmt.Sprint(sec["ReferrerPolicy"].(map[string]any)["ReferrerPolicy"]),
+		"X-Frame-Options":        fmt.Sprint(sec["FrameOptions"].(map[string]any)["FrameOption"]),
+	}
+	for k, v := range want {
+		if headers[k] != v {
+			t.Errorf("%s: the runner sends %q, the distribution %q", k, headers[k], v)
+		}
 	}
 }

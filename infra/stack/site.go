@@ -15,8 +15,8 @@ import (
 )
 
 // SiteExclude is what of web/ is not deployed: the Go package that embeds the pages for the
-// local runner, and the README's screenshots.
-var SiteExclude = []string{"web.go", "screenshots"}
+// local runner (every .go file), and the README's screenshots.
+var SiteExclude = []string{"*.go", "screenshots"}
 
 // SiteRewrite is the CloudFront Function (viewer request) that serves dashboard.html at
 // /dashboard, as the local runner does (cmd/local/pages.go); / is the default root object.
@@ -44,7 +44,8 @@ const (
 	StripeAPI   = "https://api.stripe.com"
 )
 
-// SiteCSP is the pages' Content-Security-Policy: everything from the pages' own origin, no
+// SiteCSP is the pages' Content-Security-Policy, the same as the local runner's
+// (web.SecurityHeaders; TestHeadersMatchRunner): everything from the pages' own origin, no
 // inline script or style (web/ has none), no plugins, never framed; the browser may talk to
 // the APIs (apiSources: the HTTP API's and the WebSocket API's origins, or none when they are
 // on the pages' origin behind the WAF) and, with a publishable key, to Stripe.
@@ -56,7 +57,7 @@ func SiteCSP(apiSources []*string, stripe bool) *string {
 		connect = append(connect, jsii.String(StripeAPI))
 	}
 	parts := []*string{jsii.String("default-src 'self'; script-src " + script + "; style-src 'self'; img-src 'self' data:; " +
-		"font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; frame-src " + frame +
+		"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; frame-src " + frame +
 		"; connect-src")}
 	for _, c := range connect {
 		parts = append(parts, jsii.String(" "), c)
@@ -101,7 +102,7 @@ func (s *Stack) newSite() {
 		Runtime: awscloudfront.FunctionRuntime_JS_2_0(),
 	})
 	site.Headers = awscloudfront.NewResponseHeadersPolicy(s.Stack, jsii.String("WebHeaders"), &awscloudfront.ResponseHeadersPolicyProps{
-		Comment: jsii.String("lastunit pages: CSP, HSTS, nosniff, referrer policy, no framing"),
+		Comment: jsii.String("lastunit pages: CSP, HSTS, nosniff, no referrer, no framing (as web.SecurityHeaders, plus HSTS)"),
 		SecurityHeadersBehavior: &awscloudfront.ResponseSecurityHeadersBehavior{
 			ContentSecurityPolicy: &awscloudfront.ResponseHeadersContentSecurityPolicy{
 				ContentSecurityPolicy: SiteCSP(s.siteAPISources(), s.Props.StripePublishableKey != ""), Override: jsii.Bool(true),
@@ -111,7 +112,7 @@ func (s *Stack) newSite() {
 			},
 			ContentTypeOptions: &awscloudfront.ResponseHeadersContentTypeOptions{Override: jsii.Bool(true)},
 			ReferrerPolicy: &awscloudfront.ResponseHeadersReferrerPolicy{
-				ReferrerPolicy: awscloudfront.HeadersReferrerPolicy_STRICT_ORIGIN_WHEN_CROSS_ORIGIN, Override: jsii.Bool(true),
+				ReferrerPolicy: awscloudfront.HeadersReferrerPolicy_NO_REFERRER, Override: jsii.Bool(true),
 			},
 			FrameOptions: &awscloudfront.ResponseHeadersFrameOptions{FrameOption: awscloudfront.HeadersFrameOption_DENY, Override: jsii.Bool(true)},
 		},
