@@ -444,3 +444,37 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestOIDCKeyFromEnvironment: LOCAL_OIDC_KEY may hold the signing key as PKCS#1 or PKCS#8
+// PEM (the same key, the same kid, tokens that verify across restarts); anything else is an
+// error at start, never a silent fresh key.
+func TestOIDCKeyFromEnvironment(t *testing.T) {
+	t.Parallel()
+	key := testKey()
+	pkcs1 := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	pkcs8 := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: must(x509.MarshalPKCS8PrivateKey(key))}))
+	want := newOIDCProviderWithKey("http://x", key).kid
+	for _, tc := range []struct {
+		name, pem string
+		ok        bool
+	}{
+		{"PKCS#1", pkcs1, true},
+		{"PKCS#8", pkcs8, true},
+		{"not PEM", "secret", false},
+		{"a public key", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(&key.PublicKey))})), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := newOIDCProvider("http://x", tc.pem)
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v, want ok=%t", err, tc.ok)
+			}
+			if tc.ok && p.kid != want {
+				t.Fatalf("kid %s, want %s (the same key)", p.kid, want)
+			}
+		})
+	}
+	fresh, err := newOIDCProvider("http://x", "")
+	if err != nil || fresh.kid == want {
+		t.Fatalf("no key: %v, kid %s (want a fresh key)", err, fresh.kid)
+	}
+}
