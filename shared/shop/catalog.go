@@ -172,6 +172,9 @@ type SweepReport struct {
 	UnitsFreed   int `json:"units_freed"`   // units given back to available
 	Orphans      int `json:"orphans"`       // gate holds Postgres never recorded or already ended
 	GatesRebuilt int `json:"gates_rebuilt"` // missing gates set again from Postgres
+	// StaleGates counts gates found lying (an older generation, or missing holds Postgres
+	// has had live for a while: a failover to a replica that missed writes), then rebuilt.
+	StaleGates int `json:"stale_gates"`
 	// OrdersExpired counts payment_pending orders past their deadline that were ended.
 	OrdersExpired int `json:"orders_expired"`
 	// StalePaid counts paid orders not fulfilled within FulfillDeadline, now failed jobs.
@@ -226,7 +229,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	var errs []error
 	for _, p := range rows {
 		// One product's trouble must not stop the repair of the others.
-		if err := s.sweepGate(ctx, p.ID, now, &rep); err != nil {
+		if err := s.sweepGate(ctx, p, now, &rep); err != nil {
 			errs = append(errs, fmt.Errorf("sweep gate of %s: %w", p.ID, err))
 		}
 	}
@@ -239,9 +242,57 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	return rep, nil
 }
 
-// sweepGate repairs one product's gate: rebuilds it if missing, else releases its due holds
-// that Postgres does not have as live.
-func (s *Service) sweepGate(ctx context.Context, productID string, now time.Time, rep *SweepReport) error {
+// settleTime is how long a hold must have been unchanged in Postgres before the sweep
+// expects the gate to have it: a hold enters the gate before Postgres records it and leaves
+// it after Postgres ends it, so only a request stalled longer than this between its two
+// steps could make a healthy gate look stale (and then it is only rebuilt, which is safe).
+const settleTime = time.Minute
+
+// checkGate rebuilds a gate that lies: one of an older generation than Postgres's (restored
+// from an older copy, or an admin change whose refresh failed), or one missing a hold that
+// Postgres has had live for a while (a failover to a replica that missed the reserve).
+// Postgres never holds more than stock either way; this brings available back to the truth.
+func (s *Service) checkGate(ctx context.Context, p ProductRow, now time.Time, rep *SweepReport) error {
+	gen, holds, err := s.Gate.Holds(ctx, p.ID)
+	if errors.Is(err, ErrNotFound) {
+		return nil // rebuilt by the next use or sweep
+	}
+	if err != nil {
+		return err
+	}
+	why := ""
+	if gen < p.Gen {
+		why = fmt.Sprintf("gate generation %d, postgres %d", gen, p.Gen)
+	} else {
+		settled, err := s.Store.SettledHolds(ctx, p.ID, now.Add(-settleTime))
+		if err != nil {
+			return err
+		}
+		for id, q := range settled {
+			if holds[id] != q {
+				why = fmt.Sprintf("hold %s is %d units in postgres, %d in the gate", id, q, holds[id])
+				break
+			}
+		}
+	}
+	if why == "" {
+		return nil
+	}
+	s.Log.Warn("stale gate: rebuilt from postgres", "product_id", p.ID, "why", why)
+	if err := s.Gate.Invalidate(ctx, p.ID, max(gen+1, p.Gen)); err != nil {
+		return err
+	}
+	rep.StaleGates++
+	return s.ensureGate(ctx, p.ID)
+}
+
+// sweepGate repairs one product's gate: rebuilds it if missing or stale, else releases its
+// due holds that Postgres does not have as live.
+func (s *Service) sweepGate(ctx context.Context, p ProductRow, now time.Time, rep *SweepReport) error {
+	productID := p.ID
+	if err := s.checkGate(ctx, p, now, rep); err != nil {
+		return err
+	}
 	due, err := s.Gate.Due(ctx, productID, now)
 	if errors.Is(err, ErrNotFound) {
 		if err := s.ensureGate(ctx, productID); err != nil {

@@ -22,6 +22,9 @@ import (
 // Store implements shop.Store on a pgx pool.
 type Store struct {
 	pool *pgxpool.Pool
+	// Pause, when set, is called at named points inside transactions (tests widen race
+	// windows with it): "rebuild.locked" after RebuildGate locked the product row.
+	Pause func(step string)
 }
 
 var _ shop.Store = (*Store)(nil)
@@ -79,6 +82,19 @@ func isUniqueViolation(err error, constraint string) bool {
 	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == constraint
 }
 
+// codeShort is the SQLSTATE lu_take_units raises when a product's free units cannot cover a
+// hold becoming live (migration 0004).
+const codeShort = "LU001"
+
+// isShort reports whether err is Postgres refusing a hold for want of free units.
+func isShort(err error) (*pgconn.PgError, bool) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == codeShort {
+		return pe, true
+	}
+	return nil, false
+}
+
 const liveStatuses = `('reserved', 'checked_out')`
 
 const productCols = `p.id, p.name, p.price_cents, p.currency, p.stock, p.sold, p.max_per_user, p.gate_gen,
@@ -127,16 +143,48 @@ func errBelowHeld(stock, held int64) error {
 	return e
 }
 
-// UpsertProduct creates or updates a product and bumps its gate generation.
+// lockFree locks every slot of a product in slot order (the order every path that locks
+// more than one takes) and returns the product's free units: stock minus live holds, exact
+// while the slots are locked, since every change of a hold's units changes a slot in the
+// same transaction (migration 0004's triggers).
+func lockFree(ctx context.Context, tx pgx.Tx, id string) (int64, error) {
+	var free int64
+	err := tx.QueryRow(ctx, `SELECT COALESCE(sum(free), 0) FROM
+		(SELECT free FROM product_slots WHERE product_id = $1 ORDER BY slot FOR UPDATE) x`, id).Scan(&free)
+	if err != nil {
+		return 0, fmt.Errorf("lock product slots: %w", translate(err))
+	}
+	return free, nil
+}
+
+// spread sets a product's free units (its slots are locked, or it is new).
+func spread(ctx context.Context, tx pgx.Tx, id string, free int64) error {
+	if _, err := tx.Exec(ctx, `SELECT lu_spread($1, $2)`, id, free); err != nil {
+		return fmt.Errorf("set free units: %w", translate(err))
+	}
+	return nil
+}
+
+// UpsertProduct creates or updates a product and bumps its gate generation. The units held
+// are read from the product's slots under their locks, so the check against the new stock
+// and the new free units come from one consistent count.
 func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInput, now time.Time) (shop.ProductRow, error) {
 	var out shop.ProductRow
 	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var held int64
 		cur, err := lockProduct(ctx, tx, id)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		switch {
+		case err == nil:
+			free, err := lockFree(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			held = cur.Stock - free
+		case !errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("lock product: %w", translate(err))
 		}
-		if in.Stock < cur.Held {
-			return errBelowHeld(in.Stock, cur.Held)
+		if in.Stock < held {
+			return errBelowHeld(in.Stock, held)
 		}
 		_, err = tx.Exec(ctx, `
 			INSERT INTO products (id, name, price_cents, currency, stock, max_per_user, gate_gen, created_at, updated_at)
@@ -147,13 +195,16 @@ func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInp
 		if err != nil {
 			return fmt.Errorf("upsert product: %w", translate(err))
 		}
+		if err := spread(ctx, tx, id, in.Stock-held); err != nil {
+			return err
+		}
 		out, err = scanProduct(tx.QueryRow(ctx, `SELECT `+productCols+` FROM products p WHERE p.id = $1`, id))
 		return translate(err)
 	})
 	return out, err
 }
 
-// Restock adds delta to stock on hand and bumps the gate generation.
+// Restock adds delta to stock on hand and to the free units, and bumps the gate generation.
 func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Time) (shop.ProductRow, error) {
 	var out shop.ProductRow
 	err := s.tx(ctx, func(tx pgx.Tx) error {
@@ -161,9 +212,14 @@ func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Ti
 		if err != nil {
 			return fmt.Errorf("lock product: %w", translate(err))
 		}
+		free, err := lockFree(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		held := cur.Stock - free
 		stock := cur.Stock + delta
-		if stock < cur.Held || stock < 0 {
-			return errBelowHeld(stock, cur.Held)
+		if stock < held || stock < 0 {
+			return errBelowHeld(stock, held)
 		}
 		if stock > shop.MaxStock {
 			return shop.Invalid("delta", "stock would pass %d", shop.MaxStock)
@@ -172,7 +228,10 @@ func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Ti
 			WHERE id = $1 RETURNING gate_gen`, id, stock, now).Scan(&cur.Gen); err != nil {
 			return fmt.Errorf("restock: %w", translate(err))
 		}
-		cur.Stock = stock
+		if err := spread(ctx, tx, id, stock-held); err != nil {
+			return err
+		}
+		cur.Stock, cur.Held = stock, held
 		out = cur
 		return nil
 	})
@@ -181,14 +240,19 @@ func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Ti
 
 // RebuildGate locks the product, bumps its generation and passes its live holds to apply;
 // it commits only when apply set the gate. Holds recorded under an older generation wait
-// for the lock and are then refused, so the gate never misses a hold.
+// for the lock and are then refused, so the gate never misses a hold. Available units are
+// stock (fixed while the row is locked) minus the holds of one statement, so a hold that
+// ends while the rebuild runs is either in the gate with its units or in neither.
 func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.GateState) (bool, error)) error {
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		p, err := lockProduct(ctx, tx, id)
 		if err != nil {
 			return fmt.Errorf("lock product: %w", translate(err))
 		}
-		st := shop.GateState{ProductID: id, Available: p.Stock - p.Held, MaxPerUser: p.MaxPerUser}
+		if s.Pause != nil {
+			s.Pause("rebuild.locked")
+		}
+		st := shop.GateState{ProductID: id, MaxPerUser: p.MaxPerUser}
 		if err := tx.QueryRow(ctx, `UPDATE products SET gate_gen = nextval('gate_generations') WHERE id = $1 RETURNING gate_gen`, id).Scan(&st.Gen); err != nil {
 			return fmt.Errorf("bump gate generation: %w", translate(err))
 		}
@@ -199,6 +263,10 @@ func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.Gate
 		st.Holds, err = pgx.CollectRows(rows, scanReservation)
 		if err != nil {
 			return fmt.Errorf("select live holds: %w", translate(err))
+		}
+		st.Available = p.Stock
+		for _, h := range st.Holds {
+			st.Available -= h.Quantity
 		}
 		set, err := apply(st)
 		if err != nil {
@@ -248,6 +316,10 @@ func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen int64, n
 	if err := s.pool.QueryRow(ctx, q, args...).Scan(&n); err != nil {
 		if isUniqueViolation(err, "idempotency_keys_pkey") {
 			return false, shop.ErrIdemTaken
+		}
+		if pe, ok := isShort(err); ok {
+			// Postgres counts fewer free units than the gate granted: the gate is stale.
+			return false, fmt.Errorf("insert reservation: %w: %s", shop.ErrGateStale, pe.Message)
 		}
 		var pe *pgconn.PgError
 		var ce *pgconn.ConnectError
@@ -340,6 +412,22 @@ func (s *Store) HoldStatuses(ctx context.Context, ids []string) (map[string]stri
 	_, err = pgx.ForEachRow(rows, []any{&id, &st}, func() error { out[id] = st; return nil })
 	if err != nil {
 		return nil, fmt.Errorf("select hold statuses: %w", translate(err))
+	}
+	return out, nil
+}
+
+// SettledHolds returns the product's live holds (id -> quantity) not updated since before.
+func (s *Store) SettledHolds(ctx context.Context, productID string, before time.Time) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, quantity FROM reservations
+		WHERE product_id = $1 AND status IN `+liveStatuses+` AND updated_at < $2`, productID, before)
+	if err != nil {
+		return nil, fmt.Errorf("select settled holds: %w", translate(err))
+	}
+	out := map[string]int64{}
+	var id string
+	var q int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &q}, func() error { out[id] = q; return nil }); err != nil {
+		return nil, fmt.Errorf("select settled holds: %w", translate(err))
 	}
 	return out, nil
 }
