@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"time"
 )
@@ -198,6 +199,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 			return rep, err
 		}
 		rep.Expired += len(holds)
+		if err := s.fault("sweep.before_gate"); err != nil {
+			return rep, err // the orphan pass of a later sweep gives the units back
+		}
 		for _, h := range holds {
 			res, err := s.Gate.Release(ctx, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt})
 			if err != nil {
@@ -249,11 +253,18 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 const settleTime = time.Minute
 
 // checkGate rebuilds a gate that lies: one of an older generation than Postgres's (restored
-// from an older copy, or an admin change whose refresh failed), or one missing a hold that
-// Postgres has had live for a while (a failover to a replica that missed the reserve).
+// from an older copy, or an admin change whose refresh failed), one whose version is below
+// one a recorded hold was granted at (restored from a copy older than that reserve), or one
+// missing a hold that Postgres has had live for a while (a failover to a replica that missed
+// the reserve, or a late payment's retake).
 // Postgres never holds more than stock either way; this brings available back to the truth.
 func (s *Service) checkGate(ctx context.Context, p ProductRow, now time.Time, rep *SweepReport) error {
-	gen, holds, err := s.Gate.Holds(ctx, p.ID)
+	// Postgres first: every version it has recorded was handed out by the gate before.
+	floor, err := s.Store.VersionFloor(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	gen, ver, holds, err := s.Gate.Holds(ctx, p.ID)
 	if errors.Is(err, ErrNotFound) {
 		return nil // rebuilt by the next use or sweep
 	}
@@ -261,9 +272,12 @@ func (s *Service) checkGate(ctx context.Context, p ProductRow, now time.Time, re
 		return err
 	}
 	why := ""
-	if gen < p.Gen {
+	switch {
+	case gen < p.Gen:
 		why = fmt.Sprintf("gate generation %d, postgres %d", gen, p.Gen)
-	} else {
+	case ver < floor:
+		why = fmt.Sprintf("gate version %d, but postgres recorded a hold granted at %d", ver, floor)
+	default:
 		settled, err := s.Store.SettledHolds(ctx, p.ID, now.Add(-settleTime))
 		if err != nil {
 			return err
@@ -313,6 +327,7 @@ func (s *Service) sweepGate(ctx context.Context, p ProductRow, now time.Time, re
 		return err
 	}
 	var fulfilled []Reservation
+	orphans := 0
 	for id, deadline := range due {
 		st, ok := status[id]
 		if ok && (st == StatusReserved || st == StatusCheckedOut) {
@@ -330,9 +345,22 @@ func (s *Service) sweepGate(ctx context.Context, p ProductRow, now time.Time, re
 		}
 		if res.Outcome == GateReleased {
 			rep.Orphans++
+			orphans++
 			rep.UnitsFreed += int(res.Quantity)
 			s.changed(ctx, productID)
 		}
 	}
-	return s.Gate.Drop(ctx, fulfilled)
+	if err := s.Gate.Drop(ctx, fulfilled); err != nil {
+		return err
+	}
+	if orphans > 0 {
+		// A crash, or a failover to a copy that missed the release: in the second case the
+		// version went back with it, so the gate is rebuilt under a new generation, whose
+		// version is above every one handed out before.
+		if err := s.Gate.Invalidate(ctx, productID, math.MaxInt64); err != nil {
+			return err
+		}
+		return s.ensureGate(ctx, productID)
+	}
+	return nil
 }

@@ -155,7 +155,7 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 			return Reserved{}, false, err // the process "dies": nothing is undone here
 		}
 	}
-	ok, err := s.Store.InsertHold(ctx, out.Reservation, res.Gen, s.now(), idem)
+	ok, err := s.Store.InsertHold(ctx, out.Reservation, res.Gen, res.Version, s.now(), idem)
 	if err == nil && ok {
 		s.changed(ctx, a.ProductID)
 		return out, false, nil
@@ -266,6 +266,9 @@ func (s *Service) Release(ctx context.Context, userID, id string) error {
 			e.Details = map[string]any{"status": r.Status}
 			return e
 		}
+	}
+	if err := s.fault("release.before_gate"); err != nil {
+		return err // the process "dies": the sweep gives the units back after the deadline
 	}
 	if _, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: r.ProductID, ID: r.ID, Deadline: r.ExpiresAt}); err != nil {
 		// Postgres says released; the sweep gives the units back after the deadline.

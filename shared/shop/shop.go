@@ -117,12 +117,15 @@ type Store interface {
 	// RebuildGate locks the product, bumps its generation, reads its live holds and passes the
 	// state to apply; it commits only if apply reports that it set the gate.
 	RebuildGate(ctx context.Context, id string, apply func(GateState) (bool, error)) error
-	// InsertHold records a new hold taken under gate generation gen, with its idempotency
-	// record when idem is not nil. It returns false when the generation is no longer the
+	// InsertHold records a new hold taken under gate generation gen at live-stock version
+	// version, with its idempotency record when idem is not nil. It returns false when the generation is no longer the
 	// product's (the gate was rebuilt meanwhile) or the deadline is not after now,
 	// ErrIdemTaken when the user already used idem.Key, and ErrGateStale when Postgres does
 	// not have the units free (it never holds more than stock).
-	InsertHold(ctx context.Context, r Reservation, gen int64, now time.Time, idem *IdemRecord) (bool, error)
+	InsertHold(ctx context.Context, r Reservation, gen, version int64, now time.Time, idem *IdemRecord) (bool, error)
+	// VersionFloor returns the highest live-stock version at which a gate granted a hold
+	// Postgres recorded (InsertHold's version): a gate below it lost acknowledged writes.
+	VersionFloor(ctx context.Context, productID string) (int64, error)
 	// Idem returns a stored idempotency record; ErrNotFound if there is none.
 	Idem(ctx context.Context, userID, key string) (IdemRecord, error)
 	// ReleaseHold moves the user's hold from reserved to released (compare-and-set). It returns
@@ -180,9 +183,9 @@ type Gate interface {
 	// Due returns the holds of the product whose deadline is not after now, with their
 	// deadlines; ErrNotFound when the product has no gate.
 	Due(ctx context.Context, productID string, now time.Time) (map[string]time.Time, error)
-	// Holds returns the gate's generation and its holds (id -> quantity); ErrNotFound when
-	// the product has no gate.
-	Holds(ctx context.Context, productID string) (gen int64, holds map[string]int64, err error)
+	// Holds returns the gate's generation, version and holds (id -> quantity), read
+	// together; ErrNotFound when the product has no gate.
+	Holds(ctx context.Context, productID string) (gen, version int64, holds map[string]int64, err error)
 
 	CartGate
 }
@@ -271,8 +274,10 @@ type Service struct {
 	// FulfillDeadline is how long a paid order may wait for fulfillment before the sweep
 	// lists it as a failed job (more than the queue's retries take: 3 × visibility).
 	FulfillDeadline time.Duration
-	// Fault, when set, is called after the gate took units and before Postgres records the
-	// hold; an error from it stands for the process dying there (tests inject crashes).
+	// Fault, when set, is called between two steps that a crash could separate (its step
+	// names: reserve.before_record, release.before_gate, sweep.before_gate,
+	// checkout.before_payment, fulfill, fulfill.before_drop); an error from it stands for
+	// the process dying there (tests inject crashes).
 	Fault func(step string) error
 
 	rebuilds singleflight.Group // one gate rebuild per product at a time in this process
@@ -281,6 +286,14 @@ type Service struct {
 // NewService returns a Service with the default clock, TTLs and logger.
 func NewService(st Store, g Gate) *Service {
 	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute, FailedJobMaxAge: 24 * time.Hour, FulfillDeadline: 15 * time.Minute}
+}
+
+// fault calls the Fault hook, if any, at a named step.
+func (s *Service) fault(step string) error {
+	if s.Fault == nil {
+		return nil
+	}
+	return s.Fault(step)
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Millisecond) }

@@ -195,33 +195,38 @@ func (g *Gate) Due(ctx context.Context, productID string, now time.Time) (map[st
 	return out, nil
 }
 
-// Holds returns the gate's generation and its holds (id -> quantity), read together;
+// Holds returns the gate's generation, version and holds (id -> quantity), read together;
 // shop.ErrNotFound when the product has no gate.
-func (g *Gate) Holds(ctx context.Context, productID string) (int64, map[string]int64, error) {
+func (g *Gate) Holds(ctx context.Context, productID string) (int64, int64, map[string]int64, error) {
 	k := KeysFor(productID)
-	var gen *redis.StringCmd
+	var gen, ver *redis.StringCmd
 	var holds *redis.MapStringStringCmd
 	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		gen = p.HGet(ctx, k.Gate, "gen")
+		ver = p.Get(ctx, k.Version)
 		holds = p.HGetAll(ctx, k.Holds)
 		return nil
 	})
-	if errors.Is(err, redis.Nil) {
-		return 0, nil, shop.ErrNotFound
-	}
-	if err != nil {
-		return 0, nil, fmt.Errorf("read gate holds: %w", Translate(err))
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, nil, fmt.Errorf("read gate holds: %w", Translate(err))
 	}
 	n, err := gen.Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, 0, nil, shop.ErrNotFound
+	}
 	if err != nil {
-		return 0, nil, fmt.Errorf("read gate generation: %w", err)
+		return 0, 0, nil, fmt.Errorf("read gate generation: %w", err)
+	}
+	v, err := ver.Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, nil, fmt.Errorf("read gate version: %w", err)
 	}
 	out := make(map[string]int64, len(holds.Val()))
-	for id, v := range holds.Val() {
-		q, _ := strconv.ParseInt(strings.SplitN(v, ":", 2)[0], 10, 64)
+	for id, h := range holds.Val() {
+		q, _ := strconv.ParseInt(strings.SplitN(h, ":", 2)[0], 10, 64)
 		out[id] = q
 	}
-	return n, out, nil
+	return n, v, out, nil
 }
 
 // Translate marks errors of a Redis that cannot be reached as shop.ErrUnavailable; other

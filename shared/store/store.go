@@ -296,19 +296,20 @@ func scanReservation(row pgx.CollectableRow) (shop.Reservation, error) {
 
 // InsertHold records a new hold in one statement, only while the product's gate generation
 // is still gen (checked under FOR KEY SHARE, which a rebuild's FOR UPDATE waits for) and the
-// deadline is after now. With idem, the idempotency record is written in the same statement.
-func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen int64, now time.Time, idem *shop.IdemRecord) (bool, error) {
+// deadline is after now; the insert trigger takes its units from the product's slots and
+// records version, the gate's live-stock version when it granted them. With idem, the idempotency record is written in the same statement.
+func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen, version int64, now time.Time, idem *shop.IdemRecord) (bool, error) {
 	const hold = `
 		WITH p AS (SELECT id FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
-		r AS (INSERT INTO reservations (id, product_id, user_id, quantity, status, expires_at, created_at, updated_at)
-			SELECT $1, p.id, $3, $4, 'reserved', $5, $6, $6 FROM p WHERE $5::timestamptz > $8::timestamptz
+		r AS (INSERT INTO reservations (id, product_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version)
+			SELECT $1, p.id, $3, $4, 'reserved', $5, $6, $6, $9 FROM p WHERE $5::timestamptz > $8::timestamptz
 			RETURNING id)`
-	args := []any{r.ID, r.ProductID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now}
+	args := []any{r.ID, r.ProductID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now, version}
 	q := hold + ` SELECT count(*) FROM r`
 	if idem != nil {
 		q = hold + `,
 		i AS (INSERT INTO idempotency_keys (user_id, key, request_hash, status, body, created_at)
-			SELECT $3, $9, $10, $11, $12, $6 FROM r)
+			SELECT $3, $10, $11, $12, $13, $6 FROM r)
 		SELECT count(*) FROM r`
 		args = append(args, idem.Key, idem.RequestHash, idem.Status, idem.Body)
 	}
@@ -414,6 +415,15 @@ func (s *Store) HoldStatuses(ctx context.Context, ids []string) (map[string]stri
 		return nil, fmt.Errorf("select hold statuses: %w", translate(err))
 	}
 	return out, nil
+}
+
+// VersionFloor returns the highest live-stock version a gate granted a recorded hold at.
+func (s *Store) VersionFloor(ctx context.Context, productID string) (int64, error) {
+	var v int64
+	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(max(ver), 0) FROM product_slots WHERE product_id = $1`, productID).Scan(&v); err != nil {
+		return 0, fmt.Errorf("select version floor: %w", translate(err))
+	}
+	return v, nil
 }
 
 // SettledHolds returns the product's live holds (id -> quantity) not updated since before.

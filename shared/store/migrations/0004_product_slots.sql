@@ -16,8 +16,14 @@ CREATE TABLE product_slots (
     product_id text NOT NULL REFERENCES products (id) ON DELETE CASCADE,
     slot       smallint NOT NULL CHECK (slot BETWEEN 0 AND 15),
     free       bigint NOT NULL CHECK (free >= 0),
+    -- the highest live-stock version a hold taken from this slot was granted at: the gate's
+    -- version can never be below it, unless Redis lost writes (the sweep then rebuilds it)
+    ver        bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (product_id, slot)
 );
+
+-- The live-stock version the gate answered with when it granted the hold (0: unknown).
+ALTER TABLE reservations ADD COLUMN gate_version bigint NOT NULL DEFAULT 0;
 
 -- lu_slot_of: the slot a hold prefers, from its id (16 slots).
 CREATE FUNCTION lu_slot_of(id text) RETURNS int LANGUAGE sql IMMUTABLE AS
@@ -34,11 +40,11 @@ $$;
 -- lu_take_units: take q free units of product p. Fast path: one slot with q free that nobody
 -- else is changing, the preferred one first. Otherwise every slot is locked in slot order, the
 -- units are pooled, taken and spread again; LU001 when all of them together cannot cover q.
-CREATE FUNCTION lu_take_units(p text, q bigint, pref int) RETURNS void LANGUAGE plpgsql AS $$
+CREATE FUNCTION lu_take_units(p text, q bigint, pref int, v bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     total bigint;
 BEGIN
-    UPDATE product_slots SET free = free - q
+    UPDATE product_slots SET free = free - q, ver = greatest(ver, v)
      WHERE product_id = p AND slot = (SELECT slot FROM product_slots WHERE product_id = p AND free >= q
                                        ORDER BY slot < pref, slot LIMIT 1 FOR UPDATE SKIP LOCKED);
     IF FOUND THEN
@@ -51,6 +57,9 @@ BEGIN
             MESSAGE = format('product %s has %s free units in postgres, a hold needs %s', p, total, q);
     END IF;
     PERFORM lu_spread(p, total - q);
+    IF v > 0 THEN
+        UPDATE product_slots SET ver = greatest(ver, v) WHERE product_id = p AND slot = pref;
+    END IF;
 END $$;
 
 -- lu_give_units: give q units of product p back to one slot.
@@ -61,7 +70,7 @@ $$;
 CREATE FUNCTION lu_hold_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.status IN ('reserved', 'checked_out') THEN
-        PERFORM lu_take_units(NEW.product_id, NEW.quantity, lu_slot_of(NEW.id));
+        PERFORM lu_take_units(NEW.product_id, NEW.quantity, lu_slot_of(NEW.id), NEW.gate_version);
     END IF;
     RETURN NULL;
 END $$;
@@ -89,7 +98,7 @@ BEGIN
         IF r.delta > 0 THEN
             PERFORM lu_give_units(r.product_id, r.delta, lu_slot_of(r.first_id));
         ELSIF r.delta < 0 THEN
-            PERFORM lu_take_units(r.product_id, -r.delta, lu_slot_of(r.first_id));
+            PERFORM lu_take_units(r.product_id, -r.delta, lu_slot_of(r.first_id), 0);
         END IF;
     END LOOP;
     RETURN NULL;
