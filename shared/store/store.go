@@ -86,6 +86,12 @@ func isUniqueViolation(err error, constraint string) bool {
 // hold becoming live (migration 0004).
 const codeShort = "LU001"
 
+// isDeadlock reports whether Postgres aborted a statement to break a deadlock.
+func isDeadlock(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "40P01"
+}
+
 // isShort reports whether err is Postgres refusing a hold for want of free units.
 func isShort(err error) (*pgconn.PgError, bool) {
 	var pe *pgconn.PgError
@@ -314,7 +320,13 @@ func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen, version
 		args = append(args, idem.Key, idem.RequestHash, idem.Status, idem.Body)
 	}
 	var n int
-	if err := s.pool.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+	err := s.pool.QueryRow(ctx, q, args...).Scan(&n)
+	for tries := 0; isDeadlock(err) && tries < 3; tries++ {
+		// Postgres aborted the statement (nothing written) to break a lock cycle between
+		// slot takes: try again.
+		err = s.pool.QueryRow(ctx, q, args...).Scan(&n)
+	}
+	if err != nil {
 		if isUniqueViolation(err, "idempotency_keys_pkey") {
 			return false, shop.ErrIdemTaken
 		}

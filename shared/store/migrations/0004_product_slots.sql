@@ -37,9 +37,11 @@ CREATE FUNCTION lu_spread(p text, total bigint) RETURNS void LANGUAGE sql AS $$
     ON CONFLICT (product_id, slot) DO UPDATE SET free = EXCLUDED.free
 $$;
 
--- lu_take_units: take q free units of product p. Fast path: one slot with q free that nobody
--- else is changing, the preferred one first. Otherwise every slot is locked in slot order, the
--- units are pooled, taken and spread again; LU001 when all of them together cannot cover q.
+-- lu_take_units: take q free units of product p and record version v on the slot. Fast path:
+-- one slot with q free that nobody else is changing, the preferred one first; when all of them
+-- are busy, wait for the preferred slot. Only when that slot cannot cover q is every slot
+-- locked in slot order, the units pooled, taken and spread again; LU001 when all of them
+-- together cannot cover q.
 CREATE FUNCTION lu_take_units(p text, q bigint, pref int, v bigint) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     total bigint;
@@ -50,6 +52,19 @@ BEGIN
     IF FOUND THEN
         RETURN;
     END IF;
+    -- Every slot with enough is being changed (a burst): queue on the preferred one. In a
+    -- subtransaction, so that the lock it may leave when the slot turns out short is given
+    -- back before every slot is locked in order (else two of them could deadlock).
+    BEGIN
+        UPDATE product_slots SET free = free - q, ver = greatest(ver, v)
+         WHERE product_id = p AND slot = pref AND free >= q;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = 'LU002';
+    EXCEPTION WHEN SQLSTATE 'LU002' THEN
+        NULL;
+    END;
     SELECT coalesce(sum(free), 0) INTO total
       FROM (SELECT free FROM product_slots WHERE product_id = p ORDER BY slot FOR UPDATE) x;
     IF total < q THEN
