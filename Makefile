@@ -11,6 +11,7 @@ PG_PORT   ?= 5432
 PG_ADMIN  ?= postgres://postgres@$(PG_HOST):$(PG_PORT)/postgres?sslmode=disable
 DB_NAME   ?= lastunit
 REDIS_PORT ?= 6379
+PGBOUNCER_PORT ?= 6432
 SQS_PORT  ?= 9324
 STRIPE_MOCK_PORT ?= 12111
 # Pinned local stand-ins (DESIGN.md): installed into the git-ignored .tools on first use.
@@ -30,7 +31,7 @@ include infra/deploy.mk
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
 
-services: ## make sure Postgres and Redis answer and the database exists (idempotent)
+services: ## make sure Postgres and Redis answer; start PgBouncer, the SQS emulator and stripe-mock (idempotent)
 	@mkdir -p $(RUN)
 	@if ! pg_isready -q -h $(PG_HOST) -p $(PG_PORT); then \
 		echo "starting postgres"; \
@@ -61,7 +62,8 @@ services: ## make sure Postgres and Redis answer and the database exists (idempo
 		for i in $$(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null && break; sleep 0.1; done; \
 	fi
 	@(exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null || { echo "stripe-mock does not answer on 127.0.0.1:$(STRIPE_MOCK_PORT); see $(RUN)/stripe-mock.log" >&2; exit 1; }
-	@echo "services up: postgres $(PG_HOST):$(PG_PORT)/$(DB_NAME), redis 127.0.0.1:$(REDIS_PORT), sqs 127.0.0.1:$(SQS_PORT), stripe-mock 127.0.0.1:$(STRIPE_MOCK_PORT)"
+	@PGBOUNCER_PORT=$(PGBOUNCER_PORT) PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) bash cmd/local/pgbouncer.sh start
+	@echo "services up: postgres $(PG_HOST):$(PG_PORT)/$(DB_NAME) (pgbouncer 127.0.0.1:$(PGBOUNCER_PORT)), redis 127.0.0.1:$(REDIS_PORT), sqs 127.0.0.1:$(SQS_PORT), stripe-mock 127.0.0.1:$(STRIPE_MOCK_PORT)"
 
 $(NODE) $(FAUXQS):
 	@echo "installing node $(NODE_VERSION) and fauxqs $(FAUXQS_VERSION) into $(TOOLS)/npm"
@@ -74,6 +76,7 @@ $(STRIPE_MOCK):
 	@GOBIN=$(TOOLS)/bin $(GO) install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
 
 stop-services: ## stop what `make services` started (nothing it found already running)
+	@PGBOUNCER_PORT=$(PGBOUNCER_PORT) bash cmd/local/pgbouncer.sh stop
 	@for p in fauxqs stripe-mock; do if [ -f $(RUN)/$$p.pid ]; then kill $$(cat $(RUN)/$$p.pid) 2>/dev/null || true; rm -f $(RUN)/$$p.pid; echo "stopped $$p"; fi; done
 	@if [ -f $(RUN)/started-redis ]; then redis-cli -p $(REDIS_PORT) shutdown nosave >/dev/null 2>&1 || true; rm -f $(RUN)/started-redis; echo "stopped redis"; fi
 	@if [ -f $(RUN)/started-postgres ]; then pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -V | tail -1) main stop || true; rm -f $(RUN)/started-postgres; echo "stopped postgres"; fi
@@ -87,6 +90,9 @@ dev: services local ## run the whole system on this machine (Ctrl-C stops it)
 
 migrate: services ## apply the database migrations to DATABASE_URL
 	$(GO) run ./cmd/local migrate
+
+fmt: ## gofmt every Go file (here and in infra/)
+	gofmt -w $$(git ls-files '*.go')
 
 vet: ## go vet and gofmt
 	$(GO) vet ./...
@@ -117,7 +123,7 @@ BENCH_FLAGS    ?=
 # pgx pool of 16 (pgxpool's default, max(4, cores), caps a 2-core machine at about 4.5k reserves/s
 # with p99 near 100 ms at c=200; 12 to 32 measured alike, 16 gave the steadiest p99).
 BENCH_ENV      ?= RESERVATION_TTL=1h EXPIRE_EVERY=1h DB_MAX_CONNS=16
-BENCHRUN = PG_ADMIN="$(PG_ADMIN)" PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) REDIS_PORT=$(REDIS_PORT) \
+BENCHRUN = PG_ADMIN="$(PG_ADMIN)" PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) PGBOUNCER_PORT=$(PGBOUNCER_PORT) REDIS_PORT=$(REDIS_PORT) \
 	BENCH_HOST=$(BENCH_HOST) RUN_DIR=$(RUN) $(BENCH_ENV) bash cmd/local/benchrun.sh
 bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs the Postgres insert ceiling, plus a 1000-way burst
 	@mkdir -p $(RUN)
@@ -140,4 +146,26 @@ bench-fanout: services local ## live stock fan-out: messages per viewer/s, final
 	@$(BENCHRUN) fanout $$(( $(BENCH_PORT) + 100 )) -- sh -c '$(GO) run ./cmd/local/fanoutbench -url "$$RUNNER_URL" \
 		-viewers $(FANOUT_VIEWERS) -products $(FANOUT_PRODUCTS) -rate $(FANOUT_RATE) -duration $(FANOUT_DURATION)'
 
-bench-all: bench bench-fanout ## every benchmark: `bench` and `bench-fanout`
+bench-all: bench bench-fanout bench-drop ## every benchmark: `bench`, `bench-fanout` and `bench-drop`
+
+# The drop moment (cmd/local/dropbench): DROP_ENVS in-process execution environments and
+# DROP_BINARIES real reserve binaries under the Lambda emulator cold-start at once, through a
+# PgBouncer of their own on DROP_POOLER_PORT capped at DROP_CAP server connections (RDS Proxy's
+# stand-in). Prints one table; fails on a failed invocation, a 5xx or an inexact ledger.
+.PHONY: bench-drop
+DROP_POOLER_PORT ?= 6442
+DROP_CAP         ?= 20
+DROP_ENVS        ?= 1000
+DROP_INVOCATIONS ?= 20
+DROP_UNITS       ?= 1000
+DROP_BINARIES    ?= 150
+bench-drop: services $(RIE) ## the drop moment: 1000 cold starts at once through a capped PgBouncer, plus 150 real binaries under the emulator
+	@mkdir -p $(RUN)/drop
+	CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -o $(RUN)/drop/bootstrap ./functions/reserve
+	@PGBOUNCER_PORT=$(DROP_POOLER_PORT) PGBOUNCER_MAX_DB_CONNS=$(DROP_CAP) PGBOUNCER_MAX_USER_CONNS=$(DROP_CAP) \
+		PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) bash cmd/local/pgbouncer.sh start
+	@status=0; ulimit -n 16384 2>/dev/null || true; \
+	$(GO) run ./cmd/local/dropbench -admin "$(PG_ADMIN)" -pooler 127.0.0.1:$(DROP_POOLER_PORT) -pooler-cap $(DROP_CAP) \
+		-envs $(DROP_ENVS) -invocations $(DROP_INVOCATIONS) -units $(DROP_UNITS) -binaries $(DROP_BINARIES) \
+		-bootstrap $(RUN)/drop/bootstrap -rie $(RIE) | tee $(RUN)/bench-drop.txt || status=$$?; \
+	PGBOUNCER_PORT=$(DROP_POOLER_PORT) bash cmd/local/pgbouncer.sh stop >/dev/null; exit $$status

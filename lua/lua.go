@@ -52,6 +52,11 @@ var Drop string
 //go:embed broadcast.lua
 var Broadcast string
 
+// Catalog writes products' shopper-facing details, newest generation wins (catalog.lua).
+//
+//go:embed catalog.lua
+var Catalog string
+
 // Join puts a connection into a product's room, within the room limit (join.lua).
 //
 //go:embed join.lua

@@ -16,8 +16,10 @@
 --   {"ok", available, gen, version}
 --   {"replay", rid}                       same key, same request, and its hold is still live
 --   {"conflict"}                          same key, another request, hold still live
---   {"out_of_stock", available}
---   {"limit", max_per_user, held}
+--   {"out_of_stock", available, seen}
+--   {"limit", max_per_user, held, seen}
+--     seen is "1" when the Idempotency-Key has an entry whose hold is gone (the key succeeded
+--     before: the caller answers from Postgres's record), else "0" (no Postgres read needed)
 --   {"missing"}                           no gate for this product: rebuild it from Postgres, then retry
 -- An idempotency entry whose hold is gone (released, fulfilled, lost) is stale: the request is
 -- treated as new and the caller settles it against Postgres.
@@ -27,8 +29,12 @@ end
 local rid, user, qty = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local deadline, rhash = ARGV[4], ARGV[5]
 
+local seen = '0'
 if rhash ~= '' then
   local e = redis.call('HMGET', KEYS[6], 'hash', 'rid')
+  if e[2] then
+    seen = '1'
+  end
   if e[2] and redis.call('HEXISTS', KEYS[2], e[2]) == 1 then
     if e[1] ~= rhash then
       return {'conflict'}
@@ -40,11 +46,11 @@ end
 local g = redis.call('HMGET', KEYS[1], 'avail', 'max', 'gen')
 local avail, max = tonumber(g[1]), tonumber(g[2])
 if qty > avail then
-  return {'out_of_stock', avail}
+  return {'out_of_stock', avail, seen}
 end
 local held = tonumber(redis.call('HGET', KEYS[4], user) or '0')
 if held + qty > max then
-  return {'limit', max, held}
+  return {'limit', max, held, seen}
 end
 
 avail = redis.call('HINCRBY', KEYS[1], 'avail', -qty)

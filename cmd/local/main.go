@@ -114,6 +114,8 @@ func localDefaults() {
 		// One process serves every function here, so it needs a bigger pool than one Lambda
 		// (pgxpool's default, max(4, cores), caps a 2-core machine near 4.5k reserves/s).
 		"DB_MAX_CONNS": "16",
+		// The runner applies the migrations at its start (a deployed function never does).
+		"MIGRATE_ON_START": "true",
 	} {
 		if os.Getenv(k) == "" {
 			os.Setenv(k, v)
@@ -124,7 +126,7 @@ func localDefaults() {
 // health is /healthz: every dependency answers.
 func health(app *config.App) func(context.Context) error {
 	return func(ctx context.Context) error {
-		if err := app.Pool.Ping(ctx); err != nil {
+		if err := store.Ping(ctx, app.Pool); err != nil {
 			return errors.New("postgres: " + err.Error())
 		}
 		if err := app.Redis.Ping(ctx).Err(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,7 +35,9 @@ type Config struct {
 	FailedJobAge   time.Duration
 	// FulfillVisibility is how long a failed fulfillment waits before SQS delivers it again.
 	FulfillVisibility time.Duration
-	Migrate           bool // apply migrations at start
+	// Migrate applies migrations when the App opens (MIGRATE_ON_START): the local runner does;
+	// deployed functions never do (the stack's migrate step runs them once per deploy).
+	Migrate bool
 
 	// SQS: the emulator's endpoint locally (""/unset in AWS), the queue name prefix, and
 	// the queue URLs where the stack provides them.
@@ -54,7 +57,9 @@ type Config struct {
 
 // Defaults match `make services` on one machine.
 const (
-	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/lastunit?sslmode=disable"
+	// DefaultDatabaseURL goes through PgBouncer (transaction pooling, `make services`), the
+	// local stand-in for RDS Proxy, so that anything that breaks under pooling breaks here too.
+	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:6432/lastunit?sslmode=disable"
 	DefaultRedisURL    = "redis://127.0.0.1:6379/0"
 )
 
@@ -63,7 +68,7 @@ func Load() (Config, error) {
 	c := Config{
 		DatabaseURL: env("DATABASE_URL", DefaultDatabaseURL),
 		RedisURL:    env("REDIS_URL", DefaultRedisURL),
-		Migrate:     env("MIGRATE_ON_START", "true") == "true",
+		Migrate:     env("MIGRATE_ON_START", "false") == "true",
 
 		SQSEndpoint:     os.Getenv("SQS_ENDPOINT"),
 		QueuePrefix:     env("QUEUE_PREFIX", "lastunit-"),
@@ -125,7 +130,13 @@ type App struct {
 // Logger returns the JSON logger every function uses.
 func Logger() *slog.Logger { return slog.New(slog.NewJSONHandler(os.Stdout, nil)) }
 
-// Open connects to Postgres and Redis, applies migrations if asked, and builds the service.
+// redisDialTimeout bounds a new Redis connection, its retries included.
+const redisDialTimeout = 8 * time.Second
+
+// Open builds the clients and the service without talking to any of them: pools connect on
+// first use, so a cold start never waits on Postgres, Redis or SQS, and a dependency that is
+// down costs the requests that need it a 503 (never an init crash, which API Gateway turns
+// into a bare 500). Only when c.Migrate is set (the local runner) does it apply migrations.
 func Open(ctx context.Context, c Config, log *slog.Logger) (*App, error) {
 	pool, err := store.Open(ctx, c.DatabaseURL, c.DBMaxConns)
 	if err != nil {
@@ -142,12 +153,13 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*App, error) {
 		pool.Close()
 		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
 	}
-	rdb := redis.NewClient(opt)
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		pool.Close()
-		rdb.Close()
-		return nil, fmt.Errorf("ping redis: %w", err)
+	if !strings.Contains(c.RedisURL, "dial_timeout=") {
+		// A drop starts a thousand environments at once, each dialling Redis for the first
+		// time: be patient with that first connection (a Redis that is really down still
+		// answers 503 well inside the function's timeout).
+		opt.DialTimeout = redisDialTimeout
 	}
+	rdb := redis.NewClient(opt)
 	svc := shop.NewService(store.New(pool), stock.New(rdb))
 	svc.Log = log
 	svc.HoldTTL = c.ReservationTTL
@@ -190,25 +202,37 @@ func (a *App) check(needs []Need) error {
 	return nil
 }
 
-// MustOpen is what a function's main calls once per cold start: it loads the environment and
-// opens the App, or logs why it cannot and exits.
+// Start is a function's cold start: it loads the environment, resolves the secrets the
+// environment names, and opens the App (no Postgres, Redis or SQS call: see Open).
+func Start(ctx context.Context, log *slog.Logger, needs ...Need) (*App, error) {
+	c, err := Load()
+	if err != nil {
+		return nil, err
+	}
+	if c, err = Resolve(ctx, c); err != nil { // secrets named by *_SECRET_ARN (secrets.go)
+		return nil, err
+	}
+	app, err := Open(ctx, c, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := app.check(needs); err != nil {
+		app.Close()
+		return nil, err
+	}
+	return app, nil
+}
+
+// MustOpen is what a function's main calls once per cold start: Start, or log why it cannot
+// and exit (only for a configuration that can never work: a bad setting or a missing key).
 func MustOpen(needs ...Need) *App {
 	log := Logger()
-	c, err := Load()
-	if err == nil {
-		c, err = Resolve(context.Background(), c) // secrets named by *_SECRET_ARN (secrets.go)
+	app, err := Start(context.Background(), log, needs...)
+	if err != nil {
+		log.Error("start", "err", err.Error())
+		os.Exit(1)
 	}
-	if err == nil {
-		var app *App
-		if app, err = Open(context.Background(), c, log); err == nil {
-			if err = app.check(needs); err == nil {
-				return app
-			}
-		}
-	}
-	log.Error("start", "err", err.Error())
-	os.Exit(1)
-	return nil
+	return app
 }
 
 // Close releases the clients.

@@ -34,6 +34,8 @@ func (g *fakeGate) Reserve(_ context.Context, a shop.GateReserve) (shop.GateResu
 
 func (g *fakeGate) Invalidate(context.Context, string, int64) error { return nil }
 
+func (g *fakeGate) PutCatalog(context.Context, []shop.CatalogEntry, bool) error { return nil }
+
 // fakeStore records upserts; it has no idempotency records.
 type fakeStore struct {
 	shop.Store

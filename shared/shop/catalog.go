@@ -18,39 +18,97 @@ const (
 	MaxNameLen    = 200
 )
 
-// Products lists every product with its available units.
+// Products lists every product with its available units, from Redis alone (the catalog and
+// the gates) once they are there: the read every viewer of a drop makes costs Postgres nothing.
+// A catalog or gate lost with Redis is filled again from Postgres, once per process at a time.
 func (s *Service) Products(ctx context.Context) ([]Product, error) {
-	rows, err := s.Store.Products(ctx)
+	ps, complete, err := s.Gate.Catalog(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return s.withAvailable(ctx, rows)
+	if !complete {
+		if ps, err = s.fillCatalog(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s.withAvailable(ctx, ps)
 }
 
-// Product returns one product with its available units.
+// Product returns one product with its available units, from Redis alone once the catalog and
+// its gate are there; an unknown product is answered from the catalog too.
 func (s *Service) Product(ctx context.Context, id string) (Product, error) {
 	if !ValidProductID(id) {
 		return Product{}, Invalid("id", "product id must match [a-z0-9][a-z0-9_-]{0,63}")
 	}
-	row, err := s.Store.Product(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return Product{}, Errorf(CodeNotFound, "no product %q", id)
-	}
+	p, found, err := s.catalogProduct(ctx, id)
 	if err != nil {
 		return Product{}, err
 	}
-	ps, err := s.withAvailable(ctx, []ProductRow{row})
+	if !found {
+		return Product{}, Errorf(CodeNotFound, "no product %q", id)
+	}
+	ps, err := s.withAvailable(ctx, []Product{p})
 	if err != nil {
 		return Product{}, err
 	}
 	return ps[0], nil
 }
 
-// withAvailable reads available units from the gate, rebuilding any gate that is missing.
-func (s *Service) withAvailable(ctx context.Context, rows []ProductRow) ([]Product, error) {
-	ids := make([]string, len(rows))
+// catalogProduct looks a product up in the catalog, filling the catalog from Postgres first
+// when it is not complete.
+func (s *Service) catalogProduct(ctx context.Context, id string) (Product, bool, error) {
+	p, found, complete, err := s.Gate.CatalogProduct(ctx, id)
+	if err != nil || found || complete {
+		return p, found, err
+	}
+	all, err := s.fillCatalog(ctx)
+	if err != nil {
+		return Product{}, false, err
+	}
+	for _, p := range all {
+		if p.ID == id {
+			return p, true, nil
+		}
+	}
+	return Product{}, false, nil
+}
+
+// fillCatalog writes every product Postgres has into the catalog and marks it complete.
+// Concurrent callers in one process share one Postgres read.
+func (s *Service) fillCatalog(ctx context.Context) ([]Product, error) {
+	v, err, _ := s.rebuilds.Do("\x00catalog", func() (any, error) {
+		rows, err := s.Store.Products(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Gate.PutCatalog(ctx, catalogEntries(rows...), true); err != nil {
+			return nil, err
+		}
+		ps := make([]Product, len(rows))
+		for i, r := range rows {
+			ps[i] = r.product()
+		}
+		return ps, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]Product), nil
+}
+
+func catalogEntries(rows ...ProductRow) []CatalogEntry {
+	out := make([]CatalogEntry, len(rows))
 	for i, r := range rows {
-		ids[i] = r.ID
+		out[i] = CatalogEntry{Product: r.product(), Gen: r.Gen}
+	}
+	return out
+}
+
+// withAvailable reads available units from the gates, rebuilding any gate that is missing.
+func (s *Service) withAvailable(ctx context.Context, ps []Product) ([]Product, error) {
+	ids := make([]string, len(ps))
+	for i, p := range ps {
+		ids[i] = p.ID
 	}
 	avail, err := s.Gate.Available(ctx, ids)
 	if err != nil {
@@ -74,10 +132,9 @@ func (s *Service) withAvailable(ctx context.Context, rows []ProductRow) ([]Produ
 			avail[id] = n
 		}
 	}
-	out := make([]Product, 0, len(rows))
-	for _, r := range rows {
-		p := r.product()
-		p.Available = avail[r.ID]
+	out := make([]Product, 0, len(ps))
+	for _, p := range ps {
+		p.Available = avail[p.ID]
 		out = append(out, p)
 	}
 	return out, nil
@@ -158,6 +215,10 @@ func (s *Service) Restock(ctx context.Context, id string, delta int64) (AdminPro
 // generation is refused and retried, and the next use or sweep rebuilds the gate.
 func (s *Service) refreshGate(ctx context.Context, row ProductRow) {
 	ctx = context.WithoutCancel(ctx)
+	if err := s.Gate.PutCatalog(ctx, catalogEntries(row), false); err != nil {
+		// The next sweep writes the catalog again from Postgres.
+		s.Log.Warn("refresh catalog", "product_id", row.ID, "err", err)
+	}
 	err := s.Gate.Invalidate(ctx, row.ID, row.Gen)
 	if err == nil {
 		err = s.ensureGate(ctx, row.ID)
@@ -180,6 +241,9 @@ type SweepReport struct {
 	OrdersExpired int `json:"orders_expired"`
 	// StalePaid counts paid orders not fulfilled within FulfillDeadline, now failed jobs.
 	StalePaid int `json:"stale_paid"`
+	// CancelsFinished counts cancels left between their steps (refund requested, not yet
+	// cancelled) that this sweep refunded and cancelled.
+	CancelsFinished int `json:"cancels_finished"`
 }
 
 // sweepBatch is how many holds one Postgres statement of the sweep expires.
@@ -203,7 +267,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 			return rep, err // the orphan pass of a later sweep gives the units back
 		}
 		for _, h := range holds {
-			res, err := s.Gate.Release(ctx, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt})
+			// FromReserved: Postgres expired it from reserved, so a checkout mark in the gate
+			// is a checkout that died before its order (else the units would wait 15 minutes).
+			res, err := s.Gate.Release(ctx, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt, FromReserved: true})
 			if err != nil {
 				return rep, err // the orphan pass of a later sweep finds it
 			}
@@ -220,6 +286,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		if err := s.expirePayments(ctx, &rep); err != nil {
 			return rep, err
 		}
+		if err := s.finishCancels(ctx, &rep); err != nil {
+			return rep, err
+		}
 	}
 	stale, err := s.Store.MarkStalePaid(ctx, now.Add(-s.FulfillDeadline), now)
 	if err != nil {
@@ -230,7 +299,12 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	// The catalog follows Postgres within one sweep, whatever Redis lost or an admin change
+	// that died before writing it left behind.
 	var errs []error
+	if err := s.Gate.PutCatalog(ctx, catalogEntries(rows...), true); err != nil {
+		errs = append(errs, err)
+	}
 	for _, p := range rows {
 		// One product's trouble must not stop the repair of the others.
 		if err := s.sweepGate(ctx, p, now, &rep); err != nil {

@@ -159,6 +159,11 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 		}
 		break
 	}
+	if s.Fault != nil {
+		if err := s.Fault("checkout.before_order"); err != nil {
+			return Order{}, err // the process "dies": the sweep frees the holds at their deadline
+		}
+	}
 	bg := context.WithoutCancel(ctx)
 	failed, err = s.Store.CreateOrder(ctx, order, s.now())
 	if err != nil || len(failed) > 0 {
@@ -179,7 +184,7 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 	if err == nil {
 		err = s.Store.AttachPayment(ctx, order.ID, pi, secret, s.now())
 		if err != nil {
-			if cerr := s.Pay.CancelIntent(bg, order.ID, pi); cerr != nil {
+			if cerr := s.Pay.CancelIntent(bg, order.ID, pi, s.now()); cerr != nil {
 				s.Log.Error("cancel unrecorded payment intent", "order_id", order.ID, "payment_intent_id", pi, "err", cerr)
 			}
 		}

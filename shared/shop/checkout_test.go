@@ -543,7 +543,9 @@ type alreadyPaid struct {
 	order shop.Order
 }
 
-func (p alreadyPaid) CancelIntent(context.Context, string, string) error { return shop.ErrAlreadyPaid }
+func (p alreadyPaid) CancelIntent(context.Context, string, string, time.Time) error {
+	return shop.ErrAlreadyPaid
+}
 func (p alreadyPaid) Succeeded(_ context.Context, pi string) (shop.PaymentEvent, bool, error) {
 	return shop.PaymentEvent{ID: "sweep:" + pi, Type: shop.EventPaymentSucceeded, PaymentIntentID: pi,
 		OrderID: p.order.ID, AmountCents: p.order.AmountCents, Currency: p.order.Currency}, true, nil

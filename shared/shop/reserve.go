@@ -89,6 +89,12 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 		}
 		switch res.Outcome {
 		case GateMissing:
+			// An unknown product is answered from the catalog, not with a Postgres query.
+			if _, found, err := s.catalogProduct(ctx, req.ProductID); err != nil {
+				return Reserved{}, err
+			} else if !found {
+				return Reserved{}, Errorf(CodeNotFound, "no product %q", req.ProductID)
+			}
 			if err := s.ensureGate(ctx, req.ProductID); err != nil {
 				return Reserved{}, err
 			}
@@ -107,8 +113,9 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 			sleep(ctx, 20*time.Millisecond)
 			continue
 		case GateOutOfStock, GateLimit:
-			if req.IdemKey != "" {
-				// The key may have succeeded before and its hold ended since: that answer stands.
+			// A sold-out answer costs Postgres nothing, unless the key succeeded before (its
+			// Redis entry outlived its hold): then that first answer stands.
+			if req.IdemKey != "" && res.IdemSeen {
 				if out, err := s.replay(ctx, req, hash); !errors.Is(err, ErrNotFound) {
 					return out, err
 				}
@@ -270,7 +277,9 @@ func (s *Service) Release(ctx context.Context, userID, id string) error {
 	if err := s.fault("release.before_gate"); err != nil {
 		return err // the process "dies": the sweep gives the units back after the deadline
 	}
-	if _, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: r.ProductID, ID: r.ID, Deadline: r.ExpiresAt}); err != nil {
+	// FromReserved: a checkout of this hold that marked it in the gate can no longer record its
+	// order, so its mark goes too and the units return now (API.md), not at the payment deadline.
+	if _, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: r.ProductID, ID: r.ID, Deadline: r.ExpiresAt, FromReserved: true}); err != nil {
 		// Postgres says released; the sweep gives the units back after the deadline.
 		s.Log.Error("release in gate", "reservation_id", r.ID, "product_id", r.ProductID, "err", err)
 	}

@@ -188,6 +188,27 @@ type Gate interface {
 	Holds(ctx context.Context, productID string) (gen, version int64, holds map[string]int64, err error)
 
 	CartGate
+	Catalog
+}
+
+// Catalog is every product's shopper-facing details kept in Redis beside the gates, so that
+// the product reads every viewer of a drop makes need no Postgres query.
+type Catalog interface {
+	// PutCatalog writes products (an entry is replaced only by one of the same or a newer
+	// generation); complete says these are every product Postgres has.
+	PutCatalog(ctx context.Context, entries []CatalogEntry, complete bool) error
+	// Catalog returns every product in the catalog by id, without available units; complete
+	// is false when the catalog was never filled or was lost with Redis.
+	Catalog(ctx context.Context) (products []Product, complete bool, err error)
+	// CatalogProduct returns one product; found false means unknown only when complete.
+	CatalogProduct(ctx context.Context, id string) (p Product, found, complete bool, err error)
+}
+
+// CatalogEntry is one product in the catalog, with the gate generation of the row it was read
+// from (every admin change bumps it).
+type CatalogEntry struct {
+	Product Product
+	Gen     int64
 }
 
 // Notifier hears that products' available units changed, for the live stock fan-out. It
@@ -209,6 +230,12 @@ type GateRelease struct {
 	// Deadline is the deadline the caller knows the hold by; a hold whose deadline changed
 	// since is left alone. Zero: any deadline.
 	Deadline time.Time
+	// FromReserved says Postgres has just moved the hold from reserved (with Deadline) to an
+	// end state: then a gate hold marked checked out under another deadline is released too.
+	// It belongs to a checkout whose order can never be recorded (the process died between
+	// checkout.lua and the order, or this release won the race with it); without this its units
+	// would wait for the payment deadline.
+	FromReserved bool
 	// UserID and IdemKey name an Idempotency-Key entry to forget with the hold (undoing a
 	// reserve that Postgres refused); empty for none.
 	UserID, IdemKey string
@@ -248,6 +275,9 @@ type GateResult struct {
 	Quantity  int64
 	// ID is, for a replay, the hold first taken under the same Idempotency-Key.
 	ID string
+	// IdemSeen is, for out_of_stock and limit, whether the request's Idempotency-Key took a
+	// hold before (gone since): only then is its first answer looked up in Postgres.
+	IdemSeen bool
 }
 
 // Service runs the rules. Build it once per cold start.
@@ -275,9 +305,10 @@ type Service struct {
 	// lists it as a failed job (more than the queue's retries take: 3 × visibility).
 	FulfillDeadline time.Duration
 	// Fault, when set, is called between two steps that a crash could separate (its step
-	// names: reserve.before_record, release.before_gate, sweep.before_gate,
-	// checkout.before_payment, fulfill, fulfill.before_drop); an error from it stands for
-	// the process dying there (tests inject crashes).
+	// names: reserve.before_record, release.before_gate, sweep.before_gate, checkout.before_order,
+	// checkout.before_payment, fulfill, fulfill.before_drop, cancel.after_request,
+	// cancel.after_refund); an error from it stands for the process dying there (tests inject
+	// crashes).
 	Fault func(step string) error
 
 	rebuilds singleflight.Group // one gate rebuild per product at a time in this process
@@ -286,14 +317,6 @@ type Service struct {
 // NewService returns a Service with the default clock, TTLs and logger.
 func NewService(st Store, g Gate) *Service {
 	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute, FailedJobMaxAge: 24 * time.Hour, FulfillDeadline: 15 * time.Minute}
-}
-
-// fault calls the Fault hook, if any, at a named step.
-func (s *Service) fault(step string) error {
-	if s.Fault == nil {
-		return nil
-	}
-	return s.Fault(step)
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Millisecond) }

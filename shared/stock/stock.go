@@ -78,9 +78,9 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 	case shop.GateReplay:
 		r.ID = lua.Str(v, 1)
 	case shop.GateOutOfStock:
-		r.Available = lua.Int(v, 1)
+		r.Available, r.IdemSeen = lua.Int(v, 1), lua.Str(v, 2) == "1"
 	case shop.GateLimit:
-		r.Limit = lua.Int(v, 1)
+		r.Limit, r.IdemSeen = lua.Int(v, 1), lua.Str(v, 3) == "1"
 	}
 	return r, nil
 }
@@ -89,14 +89,17 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 func (g *Gate) Release(ctx context.Context, r shop.GateRelease) (shop.GateResult, error) {
 	k := KeysFor(r.ProductID)
 	keys := append(k.list(), idemKey(r.ProductID, r.UserID, r.IdemKey))
-	forget, deadline := "0", ""
+	forget, deadline, fromReserved := "0", "", "0"
 	if r.IdemKey != "" {
 		forget = "1"
+	}
+	if r.FromReserved {
+		fromReserved = "1"
 	}
 	if !r.Deadline.IsZero() {
 		deadline = strconv.FormatInt(ms(r.Deadline), 10)
 	}
-	v, err := releaseScript.Run(ctx, g.rdb, keys, r.ID, forget, deadline).Slice()
+	v, err := releaseScript.Run(ctx, g.rdb, keys, r.ID, forget, deadline, fromReserved).Slice()
 	if err != nil {
 		return shop.GateResult{}, fmt.Errorf("run release.lua: %w", Translate(err))
 	}

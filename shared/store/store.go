@@ -32,7 +32,13 @@ var _ shop.Store = (*Store)(nil)
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// Open connects a pool to url and checks that the database answers.
+// Open builds a pool on url without connecting: connections are made on first use, so a
+// cold start never waits on (or fails with) Postgres, and a database that is down costs only
+// the requests that need it (503). maxConns caps the pool (0: pgxpool's default).
+//
+// Queries run in a mode that never creates a named prepared statement (the statement's
+// description is cached and it runs as the unnamed statement in one round trip), so the pool
+// works through PgBouncer in transaction pooling mode and does not pin RDS Proxy sessions.
 func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -41,15 +47,24 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	cfg.MinConns = 0
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", translate(err))
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("ping postgres: %w", translate(err))
-	}
 	return pool, nil
+}
+
+// Ping checks that the database answers (for health checks; never at a cold start).
+func Ping(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping postgres: %w", translate(err))
+	}
+	return nil
 }
 
 // translate maps driver errors to the shop's: no rows → ErrNotFound, a database that cannot
@@ -466,4 +481,26 @@ func (s *Store) DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error
 // tx runs fn in a transaction; errors starting or ending it are translated too.
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return translate(pgx.BeginFunc(ctx, s.pool, fn))
+}
+
+// txCommitUnknown is tx for transactions whose caller must not undo anything when the COMMIT
+// was sent but never answered: that failure is marked shop.ErrMaybeWritten (it may have
+// committed). An error from fn, or a COMMIT that Postgres refused, rolled everything back.
+func (s *Store) txCommitUnknown(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return translate(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return translate(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return translate(err)
+		}
+		return fmt.Errorf("commit: %w: %w", shop.ErrMaybeWritten, translate(err))
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"testing"
@@ -20,9 +21,12 @@ import (
 	"lastunit/shared/store"
 )
 
-// Defaults for the machine's services; TEST_DATABASE_URL and TEST_REDIS_ADDR override them.
+// Defaults for the machine's services; TEST_DATABASE_URL (the server, for creating and
+// dropping databases), TEST_POOLER_ADDR (PgBouncer, which every test pool goes through, as
+// every function goes through RDS Proxy) and TEST_REDIS_ADDR override them.
 const (
-	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	DefaultPoolerAddr  = "127.0.0.1:6432"
 	DefaultRedisAddr   = "127.0.0.1:6379"
 )
 
@@ -40,7 +44,7 @@ func randomSuffix() string {
 }
 
 // Postgres creates a fresh, migrated database for the test and drops it afterwards. It
-// returns a pool on it and its URL.
+// returns a pool on it and its URL, both through PgBouncer in transaction pooling mode.
 func Postgres(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
 	ctx := context.Background()
@@ -58,7 +62,13 @@ func Postgres(t testing.TB) (*pgxpool.Pool, string) {
 	if err != nil {
 		t.Fatalf("parse %s: %v", adminURL, err)
 	}
-	url := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+	pooler := env("TEST_POOLER_ADDR", DefaultPoolerAddr)
+	if c, err := net.DialTimeout("tcp", pooler, 2*time.Second); err != nil {
+		t.Fatalf("pgbouncer is not reachable at %s: %v (start it with `make services`)", pooler, err)
+	} else {
+		c.Close()
+	}
+	url := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", cfg.User, pooler, name)
 	pool, err := store.Open(ctx, url, 40)
 	if err != nil {
 		t.Fatalf("open %s: %v", url, err)

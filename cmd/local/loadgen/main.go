@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -418,6 +419,8 @@ func openCeiling(ctx context.Context, url string, maxConns int, indexes bool) (*
 		return nil, fmt.Errorf("parse -db: %w", err)
 	}
 	cfg.MaxConns = int32(maxConns)
+	// Through PgBouncer (transaction pooling) as the runner is: no named prepared statements.
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)

@@ -1,0 +1,100 @@
+package shop_test
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"lastunit/shared/shop"
+	"lastunit/shared/stock"
+	"lastunit/shared/store"
+	"lastunit/shared/testenv"
+)
+
+// TestDropReadsNeedNoPostgres: once the catalog and the gates are in Redis, what every viewer
+// of a drop does costs Postgres nothing: listing products, reading one, asking for an unknown
+// one, and being told a product is sold out (or over the limit) all answer with Postgres
+// down; only a hold that must be recorded answers 503. A catalog lost with Redis is filled
+// again from Postgres, and an admin change reaches it at once.
+func TestDropReadsNeedNoPostgres(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	env.Product(t, "gone", 1, 1)
+	env.Product(t, "left", 5, 1)
+	if _, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: "first", ProductID: "gone", Quantity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: "first", ProductID: "left", Quantity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Shop.Products(ctx); err != nil { // fills the catalog from Postgres, once
+		t.Fatal(err)
+	}
+	dead, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:1/nothing?sslmode=disable&connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	down := shop.NewService(store.New(dead), env.Shop.Gate)
+	down.Now, down.Log = env.Clock.Now, env.Shop.Log
+
+	ps, err := down.Products(ctx)
+	if err != nil || len(ps) != 2 || ps[0].ID != "gone" || ps[0].Available != 0 || ps[1].Available != 4 || ps[1].Name != "Product left" || ps[1].PriceCents != 1500 {
+		t.Fatalf("products with postgres down: %+v, %v", ps, err)
+	}
+	for _, tc := range []struct {
+		name string
+		call func() error
+		want shop.Code
+	}{
+		{"one product", func() error { _, err := down.Product(ctx, "left"); return err }, ""},
+		{"unknown product", func() error { _, err := down.Product(ctx, "nope"); return err }, shop.CodeNotFound},
+		{"reserve an unknown product", func() error {
+			_, err := down.Reserve(ctx, shop.ReserveRequest{UserID: "b", ProductID: "nope", Quantity: 1})
+			return err
+		}, shop.CodeNotFound},
+		{"sold out", func() error {
+			_, err := down.Reserve(ctx, shop.ReserveRequest{UserID: "b", ProductID: "gone", Quantity: 1})
+			return err
+		}, shop.CodeOutOfStock},
+		{"sold out with a new Idempotency-Key", func() error {
+			_, err := down.Reserve(ctx, shop.ReserveRequest{UserID: "b", ProductID: "gone", Quantity: 1, IdemKey: "k1"})
+			return err
+		}, shop.CodeOutOfStock},
+		{"over the limit", func() error {
+			_, err := down.Reserve(ctx, shop.ReserveRequest{UserID: "first", ProductID: "left", Quantity: 1})
+			return err
+		}, shop.CodeLimitExceeded},
+		{"a hold to record", func() error {
+			_, err := down.Reserve(ctx, shop.ReserveRequest{UserID: "b", ProductID: "left", Quantity: 1})
+			return err
+		}, shop.CodeUnavailable},
+	} {
+		if err := tc.call(); code(err) != tc.want {
+			t.Errorf("%s with postgres down: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	env.CheckLedger(t, "left", 5)
+
+	// Redis loses the catalog: the next read fills it from Postgres again.
+	if err := env.Redis.Del(ctx, stock.CatalogKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := down.Product(ctx, "left"); code(err) != shop.CodeUnavailable {
+		t.Fatalf("a lost catalog with postgres down: %v, want unavailable", err)
+	}
+	if p, err := env.Shop.Product(ctx, "left"); err != nil || p.Available != 4 {
+		t.Fatalf("a lost catalog is filled again: %+v %v", p, err)
+	}
+	// An admin change reaches the catalog at once; an older writer cannot undo it.
+	if _, err := env.Shop.UpsertProduct(ctx, "left", shop.ProductInput{Name: "Renamed", PriceCents: 2500, Currency: "usd", Stock: 5, MaxPerUser: 1}); err != nil {
+		t.Fatal(err)
+	}
+	stale := shop.CatalogEntry{Product: shop.Product{ID: "left", Name: "Product left", PriceCents: 1500, Currency: "usd", MaxPerUser: 1}, Gen: 1}
+	if err := env.Shop.Gate.PutCatalog(ctx, []shop.CatalogEntry{stale}, true); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := down.Product(ctx, "left"); err != nil || p.Name != "Renamed" || p.PriceCents != 2500 {
+		t.Fatalf("after the admin's change: %+v %v", p, err)
+	}
+}

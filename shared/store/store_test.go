@@ -1,0 +1,91 @@
+package store_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"lastunit/shared/store"
+	"lastunit/shared/testenv"
+)
+
+// TestMigrateConcurrentlyThroughThePooler: many migrate steps at once (a deploy's trigger
+// retried, the runner and `make migrate` together) through PgBouncer in transaction pooling
+// mode all succeed and apply each migration once; a session advisory lock would not hold
+// there, the transaction lock does.
+func TestMigrateConcurrentlyThroughThePooler(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, url := testenv.Postgres(t) // migrated once already
+	if _, err := pool.Exec(ctx, `DROP SCHEMA public CASCADE; CREATE SCHEMA public`); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 12)
+	for range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, err := store.Open(ctx, url, 1)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer p.Close()
+			errs <- store.Migrate(ctx, p)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent migrate: %v", err)
+		}
+	}
+	var applied, distinct int
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT version) FROM schema_migrations`).Scan(&applied, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if applied == 0 || applied != distinct {
+		t.Fatalf("schema_migrations has %d rows for %d versions", applied, distinct)
+	}
+}
+
+// TestLeaseIsExclusiveAndRunsOut: a lease is held by one holder at a time, comes back when
+// its holder gives it back, and is taken over once it ran out (its holder died).
+func TestLeaseIsExclusiveAndRunsOut(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := testenv.Postgres(t)
+	s := store.New(pool)
+	now := testenv.Start
+	unlock, ok, err := s.TryLock(ctx, "job", now, time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("first take: %v %v", ok, err)
+	}
+	if _, ok, err := s.TryLock(ctx, "job", now.Add(30*time.Second), time.Minute); err != nil || ok {
+		t.Fatalf("taken while held: %v %v", ok, err)
+	}
+	if _, ok, err := s.TryLock(ctx, "other", now, time.Minute); err != nil || !ok {
+		t.Fatalf("another name: %v %v", ok, err)
+	}
+	unlock()
+	unlock2, ok, err := s.TryLock(ctx, "job", now.Add(time.Second), time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("after unlock: %v %v", ok, err)
+	}
+	_ = unlock2 // its holder "dies": never unlocks
+	if _, ok, err := s.TryLock(ctx, "job", now.Add(30*time.Second), time.Minute); err != nil || ok {
+		t.Fatalf("taken while the dead holder's lease runs: %v %v", ok, err)
+	}
+	unlock3, ok, err := s.TryLock(ctx, "job", now.Add(2*time.Minute), time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("after the dead holder's lease ran out: %v %v", ok, err)
+	}
+	unlock2() // the old holder's late unlock must not free the new holder's lease
+	if _, ok, err := s.TryLock(ctx, "job", now.Add(2*time.Minute+time.Second), time.Minute); err != nil || ok {
+		t.Fatalf("a stale unlock freed the new holder's lease: %v %v", ok, err)
+	}
+	unlock3()
+}
