@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"strings"
@@ -100,6 +101,13 @@ func isUniqueViolation(err error, constraint string) bool {
 // codeShort is the SQLSTATE lu_take_units raises when a product's free units cannot cover a
 // hold becoming live (migration 0004).
 const codeShort = "LU001"
+
+// slotOf is the slot (0..15) a hold takes its units from on the fast path.
+func slotOf(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % 64)
+}
 
 // isDeadlock reports whether Postgres aborted a statement to break a deadlock.
 func isDeadlock(err error) bool {
@@ -320,26 +328,46 @@ func scanReservation(row pgx.CollectableRow) (shop.Reservation, error) {
 // deadline is after now; the insert trigger takes its units from the product's slots and
 // records version, the gate's live-stock version when it granted them. With idem, the idempotency record is written in the same statement.
 func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen, version int64, now time.Time, idem *shop.IdemRecord) (bool, error) {
-	const hold = `
+	// The fast path takes the units from the hold's own slot in the same statement (one row
+	// lock, no trigger work: units_taken tells the trigger they are taken). When that slot is
+	// short, the plain insert lets the trigger look at the other slots, pool them, or refuse.
+	const fast = `
+		WITH p AS (SELECT id FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
+		s AS (UPDATE product_slots SET free = free - $4, ver = greatest(ver, $9)
+			WHERE product_id = $2 AND slot = $10 AND free >= $4 AND $5::timestamptz > $8::timestamptz
+				AND EXISTS (SELECT 1 FROM p)
+			RETURNING slot),
+		r AS (INSERT INTO reservations (id, product_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version, units_taken)
+			SELECT $1, p.id, $3, $4, 'reserved', $5, $6, $6, $9, true FROM p, s
+			RETURNING id)`
+	const plain = `
 		WITH p AS (SELECT id FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
 		r AS (INSERT INTO reservations (id, product_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version)
 			SELECT $1, p.id, $3, $4, 'reserved', $5, $6, $6, $9 FROM p WHERE $5::timestamptz > $8::timestamptz
+				AND $10::int >= 0
 			RETURNING id)`
-	args := []any{r.ID, r.ProductID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now, version}
-	q := hold + ` SELECT count(*) FROM r`
-	if idem != nil {
-		q = hold + `,
+	const idemCTE = `,
 		i AS (INSERT INTO idempotency_keys (user_id, key, request_hash, status, body, created_at)
-			SELECT $3, $10, $11, $12, $13, $6 FROM r)
-		SELECT count(*) FROM r`
+			SELECT $3, $11, $12, $13, $14, $6 FROM r)`
+	args := []any{r.ID, r.ProductID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now, version, slotOf(r.ID)}
+	tail := ` SELECT (SELECT count(*) FROM p), count(*) FROM r`
+	if idem != nil {
+		tail = idemCTE + tail
 		args = append(args, idem.Key, idem.RequestHash, idem.Status, idem.Body)
 	}
-	var n int
-	err := s.pool.QueryRow(ctx, q, args...).Scan(&n)
-	for tries := 0; isDeadlock(err) && tries < 3; tries++ {
-		// Postgres aborted the statement (nothing written) to break a lock cycle between
-		// slot takes: try again.
-		err = s.pool.QueryRow(ctx, q, args...).Scan(&n)
+	var found, n int
+	run := func(q string) error {
+		err := s.pool.QueryRow(ctx, q+tail, args...).Scan(&found, &n)
+		for tries := 0; isDeadlock(err) && tries < 3; tries++ {
+			// Postgres aborted the statement (nothing written) to break a lock cycle between
+			// slot takes: try again.
+			err = s.pool.QueryRow(ctx, q+tail, args...).Scan(&found, &n)
+		}
+		return err
+	}
+	err := run(fast)
+	if err == nil && n == 0 && found == 1 && r.ExpiresAt.After(now) {
+		err = run(plain) // the hold's slot is short
 	}
 	if err != nil {
 		if isUniqueViolation(err, "idempotency_keys_pkey") {

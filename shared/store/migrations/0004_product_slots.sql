@@ -1,5 +1,5 @@
 -- Postgres enforces the count itself (DESIGN.md invariant 5): each product's free units
--- (stock on hand minus units in live holds) are split over 16 counter rows, so that holds of
+-- (stock on hand minus units in live holds) are split over 64 counter rows, so that holds of
 -- a hot product take their units from different rows and do not queue on one row lock.
 --
 --   for every product: sum(product_slots.free) + units in live holds == products.stock
@@ -10,11 +10,13 @@
 -- (released, expired, cancelled) gives its units back; a hold becoming fulfilled changes
 -- nothing here, because fulfillment takes the same units out of stock on hand. Stock changes
 -- by an admin lock every slot in slot order and spread the new total (lu_spread, from
--- store.UpsertProduct and store.Restock).
+-- store.UpsertProduct and store.Restock). The reserve's own insert takes its units from its
+-- slot in the same statement (store.InsertHold's fast path, units_taken) and leaves the
+-- trigger only the rest: other slots, pooling, or the refusal.
 
 CREATE TABLE product_slots (
     product_id text NOT NULL REFERENCES products (id) ON DELETE CASCADE,
-    slot       smallint NOT NULL CHECK (slot BETWEEN 0 AND 15),
+    slot       smallint NOT NULL CHECK (slot BETWEEN 0 AND 63),
     free       bigint NOT NULL CHECK (free >= 0),
     -- the highest live-stock version a hold taken from this slot was granted at: the gate's
     -- version can never be below it, unless Redis lost writes (the sweep then rebuilds it)
@@ -24,16 +26,19 @@ CREATE TABLE product_slots (
 
 -- The live-stock version the gate answered with when it granted the hold (0: unknown).
 ALTER TABLE reservations ADD COLUMN gate_version bigint NOT NULL DEFAULT 0;
+-- True only when the inserting statement took the hold's units from a slot itself (the
+-- reserve's fast path, store.InsertHold): the insert trigger then has nothing to do.
+ALTER TABLE reservations ADD COLUMN units_taken boolean NOT NULL DEFAULT false;
 
--- lu_slot_of: the slot a hold prefers, from its id (16 slots).
+-- lu_slot_of: the slot a hold prefers, from its id (64 slots).
 CREATE FUNCTION lu_slot_of(id text) RETURNS int LANGUAGE sql IMMUTABLE AS
-$$ SELECT ((hashtext(id) % 16) + 16) % 16 $$;
+$$ SELECT ((hashtext(id) % 64) + 64) % 64 $$;
 
--- lu_spread: set the product's free units to total, spread evenly over its 16 slots (the
+-- lu_spread: set the product's free units to total, spread evenly over its 64 slots (the
 -- caller has locked them in slot order, or the product is new).
 CREATE FUNCTION lu_spread(p text, total bigint) RETURNS void LANGUAGE sql AS $$
     INSERT INTO product_slots (product_id, slot, free)
-    SELECT p, s, total / 16 + CASE WHEN s < total % 16 THEN 1 ELSE 0 END FROM generate_series(0, 15) s
+    SELECT p, s, total / 64 + CASE WHEN s < total % 64 THEN 1 ELSE 0 END FROM generate_series(0, 63) s
     ON CONFLICT (product_id, slot) DO UPDATE SET free = EXCLUDED.free
 $$;
 
@@ -91,7 +96,7 @@ BEGIN
 END $$;
 
 CREATE TRIGGER reservations_take_units AFTER INSERT ON reservations
-    FOR EACH ROW EXECUTE FUNCTION lu_hold_inserted();
+    FOR EACH ROW WHEN (NOT NEW.units_taken) EXECUTE FUNCTION lu_hold_inserted();
 
 -- One statement may end or revive many holds (the sweep, an order's items): the units are
 -- netted per product and the products are visited in id order, so that two statements lock
