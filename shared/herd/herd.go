@@ -8,13 +8,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"lastunit/shared/config"
+	"lastunit/shared/handler"
 )
 
 // Env is one execution environment after its cold start: Invoke serves one event (API
@@ -192,4 +197,35 @@ func Transactions(ctx context.Context, addr, db string) (int64, error) {
 		}
 	}
 	return n, rows.Err()
+}
+
+// StartReserve is one execution environment of the reserve function cold-starting exactly as
+// functions/reserve/main.go does (config.Start is MustOpen without the exit), returning the
+// handler lambda.Start would run.
+func StartReserve(ctx context.Context, log *slog.Logger) (Env, error) {
+	app, err := config.Start(ctx, log)
+	if err != nil {
+		return Env{}, err
+	}
+	h := app.Handler(handler.Reserve(app.Shop, app.Log).Serve)
+	return Env{Invoke: h.Invoke, Close: app.Close}, nil
+}
+
+// ReserveEvent is API Gateway's event (HTTP API, payload 2.0) for one shopper's
+// POST /reservations of one unit, after the JWT authorizer passed the shopper's claims.
+func ReserveEvent(user, product string) []byte {
+	ev := events.APIGatewayV2HTTPRequest{
+		Version: "2.0", RouteKey: handler.RouteReserve, RawPath: "/reservations",
+		Headers: map[string]string{"content-type": "application/json"},
+		Body:    fmt.Sprintf(`{"product_id":%q,"quantity":1}`, product),
+		RequestContext: events.APIGatewayV2HTTPRequestContext{
+			RouteKey: handler.RouteReserve, Stage: "$default", RequestID: "drop-" + user,
+			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: "POST", Path: "/reservations", Protocol: "HTTP/1.1"},
+			Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
+				JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: map[string]string{"sub": user}},
+			},
+		},
+	}
+	b, _ := json.Marshal(ev)
+	return b
 }
