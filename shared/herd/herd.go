@@ -137,10 +137,11 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 
 // Watch samples how many server connections Postgres has open to database db (through
 // admin, a connection that does not go through the pooler) every period until stop is
-// called; stop returns the peak it saw.
-func Watch(ctx context.Context, admin *pgxpool.Pool, db string, period time.Duration) (stop func() int) {
+// called; stop returns the peak it saw, or the first error of a sample.
+func Watch(ctx context.Context, admin *pgxpool.Pool, db string, period time.Duration) (stop func() (int, error)) {
 	ctx, cancel := context.WithCancel(ctx)
 	var peak int
+	var first error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -148,8 +149,12 @@ func Watch(ctx context.Context, admin *pgxpool.Pool, db string, period time.Dura
 		defer t.Stop()
 		for {
 			var n int
-			if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, db).Scan(&n); err == nil && n > peak {
+			err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, db).Scan(&n)
+			switch {
+			case err == nil && n > peak:
 				peak = n
+			case err != nil && ctx.Err() == nil && first == nil:
+				first = fmt.Errorf("sample pg_stat_activity: %w", err)
 			}
 			select {
 			case <-ctx.Done():
@@ -158,10 +163,10 @@ func Watch(ctx context.Context, admin *pgxpool.Pool, db string, period time.Dura
 			}
 		}
 	}()
-	return func() int {
+	return func() (int, error) {
 		cancel()
 		<-done
-		return peak
+		return peak, first
 	}
 }
 

@@ -204,7 +204,10 @@ func measure(ctx context.Context, admin *pgxpool.Pool, pooler, db string, setup 
 	}
 	stop := herd.Watch(ctx, admin, db, 10*time.Millisecond)
 	res := herd.Run(ctx, c)
-	peak := stop()
+	peak, err := stop()
+	if err != nil {
+		return row{}, err
+	}
 	time.Sleep(1200 * time.Millisecond)
 	after, err := herd.Transactions(ctx, pooler, db)
 	if err != nil {
