@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"lastunit/shared/apigw"
 	"lastunit/shared/shop"
@@ -28,6 +29,10 @@ type ProductBody struct {
 	Currency   *string `json:"currency"`
 	Stock      *int64  `json:"stock"`
 	MaxPerUser *int64  `json:"max_per_user"`
+	// Optional drop fields (null or absent: no window / no waiting room).
+	OpensAt   *time.Time `json:"opens_at"`
+	ClosesAt  *time.Time `json:"closes_at"`
+	QueueRate *int64     `json:"queue_rate"`
 }
 
 // Shop checks that every field is there and returns the shop's input.
@@ -44,7 +49,12 @@ func (b ProductBody) Shop() (shop.ProductInput, error) {
 	case b.MaxPerUser == nil:
 		return shop.ProductInput{}, shop.Invalid("max_per_user", "max_per_user is required")
 	}
-	return shop.ProductInput{Name: *b.Name, PriceCents: *b.PriceCents, Currency: *b.Currency, Stock: *b.Stock, MaxPerUser: *b.MaxPerUser}, nil
+	in := shop.ProductInput{Name: *b.Name, PriceCents: *b.PriceCents, Currency: *b.Currency, Stock: *b.Stock, MaxPerUser: *b.MaxPerUser,
+		OpensAt: b.OpensAt, ClosesAt: b.ClosesAt}
+	if b.QueueRate != nil {
+		in.QueueRate = *b.QueueRate
+	}
+	return in, nil
 }
 
 // RestockBody is the body of POST /admin/products/{id}/restock.

@@ -70,17 +70,33 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 		hash = requestHash("POST /reservations", req.ProductID, req.Quantity)
 	}
 	giveUp := time.Now().Add(replayWait) // a wait bound, not business time
+	charge := true // only the first gate call of a request takes a token from the bucket
 	for {
 		now := s.now()
 		a := GateReserve{
 			ProductID: req.ProductID, ID: NewID("r_"), UserID: req.UserID, Quantity: req.Quantity,
 			Now: now, Deadline: now.Add(s.HoldTTL), IdemKey: req.IdemKey, RequestHash: hash,
+			Seed: Seed(), Charge: charge, AdmissionWindow: s.AdmissionWindow,
+			ShopperRate: s.ShopperRate, ShopperBurst: s.ShopperBurst,
 		}
 		res, err := s.Gate.Reserve(ctx, a)
 		if err != nil {
 			return Reserved{}, err
 		}
+		if res.Outcome != GateMissing {
+			charge = false
+		}
 		switch res.Outcome {
+		case GateRateLimited:
+			return Reserved{}, RateLimited(res.Wait)
+		case GateNotOpen:
+			p, _, err := s.catalogProduct(ctx, req.ProductID)
+			if err != nil {
+				return Reserved{}, err
+			}
+			return Reserved{}, notOpen(p, res.Which)
+		case GateNotAdmitted:
+			return Reserved{}, notAdmitted(res.Ahead)
 		case GateMissing:
 			// An unknown product is answered from the catalog, not with a Postgres query.
 			if _, found, err := s.catalogProduct(ctx, req.ProductID); err != nil {
