@@ -70,7 +70,7 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 		hash = requestHash("POST /reservations", req.ProductID, req.Quantity)
 	}
 	giveUp := time.Now().Add(replayWait) // a wait bound, not business time
-	charge := true // only the first gate call of a request takes a token from the bucket
+	charge := true                       // only the first gate call of a request takes a token from the bucket
 	for {
 		now := s.now()
 		a := GateReserve{
