@@ -29,6 +29,13 @@ var ratelimit string
 // RateLimit takes one request from a shopper's token bucket (ratelimit.lua after waitroom.lua).
 var RateLimit = waitroom + ratelimit
 
+//go:embed queuecast.lua
+var queuecast string
+
+// QueueCast claims a product's next waiting-room message and reads it (queuecast.lua after
+// waitroom.lua).
+var QueueCast = waitroom + queuecast
+
 // GateDrop completes a rebuilt gate with the drop fields and bought units (gatedrop.lua).
 //
 //go:embed gatedrop.lua

@@ -120,7 +120,11 @@ func (s *Service) limitRate(ctx context.Context, userID string) error {
 // admission ran out is replaced by a new one at the back). A product without a waiting room
 // is invalid_state.
 func (s *Service) JoinQueue(ctx context.Context, userID, productID string) (Ticket, error) {
-	return s.queueTicket(ctx, QueueJoin, userID, productID)
+	t, err := s.queueTicket(ctx, QueueJoin, userID, productID)
+	if err == nil {
+		s.changed(ctx, productID) // the broadcaster looks at the queue (and keeps it moving)
+	}
+	return t, err
 }
 
 // QueueTicket returns the caller's ticket; not_found without one.
