@@ -2,6 +2,8 @@ package handler
 
 import (
 	"context"
+	"encoding/json"
+	"reflect"
 	"log/slog"
 	"net/http"
 	"time"
@@ -30,9 +32,28 @@ type ProductBody struct {
 	Stock      *int64  `json:"stock"`
 	MaxPerUser *int64  `json:"max_per_user"`
 	// Optional drop fields (null or absent: no window / no waiting room).
-	OpensAt   *time.Time `json:"opens_at"`
-	ClosesAt  *time.Time `json:"closes_at"`
-	QueueRate *int64     `json:"queue_rate"`
+	OpensAt   *Time  `json:"opens_at"`
+	ClosesAt  *Time  `json:"closes_at"`
+	QueueRate *int64 `json:"queue_rate"`
+}
+
+// Time is an RFC 3339 time in a request body; one that does not parse is a type error, so
+// that the 400 names its field.
+type Time struct{ time.Time }
+
+// UnmarshalJSON reads an RFC 3339 string.
+func (t *Time) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, &t.Time); err != nil {
+		return &json.UnmarshalTypeError{Value: string(b), Type: reflect.TypeOf(t.Time)}
+	}
+	return nil
+}
+
+func (t *Time) ptr() *time.Time {
+	if t == nil {
+		return nil
+	}
+	return &t.Time
 }
 
 // Shop checks that every field is there and returns the shop's input.
@@ -50,7 +71,7 @@ func (b ProductBody) Shop() (shop.ProductInput, error) {
 		return shop.ProductInput{}, shop.Invalid("max_per_user", "max_per_user is required")
 	}
 	in := shop.ProductInput{Name: *b.Name, PriceCents: *b.PriceCents, Currency: *b.Currency, Stock: *b.Stock, MaxPerUser: *b.MaxPerUser,
-		OpensAt: b.OpensAt, ClosesAt: b.ClosesAt}
+		OpensAt: b.OpensAt.ptr(), ClosesAt: b.ClosesAt.ptr()}
 	if b.QueueRate != nil {
 		in.QueueRate = *b.QueueRate
 	}
