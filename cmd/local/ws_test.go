@@ -75,6 +75,8 @@ type wsMsg struct {
 	ProductID string `json:"product_id"`
 	Available int64  `json:"available"`
 	Version   int64  `json:"version"`
+	Serving   int64  `json:"serving"`
+	SoldOut   bool   `json:"sold_out"`
 	Code      string `json:"code"`
 	Message   string `json:"message"`
 	at        time.Time

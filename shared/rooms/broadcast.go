@@ -170,8 +170,9 @@ func (b *Broadcaster) postAll(ctx context.Context, productID string, data []byte
 
 // queue sends the product's waiting-room message when serving or the sold-out state changed
 // and no other broadcast of it went out in the last QueueInterval (queuecast.lua). While
-// tickets wait and admission moves, it asks Again to look at the product once more after
-// QueueInterval: serving grows with time, and Lambda has no ticker.
+// tickets wait and admission moves (or the opening is ahead), it asks Again to look at the
+// product once more later: serving grows with time, and Lambda has no ticker. One look is
+// planned at a time, however many notices arrive.
 func (b *Broadcaster) queue(ctx context.Context, productID string, sem chan struct{}, r *Result) error {
 	keys := append([]string{stock.KeysFor(productID).Gate}, stock.QueueKeys(productID)...)
 	keys = append(keys, "{p:"+productID+"}:qsent")
@@ -180,21 +181,17 @@ func (b *Broadcaster) queue(ctx context.Context, productID string, sem chan stru
 		return fmt.Errorf("run queuecast.lua for %s: %w", productID, stock.Translate(err))
 	}
 	r.Queue = lua.Str(v, 0)
-	active := false
-	switch r.Queue {
-	case "send":
+	if r.Queue == "send" {
 		r.Serving = lua.Int(v, 1)
 		m := Queue{Type: TypeQueue, ProductID: productID, Serving: r.Serving, SoldOut: lua.Int(v, 2) == 1}
 		if err := b.postAll(ctx, productID, m.JSON(), sem, r); err != nil {
 			return err
 		}
-		active = lua.Int(v, 3) == 1
-	case "same":
-		active = lua.Int(v, 1) == 1
 	}
-	if active && b.Again != nil {
-		if err := b.Again(context.WithoutCancel(ctx), productID, b.QueueInterval); err != nil {
-			b.Log.Warn("schedule the next queue message", "product_id", productID, "err", err.Error()) // the next touch's notice restarts it
+	if again := lua.Int(v, 3); again >= 0 && b.Again != nil {
+		if err := b.Again(context.WithoutCancel(ctx), productID, time.Duration(again)*time.Millisecond); err != nil {
+			// The next touch of the queue plans a look again once this one is overdue.
+			b.Log.Warn("plan the next queue message", "product_id", productID, "err", err.Error())
 		}
 	}
 	return nil

@@ -40,8 +40,8 @@ func (p *rawPoster) sent() []rooms.Queue {
 
 // TestQueueMessages: a waiting room's viewers get {"type":"queue"} when serving or the sold-out
 // state changes, at most one per second, nothing before the opening or when nothing changed;
-// while tickets wait the broadcaster asks to look again a second later (no ticker needed),
-// and it stops asking once nobody waits or the product is sold out.
+// while tickets wait (or the opening is ahead) the broadcaster plans one look at a time (no
+// ticker needed), and it stops once nobody waits or the product is sold out.
 func TestQueueMessages(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -80,16 +80,19 @@ func TestQueueMessages(t *testing.T) {
 			t.Fatalf("%s: asked to look again %d times, want %d", name, len(again), agains)
 		}
 	}
-	step("before the opening", 0, "none", 0, 0)
-	step("a second after the opening", time.Minute+time.Second, "send", 1, 1)
-	step("at once again", 0, "wait", 1, 1)
-	step("0.4 s later", 400*time.Millisecond, "wait", 1, 1)
-	step("1.1 s after the last", 700*time.Millisecond, "send", 2, 2)
+	step("before the opening", 0, "none", 0, 1)
+	if again[0] != "qm+1m0s" {
+		t.Fatalf("before the opening it plans %v, want a look at the opening", again)
+	}
+	step("a second after the opening", time.Minute+time.Second, "send", 1, 2)
+	step("at once again", 0, "wait", 1, 2) // the look planned a second ahead stands
+	step("0.4 s later", 400*time.Millisecond, "wait", 1, 2)
+	step("1.1 s after the last", 700*time.Millisecond, "send", 2, 3)
 	if m := post.sent()[1]; m.ProductID != "qm" || m.Serving != 4 || m.SoldOut {
 		t.Fatalf("message %+v", m)
 	}
-	step("everyone admitted", time.Second, "send", 3, 2)
-	step("nothing changed", time.Second, "same", 3, 2)
+	step("everyone admitted", time.Second, "send", 3, 3)
+	step("nothing changed", time.Second, "same", 3, 3)
 	var first string
 	for i := 0; i < 5 && first == ""; i++ {
 		if tk, _ := env.Shop.QueueTicket(ctx, fmt.Sprint("s", i), "qm"); tk.Number != nil && *tk.Number == 1 {
@@ -99,7 +102,7 @@ func TestQueueMessages(t *testing.T) {
 	if _, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: first, ProductID: "qm", Quantity: 1}); err != nil {
 		t.Fatal(err)
 	}
-	step("sold out", time.Second, "send", 4, 2)
+	step("sold out", time.Second, "send", 4, 3)
 	if m := post.sent()[3]; !m.SoldOut || m.Serving != 5 {
 		t.Fatalf("sold-out message %+v", m)
 	}
