@@ -3,9 +3,9 @@ package handler
 import (
 	"context"
 	"encoding/json"
-	"reflect"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"time"
 
 	"lastunit/shared/apigw"
