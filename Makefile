@@ -52,13 +52,13 @@ services: ## make sure Postgres and Redis answer; start PgBouncer, the SQS emula
 	@$(MAKE) -s $(NODE) $(FAUXQS) $(STRIPE_MOCK)
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(SQS_PORT)) 2>/dev/null; then \
 		echo "starting the SQS emulator (fauxqs) on 127.0.0.1:$(SQS_PORT)"; \
-		FAUXQS_PORT=$(SQS_PORT) FAUXQS_HOST=127.0.0.1 nohup $(NODE) $(FAUXQS) >$(RUN)/fauxqs.log 2>&1 & echo $$! >$(RUN)/fauxqs.pid; \
+		FAUXQS_PORT=$(SQS_PORT) FAUXQS_HOST=127.0.0.1 nohup $(NODE) -r $(CURDIR)/cmd/local/services/loopback.cjs $(FAUXQS) >$(RUN)/fauxqs.log 2>&1 & echo $$! >$(RUN)/fauxqs.pid; \
 		for i in $$(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$(SQS_PORT)) 2>/dev/null && break; sleep 0.1; done; \
 	fi
 	@(exec 3<>/dev/tcp/127.0.0.1/$(SQS_PORT)) 2>/dev/null || { echo "the SQS emulator does not answer on 127.0.0.1:$(SQS_PORT); see $(RUN)/fauxqs.log" >&2; exit 1; }
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null; then \
 		echo "starting stripe-mock on 127.0.0.1:$(STRIPE_MOCK_PORT)"; \
-		nohup $(STRIPE_MOCK) -http-addr 127.0.0.1:$(STRIPE_MOCK_PORT) >$(RUN)/stripe-mock.log 2>&1 & echo $$! >$(RUN)/stripe-mock.pid; \
+		nohup $(STRIPE_MOCK) -http-addr 127.0.0.1:$(STRIPE_MOCK_PORT) -https-addr 127.0.0.1:$$(($(STRIPE_MOCK_PORT) + 1)) >$(RUN)/stripe-mock.log 2>&1 & echo $$! >$(RUN)/stripe-mock.pid; \
 		for i in $$(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null && break; sleep 0.1; done; \
 	fi
 	@(exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null || { echo "stripe-mock does not answer on 127.0.0.1:$(STRIPE_MOCK_PORT); see $(RUN)/stripe-mock.log" >&2; exit 1; }
@@ -90,6 +90,9 @@ dev: services local ## run the whole system on this machine (Ctrl-C stops it)
 
 migrate: services ## apply the database migrations to DATABASE_URL
 	$(GO) run ./cmd/local migrate
+
+fmt: ## gofmt every Go file (here and in infra/)
+	gofmt -w $$(git ls-files '*.go')
 
 vet: ## go vet and gofmt
 	$(GO) vet ./...

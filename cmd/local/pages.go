@@ -11,6 +11,7 @@ import (
 // servePages serves the storefront at /, the admin dashboard at /dashboard, their files
 // under /assets/, and the pages' settings at /config.json.
 func (s *server) servePages(cfg web.Config) {
+	s.pages = cfg
 	page := func(name string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			b, err := fs.ReadFile(web.FS, name)

@@ -97,13 +97,11 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	defer admin.Close()
-	db := "lastunit_drop"
-	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"); err != nil {
-		return err
-	}
+	db := fmt.Sprintf("lastunit_drop_%d", os.Getpid()) // this run's own, dropped at its end
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
 		return err
 	}
+	defer admin.Exec(context.WithoutCancel(ctx), "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)") //nolint:errcheck
 	rdbNum, release, err := claimRedis(ctx, o.redisAddr)
 	if err != nil {
 		return err
