@@ -35,6 +35,17 @@ func chromium(t *testing.T) string {
 // returns a context for one tab in it.
 func browser(t *testing.T) context.Context {
 	t.Helper()
+	// Chromium's helpers may still write into the profile for a moment after the browser is
+	// told to stop, which t.TempDir's cleanup reports as a failure: remove it with retries.
+	profile, err := os.MkdirTemp("", "chromium-profile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 50 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium(t)),
 		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
@@ -42,7 +53,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1200, 900),
 	)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
