@@ -155,10 +155,8 @@ func (s *Service) queueTicket(ctx context.Context, op, userID, productID string)
 // unknown product not_found.
 func (s *Service) runQueue(ctx context.Context, c QueueCall) (QueueResult, error) {
 	for tries := 0; ; tries++ {
+		// Only a missing gate retries, and queue.lua answers it before taking a token.
 		c.Now, c.Seed, c.Window, c.Rate, c.Burst = s.now(), Seed(), s.AdmissionWindow, s.ShopperRate, s.ShopperBurst
-		if tries > 0 {
-			c.Rate = 0 // the first try took the token (or found the gate missing before it)
-		}
 		res, err := s.Gate.Queue(ctx, c)
 		if err != nil {
 			return QueueResult{}, err
