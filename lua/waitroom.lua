@@ -14,25 +14,50 @@
 --                breakpoints, so the moment a number was reached is computed, not stored
 -- serving = floor(p / 1000). p never runs ahead of m * 1000: a quiet queue banks no admissions.
 
--- A deterministic generator of uniform integers from the caller's secret seed: SHA-1 in
--- counter mode, 48 bits a draw, rejection sampling so that every value is equally likely.
+-- A deterministic generator of uniform integers from the caller's secret seed: L'Ecuyer's
+-- MRG32k3a (period 2^191; every product stays below 2^53, so Lua's doubles compute it
+-- exactly), its six state words taken from SHA-1 of the seed, and rejection sampling so that
+-- every value below n is equally likely. It needs to be unpredictable only until the opening:
+-- the seed is drawn from crypto/rand by the caller and never stored, and the shuffle runs once.
 local function wr_rng(seed)
-  local ctr, buf, pos = 0, '', 41
-  local function draw48()
-    if pos > 37 then
-      ctr = ctr + 1
-      buf = redis.sha1hex(seed .. ':' .. ctr)
-      pos = 1
-    end
-    local v = tonumber(string.sub(buf, pos, pos + 11), 16)
-    pos = pos + 12
-    return v
+  local m1, m2 = 4294967087, 4294944443
+  local h = redis.sha1hex(seed .. ':1') .. redis.sha1hex(seed .. ':2')
+  local w = {}
+  for i = 0, 5 do
+    w[i + 1] = tonumber(string.sub(h, 8 * i + 1, 8 * i + 8), 16)
   end
-  local two48 = 281474976710656
+  local s10, s11, s12 = w[1] % m1, w[2] % m1, w[3] % m1
+  local s20, s21, s22 = w[4] % m2, w[5] % m2, w[6] % m2
+  if s10 + s11 + s12 == 0 then
+    s10 = 12345
+  end
+  if s20 + s21 + s22 == 0 then
+    s20 = 12345
+  end
+  local function mod(x, m)
+    local r = x - math.floor(x / m) * m
+    if r < 0 then
+      r = r + m
+    elseif r >= m then
+      r = r - m
+    end
+    return r
+  end
+  local function draw() -- uniform in 0..m1-1
+    local p1 = mod(1403580 * s11 - 810728 * s10, m1)
+    s10, s11, s12 = s11, s12, p1
+    local p2 = mod(527612 * s22 - 1370589 * s20, m2)
+    s20, s21, s22 = s21, s22, p2
+    local z = p1 - p2
+    if z < 0 then
+      z = z + m1
+    end
+    return z
+  end
   return function(n) -- uniform in 0..n-1
-    local limit = math.floor(two48 / n) * n
+    local limit = math.floor(m1 / n) * n
     while true do
-      local v = draw48()
+      local v = draw()
       if v < limit then
         return v % n
       end
@@ -89,8 +114,14 @@ local function wr_touch(K, now, G, seed)
       local j = below(i) + 1
       pre[i], pre[j] = pre[j], pre[i]
     end
+    local batch, joined = {}, ':' .. wr_num(start)
     for i, u in ipairs(pre) do
-      redis.call('HSET', K.t, u, i .. ':' .. wr_num(start))
+      batch[#batch + 1] = u
+      batch[#batch + 1] = i .. joined
+      if #batch >= 2000 or i == #pre then
+        redis.call('HSET', K.t, unpack(batch))
+        batch = {}
+      end
     end
     redis.call('DEL', K.pre)
     local run = '0'

@@ -92,3 +92,41 @@ func BenchmarkReserveDrops(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkOpeningShuffle times the opening of a waiting room whose pre-queue holds 10,000
+// and 100,000 shoppers: the one Lua call that shuffles and numbers them (Redis runs nothing
+// else meanwhile).
+func BenchmarkOpeningShuffle(b *testing.B) {
+	rdb := testenv.Redis(b)
+	g := stock.New(rdb)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			opens := now.Add(time.Minute)
+			id := fmt.Sprint("open", n, "-", now.UnixNano())
+			if _, err := g.Rebuild(ctx, shop.GateState{ProductID: id, Available: 10, MaxPerUser: 1, Gen: 1, OpensAt: &opens, QueueRate: 100}, now); err != nil {
+				b.Fatal(err)
+			}
+			q := stock.QueueKeys(id)
+			for b.Loop() {
+				b.StopTimer()
+				rdb.Del(ctx, q...)
+				pipe := rdb.Pipeline()
+				for i := 0; i < n; i++ {
+					u := fmt.Sprint("u", i)
+					pipe.RPush(ctx, q[2], u)
+					pipe.HSet(ctx, q[1], u, "0:0")
+				}
+				if _, err := pipe.Exec(ctx); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				r, err := g.Queue(ctx, shop.QueueCall{Op: shop.QueueGet, ProductID: id, UserID: "u0", Now: opens, Seed: shop.Seed(), Window: time.Minute})
+				if err != nil || r.Ticket.Number == nil {
+					b.Fatal(r, err)
+				}
+			}
+		})
+	}
+}
