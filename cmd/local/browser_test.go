@@ -284,9 +284,14 @@ func TestDropInABrowser(t *testing.T) {
 	env.Shop.Pay, env.Shop.Jobs = env.Stripe, env.Queue
 	env.Shop.Now = time.Now
 	srv := startFullServer(t, env)
-	opens := time.Now().Add(6 * time.Second).UTC().Truncate(time.Second)
-	call(t, srv, "PUT", "/admin/products/sneaker", bearer(t, "ada", "admin"),
-		fmt.Sprintf(`{"name":"Sneaker","price_cents":12000,"currency":"usd","stock":1,"max_per_user":1,"opens_at":%q,"queue_rate":1}`, opens.Format(time.RFC3339)))
+	put := func(opens time.Time) {
+		r := call(t, srv, "PUT", "/admin/products/sneaker", bearer(t, "ada", "admin"),
+			fmt.Sprintf(`{"name":"Sneaker","price_cents":12000,"currency":"usd","stock":1,"max_per_user":1,"opens_at":%q,"queue_rate":1}`, opens.Format(time.RFC3339)))
+		if r.status != 200 {
+			t.Fatalf("put sneaker: %d %s", r.status, r.body)
+		}
+	}
+	put(time.Now().Add(time.Hour)) // the operator brings the opening forward once both are queued
 
 	b := browser(t)
 	shoppers := map[string]context.Context{"alice": tab(t, b), "bob": tab(t, b)}
@@ -303,6 +308,10 @@ func TestDropInABrowser(t *testing.T) {
 		t.Fatal("the reserve button is enabled before the opening")
 	}
 	screenshot(t, shoppers["alice"], "drop-countdown.png")
+	put(time.Now().Add(2 * time.Second).UTC().Truncate(time.Millisecond))
+	for name, ctx := range shoppers {
+		do(t, ctx, name+" reloads", chromedp.Reload())
+	}
 
 	// The opening: numbers 1 and 2, in an order nobody chose.
 	number := map[string]string{}
@@ -336,5 +345,10 @@ func TestDropInABrowser(t *testing.T) {
 	}
 	waitText(t, admin, `[data-product="sneaker"] [data-col="queue"]`, "sold out", 10*time.Second)
 	screenshot(t, admin, "drop-dashboard.png")
+	for name, ctx := range map[string]context.Context{"alice": shoppers["alice"], "bob": shoppers["bob"], "admin": admin} {
+		if v := cspViolations(t, ctx); len(v) != 0 {
+			t.Errorf("the Content-Security-Policy blocked %v on %s's page", v, name)
+		}
+	}
 	env.CheckLedger(t, "sneaker", 1)
 }

@@ -96,6 +96,7 @@ async function refreshTicket(id) {
   p.loading = true;
   try {
     p.ticket = await api("GET", `/products/${id}/queue`);
+    p.product.opens_at = p.ticket.opens_at; // the operator may have moved the opening
   } catch (err) {
     if (err.code === "not_found") p.ticket = null;
   } finally { p.loading = false; }
@@ -104,7 +105,9 @@ async function refreshTicket(id) {
 
 async function joinQueue(id) {
   try {
-    products.get(id).ticket = await api("POST", `/products/${id}/queue`);
+    const p = products.get(id);
+    p.ticket = await api("POST", `/products/${id}/queue`);
+    p.product.opens_at = p.ticket.opens_at;
     say($("msg"), "You joined the queue.", "good");
   } catch (err) { say($("msg"), explain(err), "bad"); }
   renderDrop(id);
