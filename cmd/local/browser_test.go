@@ -318,7 +318,7 @@ func TestDropInABrowser(t *testing.T) {
 	for name, ctx := range shoppers {
 		var n string
 		for deadline := time.Now().Add(15 * time.Second); n == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-			do(t, ctx, "ticket number", chromedp.Evaluate(`document.querySelector('[data-drop="sneaker"] .ticket').dataset.number`, &n))
+			do(t, ctx, "ticket number", chromedp.Evaluate(`(document.querySelector('[data-drop="sneaker"] .ticket') || {dataset: {}}).dataset.number || ""`, &n))
 		}
 		number[n] = name
 	}
