@@ -286,14 +286,6 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 			break
 		}
 	}
-	if s.Pay != nil {
-		if err := s.expirePayments(ctx, &rep); err != nil {
-			return rep, err
-		}
-		if err := s.finishCancels(ctx, &rep); err != nil {
-			return rep, err
-		}
-	}
 	stale, err := s.Store.MarkStalePaid(ctx, now.Add(-s.FulfillDeadline), now)
 	if err != nil {
 		return rep, err
@@ -315,10 +307,20 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 			errs = append(errs, fmt.Errorf("sweep gate of %s: %w", p.ID, err))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return rep, err
-	}
 	if _, err := s.Store.DeleteIdemBefore(ctx, now.Add(-s.IdemTTL-time.Hour)); err != nil {
+		errs = append(errs, err)
+	}
+	// The passes that call Stripe come last: a slow or failing Stripe must not keep the gates
+	// and the catalog from being repaired, nor a failing gate the payments from being settled.
+	if s.Pay != nil {
+		if err := s.expirePayments(ctx, &rep); err != nil {
+			errs = append(errs, err)
+		}
+		if err := s.finishCancels(ctx, &rep); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return rep, err
 	}
 	return rep, nil

@@ -89,6 +89,17 @@ func translate(err error) error {
 	return err
 }
 
+// neverSent reports whether a failed statement certainly did not run: Postgres refused it, no
+// connection could be made, pgx had not sent it, or the context ended while it waited for a
+// connection of the pool (a plain context error: one that ends a statement in flight comes
+// wrapped by pgconn, and then the outcome is unknown).
+func neverSent(err error) bool {
+	var pe *pgconn.PgError
+	var ce *pgconn.ConnectError
+	return errors.As(err, &pe) || errors.As(err, &ce) || pgconn.SafeToRetry(err) ||
+		err == context.DeadlineExceeded || err == context.Canceled //nolint:errorlint // only the unwrapped ones
+}
+
 func isUniqueViolation(err error, constraint string) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == constraint
@@ -294,9 +305,7 @@ func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen int64, n
 		if isUniqueViolation(err, "idempotency_keys_pkey") {
 			return false, shop.ErrIdemTaken
 		}
-		var pe *pgconn.PgError
-		var ce *pgconn.ConnectError
-		if !errors.As(err, &pe) && !errors.As(err, &ce) && !pgconn.SafeToRetry(err) {
+		if !neverSent(err) {
 			// Sent but unanswered: the autocommit statement may have committed.
 			return false, fmt.Errorf("insert reservation: %w: %w", shop.ErrMaybeWritten, translate(err))
 		}
