@@ -35,6 +35,17 @@ func chromium(t *testing.T) string {
 // returns a context for one tab in it.
 func browser(t *testing.T) context.Context {
 	t.Helper()
+	// Chromium's helpers may still write into the profile for a moment after the browser is
+	// told to stop, which t.TempDir's cleanup reports as a failure: remove it with retries.
+	profile, err := os.MkdirTemp("", "chromium-profile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 50 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium(t)),
 		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
@@ -42,7 +53,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1200, 900),
 	)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -260,4 +271,84 @@ func TestStorefrontInABrowser(t *testing.T) {
 	if v := cspViolations(t, bob); len(v) != 1 || !strings.HasPrefix(v[0], "script-src") {
 		t.Errorf("the blocked inline script was reported as %q", v)
 	}
+}
+
+// TestDropInABrowser: a whole drop in real Chromium. The storefront counts down to the
+// opening; two shoppers join the queue before it and get no number; at the opening both are
+// numbered in a random order and admitted one after the other as serving grows (the place
+// in line comes over the WebSocket); the first buys the last unit and the other sees sold out.
+// The dashboard shows the queue.
+func TestDropInABrowser(t *testing.T) {
+	env := testenv.NewEnv(t)
+	env.Stripe, env.Queue = testenv.Stripe(t), testenv.Queue(t, time.Second)
+	env.Shop.Pay, env.Shop.Jobs = env.Stripe, env.Queue
+	env.Shop.Now = time.Now
+	srv := startFullServer(t, env)
+	put := func(opens time.Time) {
+		r := call(t, srv, "PUT", "/admin/products/sneaker", bearer(t, "ada", "admin"),
+			fmt.Sprintf(`{"name":"Sneaker","price_cents":12000,"currency":"usd","stock":1,"max_per_user":1,"opens_at":%q,"queue_rate":1}`, opens.Format(time.RFC3339)))
+		if r.status != 200 {
+			t.Fatalf("put sneaker: %d %s", r.status, r.body)
+		}
+	}
+	put(time.Now().Add(time.Hour)) // the operator brings the opening forward once both are queued
+
+	b := browser(t)
+	shoppers := map[string]context.Context{"alice": tab(t, b), "bob": tab(t, b)}
+	for name, ctx := range shoppers {
+		signInAs(t, ctx, srv.URL+"/", name)
+		waitText(t, ctx, `[data-drop="sneaker"] .opens`, "Opens in", 5*time.Second)
+		waitText(t, ctx, "#live", "Live stock: on", 5*time.Second)
+		do(t, ctx, name+" joins the queue", chromedp.Click(`[data-drop="sneaker"] button.join`, chromedp.ByQuery))
+		waitText(t, ctx, `[data-drop="sneaker"] .ticket`, "places are drawn at random", 5*time.Second)
+	}
+	var disabled bool
+	do(t, shoppers["alice"], "reserve before the opening", chromedp.Evaluate(`document.querySelector('[data-product="sneaker"] button.reserve').disabled`, &disabled))
+	if !disabled {
+		t.Fatal("the reserve button is enabled before the opening")
+	}
+	screenshot(t, shoppers["alice"], "drop-countdown.png")
+	put(time.Now().Add(2 * time.Second).UTC().Truncate(time.Millisecond))
+	for name, ctx := range shoppers {
+		do(t, ctx, name+" reloads", chromedp.Reload())
+	}
+
+	// The opening: numbers 1 and 2, in an order nobody chose.
+	number := map[string]string{}
+	for name, ctx := range shoppers {
+		var n string
+		for deadline := time.Now().Add(15 * time.Second); n == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			do(t, ctx, "ticket number", chromedp.Evaluate(`(document.querySelector('[data-drop="sneaker"] .ticket') || {dataset: {}}).dataset.number || ""`, &n))
+		}
+		number[n] = name
+	}
+	first, second := number["1"], number["2"]
+	if first == "" || second == "" {
+		t.Fatalf("numbers after the opening: %v", number)
+	}
+	t.Logf("the opening drew %s first and %s second", first, second)
+	waitText(t, shoppers[first], `[data-drop="sneaker"] .ticket`, "Your turn", 10*time.Second)
+	waitText(t, shoppers[second], `[data-drop="sneaker"] .ticket`, "Your turn", 10*time.Second)
+	screenshot(t, shoppers[first], "drop-admitted.png")
+
+	admin := tab(t, b)
+	signInAs(t, admin, srv.URL+"/dashboard", "ada")
+	waitText(t, admin, `[data-product="sneaker"] [data-col="queue"]`, "joined 2 · serving 2 · admitted 2", 10*time.Second)
+
+	// The first buys the last unit; the other sees sold out without a reload.
+	do(t, shoppers[first], first+" reserves", chromedp.Click(`[data-product="sneaker"] button.reserve`, chromedp.ByQuery))
+	waitText(t, shoppers[first], "#cart", "1 × Sneaker", 5*time.Second)
+	waitText(t, shoppers[second], `[data-available="sneaker"]`, "Sold out", 5*time.Second)
+	do(t, shoppers[second], "reserve when sold out", chromedp.Evaluate(`document.querySelector('[data-product="sneaker"] button.reserve').disabled`, &disabled))
+	if !disabled {
+		t.Fatal("the reserve button is enabled on a sold-out product")
+	}
+	waitText(t, admin, `[data-product="sneaker"] [data-col="queue"]`, "sold out", 10*time.Second)
+	screenshot(t, admin, "drop-dashboard.png")
+	for name, ctx := range map[string]context.Context{"alice": shoppers["alice"], "bob": shoppers["bob"], "admin": admin} {
+		if v := cspViolations(t, ctx); len(v) != 0 {
+			t.Errorf("the Content-Security-Policy blocked %v on %s's page", v, name)
+		}
+	}
+	env.CheckLedger(t, "sneaker", 1)
 }

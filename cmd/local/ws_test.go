@@ -47,6 +47,10 @@ func attachLive(t *testing.T, env *testenv.Env, s *server, base string) *wsGatew
 		t.Fatal(err)
 	}
 	b := rooms.NewBroadcaster(env.Redis, api, quiet)
+	b.Again = func(ctx context.Context, productID string, delay time.Duration) error { // as config.App.Broadcaster
+		body, _ := json.Marshal(rooms.Notice{ProductID: productID, At: time.Now().UnixMilli()})
+		return env.Queue.SendDelayed(ctx, queue.StockUpdates, string(body), delay)
+	}
 	qurl, err := env.Queue.URL(ctx, queue.StockUpdates)
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +75,8 @@ type wsMsg struct {
 	ProductID string `json:"product_id"`
 	Available int64  `json:"available"`
 	Version   int64  `json:"version"`
+	Serving   int64  `json:"serving"`
+	SoldOut   bool   `json:"sold_out"`
 	Code      string `json:"code"`
 	Message   string `json:"message"`
 	at        time.Time

@@ -141,7 +141,8 @@ func (s *Service) withAvailable(ctx context.Context, ps []Product) ([]Product, e
 }
 
 func (r ProductRow) product() Product {
-	return Product{ID: r.ID, Name: r.Name, PriceCents: r.PriceCents, Currency: r.Currency, MaxPerUser: r.MaxPerUser}
+	return Product{ID: r.ID, Name: r.Name, PriceCents: r.PriceCents, Currency: r.Currency, MaxPerUser: r.MaxPerUser,
+		OpensAt: r.OpensAt, ClosesAt: r.ClosesAt, QueueRate: r.QueueRate}
 }
 
 // Admin returns the admin's view of a row: available is stock on hand minus live holds, as
@@ -160,7 +161,13 @@ func (s *Service) AdminProducts(ctx context.Context) ([]AdminProduct, error) {
 	}
 	out := make([]AdminProduct, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, r.Admin())
+		a := r.Admin()
+		if r.QueueRate > 0 {
+			if a.Queue, err = s.queueStats(ctx, r.ID); err != nil {
+				s.Log.Warn("read waiting room", "product_id", r.ID, "err", err)
+			}
+		}
+		out = append(out, a)
 	}
 	return out, nil
 }
@@ -182,6 +189,10 @@ func (s *Service) UpsertProduct(ctx context.Context, id string, in ProductInput)
 		return AdminProduct{}, Invalid("stock", "stock must be from 0 to %d", MaxStock)
 	case in.MaxPerUser < 1 || in.MaxPerUser > MaxStock:
 		return AdminProduct{}, Invalid("max_per_user", "max_per_user must be from 1 to %d", MaxStock)
+	}
+	in.OpensAt, in.ClosesAt = msUTC(in.OpensAt), msUTC(in.ClosesAt)
+	if err := validDrop(in); err != nil {
+		return AdminProduct{}, err
 	}
 	row, err := s.Store.UpsertProduct(ctx, id, in, s.now())
 	if err != nil {

@@ -73,6 +73,7 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 		hash = requestHash("POST /reservations", req.ProductID, req.Quantity)
 	}
 	giveUp := time.Now().Add(replayWait) // a wait bound, not business time
+	charge := true                       // only the first gate call of a request takes a token from the bucket
 	for tries := 0; ; tries++ {
 		if tries == maxReserveTries {
 			// Gates rebuilt or refused again and again: a bug or a storm; the shopper may retry.
@@ -82,19 +83,30 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 		a := GateReserve{
 			ProductID: req.ProductID, ID: NewID("r_"), UserID: req.UserID, Quantity: req.Quantity,
 			Now: now, Deadline: now.Add(s.HoldTTL), IdemKey: req.IdemKey, RequestHash: hash,
+			Seed: Seed(), Charge: charge, AdmissionWindow: s.AdmissionWindow,
+			ShopperRate: s.ShopperRate, ShopperBurst: s.ShopperBurst,
 		}
 		res, err := s.Gate.Reserve(ctx, a)
 		if err != nil {
 			return Reserved{}, err
 		}
+		if res.Outcome != GateMissing {
+			charge = false
+		}
 		switch res.Outcome {
-		case GateMissing:
-			// An unknown product is answered from the catalog, not with a Postgres query.
-			if _, found, err := s.catalogProduct(ctx, req.ProductID); err != nil {
+		case GateRateLimited:
+			return Reserved{}, RateLimited(res.Wait)
+		case GateNotOpen:
+			p, _, err := s.catalogProduct(ctx, req.ProductID)
+			if err != nil {
 				return Reserved{}, err
-			} else if !found {
-				return Reserved{}, Errorf(CodeNotFound, "no product %q", req.ProductID)
 			}
+			return Reserved{}, notOpen(p, res.Which)
+		case GateNotAdmitted:
+			return Reserved{}, notAdmitted(res.Ahead)
+		case GateMissing:
+			// Postgres decides whether the product exists: after a failover to a copy that
+			// missed a new product, the catalog may lack it too (the rebuild writes it back).
 			if err := s.ensureGate(ctx, req.ProductID); err != nil {
 				return Reserved{}, err
 			}
@@ -241,6 +253,10 @@ func (s *Service) ensureGate(ctx context.Context, productID string) error {
 			set, err := s.Gate.Rebuild(ctx, st, s.now())
 			if set {
 				s.changed(ctx, productID)
+				// The catalog entry comes back with the gate (a failover may have lost both).
+				if err := s.Gate.PutCatalog(ctx, catalogEntries(st.Row), false); err != nil {
+					s.Log.Warn("write catalog entry", "product_id", productID, "err", err)
+				}
 			}
 			return set, err
 		})

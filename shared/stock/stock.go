@@ -23,7 +23,6 @@ import (
 var (
 	reserveScript    = redis.NewScript(lua.Reserve)
 	releaseScript    = redis.NewScript(lua.Release)
-	rebuildScript    = redis.NewScript(lua.Rebuild)
 	invalidateScript = redis.NewScript(lua.Invalidate)
 )
 
@@ -67,7 +66,14 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult, error) {
 	k := KeysFor(a.ProductID)
 	keys := append(k.list(), idemKey(a.ProductID, a.UserID, a.IdemKey))
-	v, err := reserveScript.Run(ctx, g.rdb, keys, a.ID, a.UserID, a.Quantity, ms(a.Deadline), a.RequestHash, g.IdemTTL.Milliseconds()).Slice()
+	keys = append(keys, QueueKeys(a.ProductID)...)
+	keys = append(keys, BucketKey(a.UserID))
+	charge := "0"
+	if a.Charge {
+		charge = "1"
+	}
+	v, err := reserveScript.Run(ctx, g.rdb, keys, a.ID, a.UserID, a.Quantity, ms(a.Deadline), a.RequestHash, g.IdemTTL.Milliseconds(),
+		ms(a.Now), a.Seed, a.AdmissionWindow.Milliseconds(), a.ShopperRate, a.ShopperBurst, charge).Slice()
 	if err != nil {
 		return shop.GateResult{}, fmt.Errorf("run reserve.lua: %w", Translate(err))
 	}
@@ -81,6 +87,12 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 		r.Available, r.IdemSeen = lua.Int(v, 1), lua.Str(v, 2) == "1"
 	case shop.GateLimit:
 		r.Limit, r.IdemSeen = lua.Int(v, 1), lua.Str(v, 3) == "1"
+	case shop.GateRateLimited:
+		r.Wait = time.Duration(lua.Int(v, 1)) * time.Millisecond
+	case shop.GateNotOpen:
+		r.Which = lua.Str(v, 1)
+	case shop.GateNotAdmitted:
+		r.Ahead = lua.Int(v, 1)
 	}
 	return r, nil
 }
@@ -125,18 +137,45 @@ const VersionBits = 30
 // VersionBase is the version floor of gate generation gen.
 func VersionBase(gen int64) int64 { return gen << VersionBits }
 
-// Rebuild runs rebuild.lua and reports whether it set the gate.
+// Rebuild runs rebuild.lua and reports whether it set the gate. gatedrop.lua runs in the same
+// MULTI (both as EVAL, so neither can miss its script cache), so that no reserve ever sees the
+// rebuilt gate without its sale window, waiting room and bought units.
 func (g *Gate) Rebuild(ctx context.Context, s shop.GateState, now time.Time) (bool, error) {
 	args := make([]any, 0, 4+5*len(s.Holds))
 	args = append(args, s.Available, s.MaxPerUser, s.Gen, VersionBase(s.Gen))
 	for _, h := range s.Holds {
 		args = append(args, h.ID, h.Quantity, ms(h.ExpiresAt), h.Status, h.UserID)
 	}
-	v, err := rebuildScript.Run(ctx, g.rdb, KeysFor(s.ProductID).list(), args...).Slice()
+	k := KeysFor(s.ProductID)
+	var rebuilt *redis.Cmd
+	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		rebuilt = p.Eval(ctx, lua.Rebuild, k.list(), args...)
+		p.Eval(ctx, lua.GateDrop, []string{k.Gate, k.Users}, dropArgs(s)...)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("run rebuild.lua: %w", Translate(err))
+	}
+	v, err := rebuilt.Slice()
 	if err != nil {
 		return false, fmt.Errorf("run rebuild.lua: %w", Translate(err))
 	}
 	return lua.Str(v, 0) == "rebuilt", nil
+}
+
+// dropArgs are gatedrop.lua's ARGV for a state.
+func dropArgs(s shop.GateState) []any {
+	opt := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return strconv.FormatInt(ms(*t), 10)
+	}
+	args := []any{s.Gen, opt(s.OpensAt), opt(s.ClosesAt), s.QueueRate}
+	for u, n := range s.Purchased {
+		args = append(args, u, n)
+	}
+	return args
 }
 
 // Invalidate drops the product's gate if its generation is below gen.

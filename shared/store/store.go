@@ -138,11 +138,18 @@ func isShort(err error) (*pgconn.PgError, bool) {
 const liveStatuses = `('reserved', 'checked_out')`
 
 const productCols = `p.id, p.name, p.price_cents, p.currency, p.stock, p.sold, p.max_per_user, p.gate_gen,
+	p.opens_at, p.closes_at, p.queue_rate,
 	COALESCE((SELECT sum(r.quantity) FROM reservations r WHERE r.product_id = p.id AND r.status IN ` + liveStatuses + `), 0)`
 
 func scanProduct(row pgx.Row) (shop.ProductRow, error) {
 	var p shop.ProductRow
-	err := row.Scan(&p.ID, &p.Name, &p.PriceCents, &p.Currency, &p.Stock, &p.Sold, &p.MaxPerUser, &p.Gen, &p.Held)
+	err := row.Scan(&p.ID, &p.Name, &p.PriceCents, &p.Currency, &p.Stock, &p.Sold, &p.MaxPerUser, &p.Gen,
+		&p.OpensAt, &p.ClosesAt, &p.QueueRate, &p.Held)
+	for _, t := range []*time.Time{p.OpensAt, p.ClosesAt} {
+		if t != nil {
+			*t = t.UTC()
+		}
+	}
 	return p, err
 }
 
@@ -227,11 +234,13 @@ func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInp
 			return errBelowHeld(in.Stock, held)
 		}
 		_, err = tx.Exec(ctx, `
-			INSERT INTO products (id, name, price_cents, currency, stock, max_per_user, gate_gen, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, nextval('gate_generations'), $7, $7)
+			INSERT INTO products (id, name, price_cents, currency, stock, max_per_user, gate_gen, created_at, updated_at,
+				opens_at, closes_at, queue_rate)
+			VALUES ($1, $2, $3, $4, $5, $6, nextval('gate_generations'), $7, $7, $8, $9, $10)
 			ON CONFLICT (id) DO UPDATE SET name = $2, price_cents = $3, currency = $4, stock = $5,
-				max_per_user = $6, gate_gen = nextval('gate_generations'), updated_at = $7`,
-			id, in.Name, in.PriceCents, in.Currency, in.Stock, in.MaxPerUser, now)
+				max_per_user = $6, gate_gen = nextval('gate_generations'), updated_at = $7,
+				opens_at = $8, closes_at = $9, queue_rate = $10`,
+			id, in.Name, in.PriceCents, in.Currency, in.Stock, in.MaxPerUser, now, in.OpensAt, in.ClosesAt, in.QueueRate)
 		if err != nil {
 			return fmt.Errorf("upsert product: %w", translate(err))
 		}
@@ -292,10 +301,16 @@ func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.Gate
 		if s.Pause != nil {
 			s.Pause("rebuild.locked")
 		}
-		st := shop.GateState{ProductID: id, MaxPerUser: p.MaxPerUser}
+		st := shop.GateState{ProductID: id, MaxPerUser: p.MaxPerUser,
+			OpensAt: p.OpensAt, ClosesAt: p.ClosesAt, QueueRate: p.QueueRate}
+		if st.Purchased, err = purchased(ctx, tx, id); err != nil {
+			return err
+		}
 		if err := tx.QueryRow(ctx, `UPDATE products SET gate_gen = nextval('gate_generations') WHERE id = $1 RETURNING gate_gen`, id).Scan(&st.Gen); err != nil {
 			return fmt.Errorf("bump gate generation: %w", translate(err))
 		}
+		st.Row = p
+		st.Row.Gen = st.Gen
 		rows, err := tx.Query(ctx, `SELECT `+reservationCols+` FROM reservations WHERE product_id = $1 AND status IN `+liveStatuses, id)
 		if err != nil {
 			return fmt.Errorf("select live holds: %w", translate(err))
@@ -324,6 +339,23 @@ func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.Gate
 }
 
 var errNotSet = errors.New("gate already present")
+
+// purchased returns, per shopper, the units of the product in fulfilled holds: bought units
+// that count against max_per_user (drops; paid holds are still live holds).
+func purchased(ctx context.Context, tx pgx.Tx, productID string) (map[string]int64, error) {
+	rows, err := tx.Query(ctx, `SELECT user_id, sum(quantity) FROM reservations
+		WHERE product_id = $1 AND status = 'fulfilled' GROUP BY user_id`, productID)
+	if err != nil {
+		return nil, fmt.Errorf("select bought units: %w", translate(err))
+	}
+	out := map[string]int64{}
+	var u string
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&u, &n}, func() error { out[u] = n; return nil }); err != nil {
+		return nil, fmt.Errorf("select bought units: %w", translate(err))
+	}
+	return out, nil
+}
 
 const reservationCols = `id, product_id, user_id, quantity, status, expires_at, created_at, order_id`
 

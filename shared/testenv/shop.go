@@ -42,6 +42,7 @@ func NewEnv(t testing.TB) *Env {
 	clock := NewClock(Start)
 	svc := shop.NewService(store.New(pool), stock.New(rdb))
 	svc.Now = clock.Now
+	svc.ShopperRate = 0 // the clock stands still in tests: tests of the rate turn it on
 	svc.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	return &Env{Shop: svc, Pool: pool, DBURL: url, Redis: rdb, Clock: clock}
 }
@@ -61,6 +62,7 @@ func (e *Env) Product(t testing.TB, id string, stockUnits, maxPerUser int64) {
 type Ledger struct {
 	Stock, Sold, HeldPG int64            // Postgres: stock on hand, sold, units in live holds
 	FreePG              int64            // Postgres: free units counted by the product's slots
+	BoughtPG            int64            // Postgres: units in fulfilled holds (count against max_per_user)
 	HoldsPG             map[string]int64 // Postgres: live hold id -> quantity
 	Available           int64            // Redis: available units
 	HoldsRedis          map[string]int64 // Redis: hold id -> quantity
@@ -92,6 +94,9 @@ func (e *Env) ReadLedger(t testing.TB, id string) Ledger {
 	}
 	if rows.Err() != nil {
 		t.Fatalf("read holds: %v", rows.Err())
+	}
+	if err := e.Pool.QueryRow(ctx, `SELECT COALESCE(sum(quantity), 0) FROM reservations WHERE product_id = $1 AND status = 'fulfilled'`, id).Scan(&l.BoughtPG); err != nil {
+		t.Fatalf("read bought units: %v", err)
 	}
 	k := stock.KeysFor(id)
 	avail, err := e.Redis.HGet(ctx, k.Gate, "avail").Result()
@@ -155,8 +160,8 @@ func (e *Env) CheckLedger(t testing.TB, id string, want int64) Ledger {
 	for _, q := range l.UsersRedis {
 		users += q
 	}
-	if users != l.HeldPG {
-		t.Errorf("ledger %s: per-user counts sum to %d in redis, %d held in postgres", id, users, l.HeldPG)
+	if users != l.HeldPG+l.BoughtPG {
+		t.Errorf("ledger %s: per-user counts sum to %d in redis, %d held + %d bought in postgres", id, users, l.HeldPG, l.BoughtPG)
 	}
 	return l
 }
