@@ -60,7 +60,7 @@ func startLiveServer(t *testing.T, env *testenv.Env) (*httptest.Server, *wsGatew
 	t.Helper()
 	health := func(ctx context.Context) error { return env.Pool.Ping(ctx) }
 	s := newServer(quiet, []byte(testSecret), health, handler.Reserve(env.Shop, quiet), handler.Admin(env.Shop, quiet))
-	srv := httptest.NewServer(s)
+	srv := httptest.NewServer(withContract(t, s))
 	t.Cleanup(srv.Close)
 	return srv, attachLive(t, env, s, srv.URL)
 }
