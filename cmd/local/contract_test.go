@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -365,5 +366,37 @@ func TestContractFileIsValidAndComplete(t *testing.T) {
 				t.Errorf("%s is in web/api/openapi.yaml but no function serves it", key)
 			}
 		}
+	}
+}
+
+// TestReferenceIsServed: the runner serves the reference page, its files and the OpenAPI file
+// as they are in web/api, and the page's style sheet under /assets/.
+func TestReferenceIsServed(t *testing.T) {
+	t.Parallel()
+	s := newServer(quiet, []byte(testSecret), func(context.Context) error { return nil })
+	s.servePages(web.Config{Local: true})
+	srv := httptest.NewServer(withContract(t, s))
+	t.Cleanup(srv.Close)
+	for _, tc := range []struct{ path, file, ctype string }{
+		{"/reference/", "api/index.html", "text/html"},
+		{"/reference/design.html", "api/design.html", "text/html"},
+		{"/reference/openapi.yaml", "api/openapi.yaml", "application/yaml"},
+		{"/reference/asyncapi.yaml", "api/asyncapi.yaml", "application/yaml"},
+		{"/openapi.yaml", "api/openapi.yaml", "application/yaml"},
+	} {
+		r := call(t, srv, "GET", tc.path, "", "")
+		want, err := fs.ReadFile(web.API, tc.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.status != http.StatusOK || !bytes.Equal(r.body, want) {
+			t.Errorf("GET %s: %d, %d bytes; want 200 and web/%s (%d bytes)", tc.path, r.status, len(r.body), tc.file, len(want))
+		}
+		if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, tc.ctype) {
+			t.Errorf("GET %s: Content-Type %q, want %s", tc.path, ct, tc.ctype)
+		}
+	}
+	if r := call(t, srv, "GET", "/assets/reference.css", "", ""); r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/css") {
+		t.Errorf("GET /assets/reference.css: %d %q", r.status, r.header.Get("Content-Type"))
 	}
 }
