@@ -62,32 +62,33 @@ func inline(s string) string {
 	return strong.ReplaceAllString(s, "<strong>$1</strong>")
 }
 
-// prose renders a description: paragraphs split by blank lines, "- " items as lists.
+// prose renders a description: paragraphs split by blank lines, "- " lines as list items
+// (an indented line continues the item above it).
 func prose(s string) string {
 	var out strings.Builder
 	for _, block := range strings.Split(strings.TrimSpace(s), "\n\n") {
-		lines := strings.Split(strings.TrimSpace(block), "\n")
-		if strings.HasPrefix(lines[0], "- ") {
-			var items []string
-			for _, l := range lines {
-				l = strings.TrimSpace(l)
-				if strings.HasPrefix(l, "- ") {
-					items = append(items, strings.TrimPrefix(l, "- "))
-				} else if len(items) > 0 {
-					items[len(items)-1] += " " + l
-				}
+		var para, items []string
+		for _, l := range strings.Split(block, "\n") {
+			l = strings.TrimSpace(l)
+			switch {
+			case strings.HasPrefix(l, "- "):
+				items = append(items, strings.TrimPrefix(l, "- "))
+			case len(items) > 0:
+				items[len(items)-1] += " " + l
+			case l != "":
+				para = append(para, l)
 			}
+		}
+		if len(para) > 0 {
+			out.WriteString("<p>" + inline(strings.Join(para, " ")) + "</p>\n")
+		}
+		if len(items) > 0 {
 			out.WriteString("<ul>")
 			for _, it := range items {
 				out.WriteString("<li>" + inline(it) + "</li>")
 			}
 			out.WriteString("</ul>\n")
-			continue
 		}
-		for i := range lines {
-			lines[i] = strings.TrimSpace(lines[i])
-		}
-		out.WriteString("<p>" + inline(strings.Join(lines, " ")) + "</p>\n")
 	}
 	return out.String()
 }
