@@ -52,13 +52,13 @@ services: ## make sure Postgres and Redis answer; start PgBouncer, the SQS emula
 	@$(MAKE) -s $(NODE) $(FAUXQS) $(STRIPE_MOCK)
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(SQS_PORT)) 2>/dev/null; then \
 		echo "starting the SQS emulator (fauxqs) on 127.0.0.1:$(SQS_PORT)"; \
-		FAUXQS_PORT=$(SQS_PORT) FAUXQS_HOST=127.0.0.1 nohup $(NODE) $(FAUXQS) >$(RUN)/fauxqs.log 2>&1 & echo $$! >$(RUN)/fauxqs.pid; \
+		FAUXQS_PORT=$(SQS_PORT) FAUXQS_HOST=127.0.0.1 nohup $(NODE) -r $(CURDIR)/cmd/local/services/loopback.cjs $(FAUXQS) >$(RUN)/fauxqs.log 2>&1 & echo $$! >$(RUN)/fauxqs.pid; \
 		for i in $$(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$(SQS_PORT)) 2>/dev/null && break; sleep 0.1; done; \
 	fi
 	@(exec 3<>/dev/tcp/127.0.0.1/$(SQS_PORT)) 2>/dev/null || { echo "the SQS emulator does not answer on 127.0.0.1:$(SQS_PORT); see $(RUN)/fauxqs.log" >&2; exit 1; }
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null; then \
 		echo "starting stripe-mock on 127.0.0.1:$(STRIPE_MOCK_PORT)"; \
-		nohup $(STRIPE_MOCK) -http-addr 127.0.0.1:$(STRIPE_MOCK_PORT) >$(RUN)/stripe-mock.log 2>&1 & echo $$! >$(RUN)/stripe-mock.pid; \
+		nohup $(STRIPE_MOCK) -http-addr 127.0.0.1:$(STRIPE_MOCK_PORT) -https-addr 127.0.0.1:$$(($(STRIPE_MOCK_PORT) + 1)) >$(RUN)/stripe-mock.log 2>&1 & echo $$! >$(RUN)/stripe-mock.pid; \
 		for i in $$(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null && break; sleep 0.1; done; \
 	fi
 	@(exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null || { echo "stripe-mock does not answer on 127.0.0.1:$(STRIPE_MOCK_PORT); see $(RUN)/stripe-mock.log" >&2; exit 1; }
@@ -96,6 +96,9 @@ reference: ## render the API reference page web/api/index.html from web/api/open
 migrate: services ## apply the database migrations to DATABASE_URL
 	$(GO) run ./cmd/local migrate
 
+fmt: ## gofmt every Go file (here and in infra/)
+	gofmt -w $$(git ls-files '*.go')
+
 vet: ## go vet and gofmt
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
@@ -125,7 +128,7 @@ BENCH_FLAGS    ?=
 # pgx pool of 16 (pgxpool's default, max(4, cores), caps a 2-core machine at about 4.5k reserves/s
 # with p99 near 100 ms at c=200; 12 to 32 measured alike, 16 gave the steadiest p99).
 BENCH_ENV      ?= RESERVATION_TTL=1h EXPIRE_EVERY=1h DB_MAX_CONNS=16
-BENCHRUN = PG_ADMIN="$(PG_ADMIN)" PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) REDIS_PORT=$(REDIS_PORT) \
+BENCHRUN = PG_ADMIN="$(PG_ADMIN)" PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) PGBOUNCER_PORT=$(PGBOUNCER_PORT) REDIS_PORT=$(REDIS_PORT) \
 	BENCH_HOST=$(BENCH_HOST) RUN_DIR=$(RUN) $(BENCH_ENV) bash cmd/local/benchrun.sh
 bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs the Postgres insert ceiling, plus a 1000-way burst
 	@mkdir -p $(RUN)

@@ -19,7 +19,7 @@ INFRA_ENV          = PATH="$(dir $(NODE)):$$PATH" JSII_SILENCE_WARNING_END_OF_LI
 LOCALSTACK_URL    ?= http://localhost:4566
 HOST_LAMBDA_ARCH  := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
 
-.PHONY: package synth deploy cdk-bootstrap test-infra rie localstack-up localstack-deploy localstack-down localstack-check
+.PHONY: package synth deploy prewarm cdk-bootstrap test-infra rie localstack-up localstack-deploy localstack-down localstack-check
 
 # `make test` also runs the stack's assertions, and needs the emulator for the smoke test.
 test: $(RIE) test-infra
@@ -62,6 +62,12 @@ cdk-bootstrap: $(CDK) $(NODE) ## once per AWS account and region: the CDK's boot
 
 deploy: package $(CDK) $(NODE) ## deploy the stack with the AWS credentials of the environment (see README: Deploying)
 	cd infra && $(INFRA_ENV) $(CDK) deploy -c arch=$(LAMBDA_ARCH) --outputs-file ../build/outputs.json $(CDKFLAGS)
+
+prewarm: package $(CDK) $(NODE) ## deploy with provisioned concurrency for reserve and checkout: FROM and UNTIL (RFC 3339, UTC), N each or N="reserve=40,checkout=15"
+	@[ -n "$(FROM)" ] && [ -n "$(UNTIL)" ] && [ -n "$(N)" ] || { \
+		echo 'usage: make prewarm FROM=2026-12-01T17:45:00Z UNTIL=2026-12-01T19:00:00Z N=20 (a later deploy without these drops the schedule)' >&2; exit 1; }
+	cd infra && $(INFRA_ENV) $(CDK) deploy -c arch=$(LAMBDA_ARCH) -c prewarm="$(N)" -c prewarmFrom=$(FROM) -c prewarmUntil=$(UNTIL) \
+		--outputs-file ../build/outputs.json $(CDKFLAGS)
 
 test-infra: $(NODE) ## the CDK stack's assertions (infra/, its own Go module)
 	cd infra && $(INFRA_ENV) $(GO) vet ./...

@@ -5,7 +5,18 @@
 // logRetentionDays, buildDir, stackName, arch (arm64 or x86_64, as `make package` built),
 // localstack (true: the LocalStack variant, see localstack/README.md), localstackApis
 // (true: keep Cognito and API Gateway v2, which need LocalStack Pro), webDir (the pages,
-// ../web) and stripePublishableKey (into the pages' config.json).
+// ../web) and stripePublishableKey (into the pages' config.json and its CSP).
+//
+// dbSslMode (verify-full: the functions check the RDS Proxy's certificate; require).
+//
+// The drop (README: "Before the drop"): dbInstanceClass (t4g.micro, ...: infra/stack/budget.go),
+// dbMaxConnections (the instance's max_connections if not the table's), proxyMaxConnectionsPercent
+// (90), accountConcurrency (the account's Lambda quota, 1000), concurrency ("reserve=40,checkout=20":
+// reserved concurrency overrides), apiRate, apiBurst, wsRate, wsBurst (stage throttles),
+// prewarm ("reserve=20,checkout=10" or "20" for both) with prewarmFrom and prewarmUntil (RFC 3339
+// times: provisioned concurrency in that window, `make prewarm`), waf (true: the APIs behind
+// CloudFront with rate-based rules; the stack must be in us-east-1), wafRateLimit and
+// wafWriteRateLimit (requests per IP per 5 minutes).
 package main
 
 import (
@@ -13,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
@@ -42,6 +54,33 @@ func main() {
 		fmt.Fprintln(os.Stderr, "infra: logRetentionDays must be a number of days")
 		os.Exit(1)
 	}
+	num := func(key string) int {
+		v := ctx(key, "0")
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			fail("%s must be a whole number, got %q", key, v)
+		}
+		return n
+	}
+	when := func(key string) time.Time {
+		v := ctx(key, "")
+		if v == "" {
+			return time.Time{}
+		}
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			fail("%s must be an RFC 3339 time such as 2026-12-01T17:45:00Z, got %q", key, v)
+		}
+		return t
+	}
+	concurrency, err := stack.ParseCounts(ctx("concurrency", ""))
+	if err != nil {
+		fail("concurrency: %v", err)
+	}
+	prewarm, err := stack.ParseCounts(ctx("prewarm", ""), stack.Prewarmable...)
+	if err != nil {
+		fail("prewarm: %v", err)
+	}
 	stack.New(app, ctx("stackName", "Lastunit"), stack.Props{
 		StackProps: awscdk.StackProps{
 			Description: jsii.String("lastunit: scarce-stock reservations on Lambda, Postgres, Redis and SQS"),
@@ -58,11 +97,33 @@ func main() {
 		LocalStackAPIs:       ctx("localstackApis", "false") == "true",
 		WebDir:               ctx("webDir", "../web"),
 		StripePublishableKey: ctx("stripePublishableKey", ""),
+
+		DBInstanceClass:            ctx("dbInstanceClass", stack.DefaultInstanceClass),
+		DBSSLMode:                  ctx("dbSslMode", "verify-full"),
+		DBMaxConnections:           num("dbMaxConnections"),
+		ProxyMaxConnectionsPercent: num("proxyMaxConnectionsPercent"),
+		AccountConcurrency:         num("accountConcurrency"),
+		Concurrency:                concurrency,
+		APIRate:                    num("apiRate"),
+		APIBurst:                   num("apiBurst"),
+		WSRate:                     num("wsRate"),
+		WSBurst:                    num("wsBurst"),
+		Prewarm:                    prewarm,
+		PrewarmFrom:                when("prewarmFrom"),
+		PrewarmUntil:               when("prewarmUntil"),
+		WAF:                        ctx("waf", "false") == "true",
+		WAFRateLimit:               num("wafRateLimit"),
+		WAFWriteRateLimit:          num("wafWriteRateLimit"),
 		Code: func(name string) awslambda.Code {
 			return awslambda.Code_FromAsset(jsii.String(filepath.Join(buildDir, name+".zip")), nil)
 		},
 	})
 	app.Synth(nil)
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "infra: "+format+"\n", args...)
+	os.Exit(1)
 }
 
 func envOrNil(name string) *string {

@@ -8,11 +8,15 @@
 -- ARGV[2]  "1" to delete KEYS[6] when it still points at this hold (undoing a failed reserve), else "0"
 -- ARGV[3]  the deadline (ms) the caller knows the hold by, or "" for any: a hold whose deadline
 --          changed since (checked out, taken again by a late payment) is not the caller's to end
+-- ARGV[4]  "1" when Postgres has just ended the hold from reserved with deadline ARGV[3] (a
+--          compare-and-set): a checked-out mark under another deadline is then a checkout whose
+--          order can never be recorded (its insert needs the hold reserved), so it is released
+--          too; "0" otherwise. A hold of a late payment's retake is never reserved in Postgres.
 --
 -- Returns one of:
 --   {"released", qty, available, version}
 --   {"absent"}     the gate has no such hold (already released, or never counted by this gate),
---                  or it has another deadline than ARGV[3]
+--                  or it has another deadline than ARGV[3] (and is not a doomed checkout, ARGV[4])
 --   {"missing"}    no gate for this product (the next rebuild counts from Postgres)
 -- Only the call that removes the hold gives units back, so any number of callers is safe.
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -23,8 +27,8 @@ local h = redis.call('HGET', KEYS[2], rid)
 if not h then
   return {'absent'}
 end
-local qty, dl, user = string.match(h, '^(%d+):(%d+):[%a_]+:(.*)$')
-if ARGV[3] ~= '' and dl ~= ARGV[3] then
+local qty, dl, state, user = string.match(h, '^(%d+):(%d+):([%a_]+):(.*)$')
+if ARGV[3] ~= '' and dl ~= ARGV[3] and not (ARGV[4] == '1' and state == 'checked_out') then
   return {'absent'}
 end
 qty = tonumber(qty)

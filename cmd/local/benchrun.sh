@@ -5,14 +5,16 @@
 # $RUNNER_URL and $DATABASE_URL set, and always stops the runner and frees the Redis DB.
 #
 # usage: benchrun.sh NAME PORT -- command args...   (NAME names the database, queues and log)
-# environment: PG_ADMIN, PG_HOST, PG_PORT, REDIS_PORT, BENCH_HOST, RUN_DIR, and the runner's
+# environment: PG_ADMIN, PG_HOST, PG_PORT, PGBOUNCER_PORT, REDIS_PORT, BENCH_HOST, RUN_DIR, and the runner's
 # own settings (RESERVATION_TTL, DB_MAX_CONNS, ...), which it passes through.
 set -euo pipefail
 name=$1 port=$2
 shift 3
-db="lastunit_$name"
-export DATABASE_URL="postgres://postgres@${PG_HOST}:${PG_PORT}/${db}?sslmode=disable"
-psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+# A database of this run's own, dropped when it ends: a bench never touches another's database.
+db="lastunit_${name}_$$"
+# The runner reaches Postgres through PgBouncer, as it does by default (and functions through RDS Proxy).
+export DATABASE_URL="postgres://postgres@127.0.0.1:${PGBOUNCER_PORT:-6432}/${db}?sslmode=disable"
+psql "$PG_ADMIN" -qc "CREATE DATABASE $db"
 owner="$name-$$-$RANDOM" rdb="" pid=""
 for n in 14 13 15 12 11 10 9 8 7 6 5 4 3 2 1; do
   if [ "$(redis-cli -p "$REDIS_PORT" SET "lastunit:testdb:$n" "$owner" NX EX 900)" = OK ]; then rdb=$n; break; fi
@@ -20,6 +22,7 @@ done
 [ -n "$rdb" ] || { echo "no free redis database (1..15 are all claimed by tests)" >&2; exit 1; }
 cleanup() {
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
   if [ "$(redis-cli -p "$REDIS_PORT" GET "lastunit:testdb:$rdb")" = "$owner" ]; then
     redis-cli -p "$REDIS_PORT" -n "$rdb" FLUSHDB >/dev/null || true
     redis-cli -p "$REDIS_PORT" EVAL "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0" \

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"lastunit/shared/testenv"
@@ -61,10 +62,28 @@ func tab(t *testing.T, ctx context.Context) context.Context {
 	t.Cleanup(cancel)
 	// The first Run opens the tab; it must not get a context that is cancelled later, or the
 	// tab closes with it.
-	if err := chromedp.Run(c); err != nil {
+	if err := chromedp.Run(c, watchCSP()); err != nil {
 		t.Fatalf("open tab: %v", err)
 	}
 	return c
+}
+
+// watchCSP records, in every page the tab loads, what the Content-Security-Policy blocked
+// (window.__csp); DevTools' own script is not subject to the policy.
+func watchCSP() chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		_, err := page.AddScriptToEvaluateOnNewDocument(`window.__csp = [];
+document.addEventListener("securitypolicyviolation", e => window.__csp.push(e.effectiveDirective + " " + e.blockedURI));`).Do(ctx)
+		return err
+	})
+}
+
+// cspViolations is what the policy blocked in the tab's current page.
+func cspViolations(t *testing.T, ctx context.Context) []string {
+	t.Helper()
+	var v []string
+	do(t, ctx, "read CSP violations", chromedp.Evaluate(`window.__csp || ["the watcher is missing"]`, &v))
+	return v
 }
 
 func do(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action) {
@@ -216,4 +235,29 @@ func TestStorefrontInABrowser(t *testing.T) {
 	waitText(t, bob, `[data-available="hoodie"]`, "2 available", 3*time.Second)
 	waitText(t, admin, `[data-product="hoodie"] [data-col="sold"]`, "3", 5*time.Second)
 	env.CheckLedger(t, "hoodie", 5)
+
+	// The pages did all that under the runner's Content-Security-Policy without it blocking
+	// anything; and the policy is in force: an injected inline script does not run.
+	for name, c := range map[string]context.Context{"alice": alice, "bob": bob, "admin": admin} {
+		if v := cspViolations(t, c); len(v) > 0 {
+			t.Errorf("%s's page: the policy blocked %q", name, v)
+		}
+	}
+	var ran bool
+	do(t, bob, "inject an inline script", chromedp.Evaluate(`(() => {
+  const s = document.createElement("script");
+  s.textContent = "window.__inline = true";
+  document.head.append(s);
+  return window.__inline === true;
+})()`, &ran))
+	if ran {
+		t.Error("an inline script ran: the page has no working Content-Security-Policy")
+	}
+	waitCSP := time.Now()
+	for len(cspViolations(t, bob)) == 0 && time.Since(waitCSP) < 5*time.Second {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v := cspViolations(t, bob); len(v) != 1 || !strings.HasPrefix(v[0], "script-src") {
+		t.Errorf("the blocked inline script was reported as %q", v)
+	}
 }

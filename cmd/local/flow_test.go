@@ -28,7 +28,7 @@ func startFullServer(t *testing.T, env *testenv.Env) *httptest.Server {
 	srv := httptest.NewUnstartedServer(withContract(t, s))
 	srv.Start()
 	t.Cleanup(srv.Close)
-	p := &payer{orders: env.Shop.Store, secret: testenv.WebhookSecret, webhook: srv.URL + "/webhooks/stripe", client: srv.Client()}
+	p := &payer{auth: s.identity, orders: env.Shop.Store, secret: testenv.WebhookSecret, webhook: srv.URL + "/webhooks/stripe", client: srv.Client()}
 	s.handle("POST /_local/pay/{order_id}", p.pay)
 	f := &faults{}
 	env.Shop.Fault = f.hook
@@ -75,9 +75,15 @@ func TestPaymentFailureAndAdminToolsOverHTTP(t *testing.T) {
 	env.Shop.Pay, env.Shop.Jobs = env.Stripe, env.Queue
 	env.Shop.Now = time.Now // the poller runs in real time
 	srv := startFullServer(t, env)
-	admin, alice := bearer(t, "ada", "admin"), bearer(t, "alice")
+	admin, alice, bob := bearer(t, "ada", "admin"), bearer(t, "alice"), bearer(t, "bob")
 	call(t, srv, "PUT", "/admin/products/tee", admin, `{"name":"Tee","price_cents":2500,"currency":"usd","stock":10,"max_per_user":10}`)
 
+	status := func(id string) string {
+		var o shop.Order
+		json.Unmarshal(call(t, srv, "GET", "/orders/"+id, alice, "").body, &o)
+		return o.Status
+	}
+	payAs := alice
 	buy := func(qty int) shop.Order {
 		t.Helper()
 		r := call(t, srv, "POST", "/reservations", alice, fmt.Sprintf(`{"product_id":"tee","quantity":%d}`, qty))
@@ -90,15 +96,18 @@ func TestPaymentFailureAndAdminToolsOverHTTP(t *testing.T) {
 		}
 		var o shop.Order
 		json.Unmarshal(r.body, &o)
-		if r := call(t, srv, "POST", "/_local/pay/"+o.ID, "", ""); r.status != 202 {
+		// Only the owner (or an admin) may pay: no token is 401, another shopper's 404,
+		// and neither moves the order.
+		wantError(t, call(t, srv, "POST", "/_local/pay/"+o.ID, "", ""), 401, shop.CodeUnauthenticated, "")
+		wantError(t, call(t, srv, "POST", "/_local/pay/"+o.ID, bob, ""), 404, shop.CodeNotFound, "")
+		wantError(t, call(t, srv, "POST", "/_local/pay/o_nosuchorder", alice, ""), 404, shop.CodeNotFound, "")
+		if st := status(o.ID); st != shop.OrderPaymentPending {
+			t.Fatalf("after refused payments the order is %q", st)
+		}
+		if r := call(t, srv, "POST", "/_local/pay/"+o.ID, payAs, ""); r.status != 202 {
 			t.Fatalf("pay: %d %s", r.status, r.body)
 		}
 		return o
-	}
-	status := func(id string) string {
-		var o shop.Order
-		json.Unmarshal(call(t, srv, "GET", "/orders/"+id, alice, "").body, &o)
-		return o.Status
 	}
 
 	o1 := buy(2)
@@ -148,6 +157,7 @@ func TestPaymentFailureAndAdminToolsOverHTTP(t *testing.T) {
 
 	// Redrive: two more dead letters, both back and fulfilled.
 	call(t, srv, "PUT", "/_local/faults", "", `{"fulfill":"fail"}`)
+	payAs = admin // an admin may pay a shopper's order
 	o4, o5 := buy(1), buy(1)
 	eventually(t, 20*time.Second, "two new failed jobs", func() bool {
 		json.Unmarshal(call(t, srv, "GET", "/admin/failed-jobs", admin, "").body, &jobs)

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -31,6 +34,11 @@ func verifyToken(secret []byte, header string) (map[string]string, error) {
 	if !ok {
 		return nil, errors.New("unexpected claims")
 	}
+	if g, ok := mc["cognito:groups"]; ok {
+		if err := checkGroups(g); err != nil {
+			return nil, err
+		}
+	}
 	out := make(map[string]string, len(mc))
 	for k, v := range mc {
 		out[k] = claimString(v)
@@ -39,6 +47,31 @@ func verifyToken(secret []byte, header string) (map[string]string, error) {
 		return nil, errors.New("token has no sub")
 	}
 	return out, nil
+}
+
+// checkGroups accepts a cognito:groups claim only as Cognito issues it: an array of group
+// names, each 1 to 128 characters without whitespace. API Gateway passes an array claim as
+// "[a b]", which only splits back into the same names when no name holds a space: a token
+// with the group "not admin" would otherwise reach the functions as the groups "not" and
+// "admin".
+func checkGroups(v any) error {
+	arr, ok := v.([]any)
+	if !ok {
+		return errors.New("cognito:groups is not an array")
+	}
+	for _, g := range arr {
+		s, ok := g.(string)
+		if !ok || !validGroup(s) {
+			return errors.New("cognito:groups holds an invalid group name")
+		}
+	}
+	return nil
+}
+
+// validGroup reports whether name could be a Cognito group name: 1 to 128 characters, valid
+// UTF-8, no whitespace.
+func validGroup(name string) bool {
+	return name != "" && utf8.RuneCountInString(name) <= 128 && utf8.ValidString(name) && !strings.ContainsFunc(name, unicode.IsSpace)
 }
 
 func claimString(v any) string {
@@ -58,9 +91,10 @@ func claimString(v any) string {
 	}
 }
 
-// mintToken signs a dev token for sub with groups, valid for ttl.
+// mintToken signs a dev token for sub with groups, valid for ttl: an access token, as the
+// WebSocket requires (jwtauth).
 func mintToken(secret []byte, sub string, groups []string, ttl time.Duration, now time.Time) (string, error) {
-	claims := jwt.MapClaims{"sub": sub, "iat": now.Unix(), "exp": now.Add(ttl).Unix(), "iss": "lastunit-local"}
+	claims := jwt.MapClaims{"sub": sub, "iat": now.Unix(), "exp": now.Add(ttl).Unix(), "iss": "lastunit-local", "token_use": "access"}
 	if len(groups) > 0 {
 		claims["cognito:groups"] = groups
 	}
@@ -68,22 +102,34 @@ func mintToken(secret []byte, sub string, groups []string, ttl time.Duration, no
 }
 
 // tokenCache remembers verified tokens until they expire, so a shopper's many requests pay
-// for one HMAC check. It forgets everything when it grows past maxCached.
+// for one HMAC check. It is keyed by the SHA-256 of the Authorization header, so a long token
+// costs 32 bytes of key, and it holds at most maxCachedBytes of claims (counted as their
+// keys' and values' lengths plus an overhead per entry): past that, or past maxCached
+// entries, it forgets everything. A token whose claims alone exceed maxCachedEntry is
+// verified every time and never kept.
 type tokenCache struct {
 	mu     sync.Mutex
-	tokens map[string]cachedToken
+	tokens map[[sha256.Size]byte]cachedToken
+	bytes  int
 }
 
 type cachedToken struct {
 	claims map[string]string
 	exp    time.Time
+	size   int
 }
 
-const maxCached = 100_000
+const (
+	maxCached      = 100_000
+	maxCachedBytes = 16 << 20
+	maxCachedEntry = 4 << 10
+	entryOverhead  = 128 // map entry, key, expiry and the claims map's header, roughly
+)
 
 func (c *tokenCache) verify(secret []byte, header string, now time.Time) (map[string]string, error) {
+	key := sha256.Sum256([]byte(header))
 	c.mu.Lock()
-	t, ok := c.tokens[header]
+	t, ok := c.tokens[key]
 	c.mu.Unlock()
 	if ok && now.Before(t.exp) {
 		return t.claims, nil
@@ -96,11 +142,29 @@ func (c *tokenCache) verify(secret []byte, header string, now time.Time) (map[st
 	if err != nil {
 		return claims, nil
 	}
-	c.mu.Lock()
-	if c.tokens == nil || len(c.tokens) >= maxCached {
-		c.tokens = map[string]cachedToken{}
+	size := entryOverhead
+	for k, v := range claims {
+		size += len(k) + len(v) + 32
 	}
-	c.tokens[header] = cachedToken{claims: claims, exp: time.Unix(exp, 0)}
-	c.mu.Unlock()
+	if size > maxCachedEntry {
+		return claims, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.tokens[key]; ok {
+		c.bytes -= old.size
+	}
+	if c.tokens == nil || len(c.tokens) >= maxCached || c.bytes+size > maxCachedBytes {
+		c.tokens, c.bytes = map[[sha256.Size]byte]cachedToken{}, 0
+	}
+	c.tokens[key] = cachedToken{claims: claims, exp: time.Unix(exp, 0), size: size}
+	c.bytes += size
 	return claims, nil
+}
+
+// usage reports how many tokens the cache holds and the bytes it counts for them.
+func (c *tokenCache) usage() (entries, bytes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.tokens), c.bytes
 }

@@ -60,7 +60,8 @@ func run(log *slog.Logger) error {
 	srv := newServer(app.Log, []byte(os.Getenv("LOCAL_JWT_SECRET")), health(app),
 		handler.Reserve(app.Shop, app.Log), handler.Admin(app.Shop, app.Log),
 		handler.Checkout(app.Shop, app.Log), handler.Webhook(app.Shop, app.Stripe, app.Log))
-	p := &payer{orders: app.Shop.Store, secret: cfg.StripeWebhookSecret, webhook: "http://" + addr + handler.RouteStripeWebhook[len("POST "):], client: &http.Client{Timeout: 30 * time.Second}}
+	srv.allowHosts(os.Getenv("LOCAL_ALLOWED_HOSTS"))
+	p := &payer{auth: srv.identity, orders: app.Shop.Store, secret: cfg.StripeWebhookSecret, webhook: "http://" + addr + handler.RouteStripeWebhook[len("POST "):], client: &http.Client{Timeout: 30 * time.Second}}
 	srv.handle("POST /_local/pay/{order_id}", p.pay)
 	f := &faults{}
 	app.Shop.Fault = f.hook
@@ -87,7 +88,7 @@ func run(log *slog.Logger) error {
 		expire(ctx, scheduled()) //nolint:errcheck
 	})
 
-	hs := &http.Server{Addr: addr, Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	hs := srv.configure(&http.Server{Addr: addr})
 	errc := make(chan error, 1)
 	go func() { errc <- hs.ListenAndServe() }()
 	log.Info("listening", "addr", "http://"+addr, "expire_every", cfg.ExpireEvery.String())

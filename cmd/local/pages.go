@@ -13,6 +13,7 @@ import (
 // under /assets/, the pages' settings at /config.json, and the API reference (web/api) under
 // /reference/ with its OpenAPI file also at /openapi.yaml.
 func (s *server) servePages(cfg web.Config) {
+	s.pages = cfg
 	page := func(name string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			b, err := fs.ReadFile(web.FS, name)

@@ -20,11 +20,27 @@ type payer struct {
 	secret  string // STRIPE_WEBHOOK_SECRET
 	webhook string // the runner's own webhook URL
 	client  *http.Client
+	// auth names the caller from the request's bearer token; nil refuses everyone.
+	auth func(*http.Request) (apigw.Identity, error)
 }
 
-// pay serves POST /_local/pay/{order_id}: 202 once the webhook accepted the event.
+// pay serves POST /_local/pay/{order_id} for the order's owner or an admin: 202 once the
+// webhook accepted the event; 401 without a valid token, 404 for someone else's order (as
+// GET /orders/{id} answers).
 func (p *payer) pay(w http.ResponseWriter, r *http.Request) {
+	if p.auth == nil {
+		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeUnauthenticated, "a bearer token is required")))
+		return
+	}
+	who, err := p.auth(r)
+	if err != nil {
+		apigw.WriteHTTP(w, apigw.ErrorResponse(err))
+		return
+	}
 	o, err := p.orders.Order(r.Context(), r.PathValue("order_id"))
+	if err == nil && o.UserID != who.UserID && !who.IsAdmin() {
+		err = shop.ErrNotFound
+	}
 	if errors.Is(err, shop.ErrNotFound) {
 		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeNotFound, "no such order")))
 		return

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"lastunit/shared/apigw"
 	"lastunit/shared/shop"
+	"lastunit/web"
 )
 
 // lambdaFunc is an HTTP API function as Lambda would invoke it.
@@ -36,10 +38,64 @@ type server struct {
 	health func(context.Context) error
 	mux    *http.ServeMux
 	tokens tokenCache
+	hosts  map[string]bool // the Host names served (lower case, no port, no brackets)
+	limits limits
+	pages  web.Config // what the pages are told; it decides whether Stripe's origins are allowed
+}
+
+// limits bound what one client can hold: a connection is closed when its headers, or its
+// request's body, take longer than their timeout, or when it sits idle between requests.
+type limits struct {
+	header, body, idle time.Duration
+	maxHeaderBytes     int
+}
+
+// defaultLimits: API Gateway's HTTP API takes at most 10 KiB of request line and headers;
+// the runner allows 32 KiB because browsers send every cookie set on localhost.
+var defaultLimits = limits{header: 10 * time.Second, body: 20 * time.Second, idle: 60 * time.Second, maxHeaderBytes: 32 << 10}
+
+// configure applies the runner's limits to hs. The body timeout is not hs.ReadTimeout: that
+// deadline stays on the connection while the handler runs and, when it passes, cancels the
+// request's context; ServeHTTP sets it per request and readBody lifts it once the body is in.
+func (s *server) configure(hs *http.Server) *http.Server {
+	hs.Handler = s
+	hs.ReadHeaderTimeout = s.limits.header
+	hs.IdleTimeout = s.limits.idle
+	hs.MaxHeaderBytes = s.limits.maxHeaderBytes
+	return hs
+}
+
+// LoopbackHosts are the host names the runner answers by default: a page on any other
+// origin that resolves to 127.0.0.1 (DNS rebinding) is refused before any route runs.
+var LoopbackHosts = []string{"localhost", "127.0.0.1", "::1"}
+
+// allowHosts sets the Host names the runner answers (any port) to the loopback names plus
+// the comma-separated list (LOCAL_ALLOWED_HOSTS), e.g. "shop.test,192.168.1.20".
+func (s *server) allowHosts(list string) {
+	s.hosts = map[string]bool{}
+	for _, h := range append(LoopbackHosts, strings.Split(list, ",")...) {
+		if h = strings.Trim(strings.ToLower(strings.TrimSpace(h)), "[]"); h != "" {
+			s.hosts[h] = true
+		}
+	}
+}
+
+// hostAllowed reports whether a request's Host header names this runner.
+func (s *server) hostAllowed(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	} else if strings.HasPrefix(hostport, "[") && strings.HasSuffix(hostport, "]") {
+		host = hostport[1 : len(hostport)-1]
+	} else if strings.Contains(hostport, ":") {
+		return false // neither host:port nor a bracketed address
+	}
+	return host != "" && s.hosts[strings.ToLower(host)]
 }
 
 func newServer(log *slog.Logger, secret []byte, health func(context.Context) error, funcs ...*apigw.Mux) *server {
-	s := &server{log: log, secret: secret, health: health, mux: http.NewServeMux()}
+	s := &server{log: log, secret: secret, health: health, mux: http.NewServeMux(), limits: defaultLimits}
+	s.allowHosts("")
 	for _, f := range funcs {
 		for key, access := range f.Routes() {
 			method, path, _ := strings.Cut(key, " ")
@@ -65,7 +121,59 @@ func (s *server) handle(pattern string, h http.HandlerFunc) {
 	})
 }
 
-func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP refuses a Host it does not serve, then routes.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.hostAllowed(r.Host) {
+		for k, v := range web.SecurityHeaders(s.pages) {
+			w.Header().Set(k, v)
+		}
+		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeForbidden, "this runner does not serve that host name; see LOCAL_ALLOWED_HOSTS")))
+		return
+	}
+	// The same headers the deployed pages get, with the runner's own WebSocket origin
+	// (the Host is one of ours by now).
+	for k, v := range web.SecurityHeaders(s.pages, s.connectOrigins(r.Host)...) {
+		w.Header().Set(k, v)
+	}
+	// The request's body must arrive within limits.body; handlers that read it whole lift
+	// the deadline (readBody) so it cannot cancel their work; net/http lifts it when /ws
+	// takes the connection over.
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.limits.body)) //nolint:errcheck
+	s.mux.ServeHTTP(w, r)
+}
+
+// connectOrigins are the origins the pages may connect to besides their own: the runner's
+// WebSocket at host (ws: and wss:), and the API and WebSocket URLs the pages are given.
+func (s *server) connectOrigins(host string) []string {
+	out := []string{"ws://" + host, "wss://" + host}
+	for _, u := range []string{s.pages.APIBase, s.pages.WebSocketURL} {
+		if u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// readBody reads a request body up to apigw.MaxBody+1 bytes. Once the whole body has been
+// read it lifts the read deadline ServeHTTP set, so a slow handler's context is not cancelled
+// by it; a body cut short by the deadline is an error.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, apigw.MaxBody+1))
+	if err == nil && len(body) <= apigw.MaxBody {
+		http.NewResponseController(w).SetReadDeadline(time.Time{}) //nolint:errcheck
+	}
+	return body, err
+}
+
+// identity checks a runner-only route's bearer token as the HTTP API's authorizer would
+// check a protected route's, and returns who it names.
+func (s *server) identity(r *http.Request) (apigw.Identity, error) {
+	c, err := s.tokens.verify(s.secret, r.Header.Get("Authorization"), time.Now())
+	if err != nil {
+		return apigw.Identity{}, shop.Errorf(shop.CodeUnauthenticated, "missing, malformed, expired or badly signed token")
+	}
+	return apigw.Identity{UserID: c["sub"], Groups: apigw.ParseGroups(c["cognito:groups"])}, nil
+}
 
 // api routes a request to its function as API Gateway would: 404 for an unknown path, 405 for
 // a known path with another method, 401 when a protected route has no valid token.
@@ -101,8 +209,9 @@ func (s *server) api(w http.ResponseWriter, r *http.Request) {
 		}
 		claims = c
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, apigw.MaxBody+1))
+	body, err := readBody(w, r)
 	if err != nil {
+		w.Header().Set("Connection", "close")
 		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("", "could not read the body")))
 		return
 	}
@@ -135,7 +244,12 @@ type tokenRequest struct {
 // decodeRequest reads a runner-only route's JSON body into v with the API's rules; on a bad
 // body it answers the error and returns false.
 func decodeRequest(w http.ResponseWriter, r *http.Request, v any) bool {
-	body, _ := io.ReadAll(io.LimitReader(r.Body, apigw.MaxBody+1))
+	body, err := readBody(w, r)
+	if err != nil {
+		w.Header().Set("Connection", "close")
+		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("", "could not read the body")))
+		return false
+	}
 	if err := apigw.DecodeJSON(r.Header.Get("Content-Type"), body, v); err != nil {
 		apigw.WriteHTTP(w, apigw.ErrorResponse(err))
 		return false
@@ -151,6 +265,12 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 	if req.Sub == "" || len(req.Sub) > 128 {
 		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("sub", "sub must be 1 to 128 characters")))
 		return
+	}
+	for _, g := range req.Groups {
+		if !validGroup(g) {
+			apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("groups", "each group must be 1 to 128 characters without whitespace, as Cognito's")))
+			return
+		}
 	}
 	ttl := time.Hour
 	if req.TTL != "" {

@@ -19,6 +19,7 @@ import (
 	"lastunit/shared/handler"
 	"lastunit/shared/shop"
 	"lastunit/shared/testenv"
+	"lastunit/web"
 )
 
 // The local runner over real HTTP: API Gateway's routing and JWT authorizer in front of the
@@ -183,6 +184,12 @@ func TestServerRejects(t *testing.T) {
 		{"HS512 with the secret", "Bearer " + sign(t, jwt.SigningMethodHS512, []byte(testSecret), validClaims())},
 		{"tampered payload", tampered},
 		{"signature stripped", "Bearer " + parts[0] + "." + parts[1] + "."},
+		// API Gateway would pass ["not admin"] as "[not admin]": the groups "not" and "admin".
+		{"group with a space", withClaims(func(c jwt.MapClaims) { c["cognito:groups"] = []string{"not admin"} })},
+		{"group with a tab", withClaims(func(c jwt.MapClaims) { c["cognito:groups"] = []string{"x\tadmin"} })},
+		{"groups as a string", withClaims(func(c jwt.MapClaims) { c["cognito:groups"] = "[not admin]" })},
+		{"groups not strings", withClaims(func(c jwt.MapClaims) { c["cognito:groups"] = []any{1, "admin"} })},
+		{"empty group", withClaims(func(c jwt.MapClaims) { c["cognito:groups"] = []string{"", "admin"} })},
 	}
 	for _, tc := range unauth {
 		t.Run("401 "+tc.name, func(t *testing.T) {
@@ -198,6 +205,9 @@ func TestServerRejects(t *testing.T) {
 	}
 
 	shopper := "Bearer " + sign(t, jwt.SigningMethodHS256, []byte(testSecret), jwt.MapClaims{"sub": "bob", "exp": time.Now().Add(time.Hour).Unix()})
+	lookalike := withClaims(func(c jwt.MapClaims) {
+		c["cognito:groups"] = []string{"billing,admin", "administrators", `"admin"`, "[admin]", "Admin"}
+	})
 	routing := []struct {
 		name, method, path, auth, body string
 		status                         int
@@ -220,6 +230,7 @@ func TestServerRejects(t *testing.T) {
 			`{"name":"Owned","price_cents":1,"currency":"usd","stock":1000,"max_per_user":1000}`, 403, shop.CodeForbidden, ""},
 		{"shopper restocks", "POST", "/admin/products/auth-tee/restock", shopper, `{"delta":100}`, 403, shop.CodeForbidden, ""},
 		{"shopper lists admin products", "GET", "/admin/products", shopper, "", 403, shop.CodeForbidden, ""},
+		{"admin look-alike groups", "GET", "/admin/products", lookalike, "", 403, shop.CodeForbidden, ""},
 		{"body over 64 KiB", "POST", "/reservations", shopper, reserve + strings.Repeat(" ", apigw.MaxBody), 413, shop.CodePayloadTooLarge, ""},
 		{"quantity 0", "POST", "/reservations", shopper, `{"product_id":"auth-tee","quantity":0}`, 400, shop.CodeInvalidRequest, "quantity"},
 		{"unknown product", "POST", "/reservations", shopper, `{"product_id":"ghost","quantity":1}`, 404, shop.CodeNotFound, ""},
@@ -320,6 +331,9 @@ func TestServerLocalRoutes(t *testing.T) {
 		{"no sub", `{"groups":["admin"]}`, "sub"},
 		{"sub too long", `{"sub":"` + strings.Repeat("s", 129) + `"}`, "sub"},
 		{"unknown field", `{"sub":"alice","admin":true}`, "admin"},
+		{"group with a space", `{"sub":"alice","groups":["not admin"]}`, "groups"},
+		{"empty group", `{"sub":"alice","groups":[""]}`, "groups"},
+		{"group too long", `{"sub":"alice","groups":["` + strings.Repeat("g", 129) + `"]}`, "groups"},
 		{"malformed", `{"sub":`, ""},
 	} {
 		t.Run("token "+tc.name, func(t *testing.T) {
@@ -445,5 +459,112 @@ func TestServerHappyPath(t *testing.T) {
 	l := env.CheckLedger(t, "tee", 5)
 	if l.Available != 5 || l.HeldPG != 0 {
 		t.Fatalf("ledger after release: %+v", l)
+	}
+}
+
+// TestServerHostNames: the runner answers only the loopback names (any port) and those
+// LOCAL_ALLOWED_HOSTS adds; any other Host (a rebound DNS name) gets 403 on every door,
+// and mints nothing.
+func TestServerHostNames(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	s := newServer(quiet, []byte(testSecret), func(context.Context) error { return nil },
+		handler.Reserve(env.Shop, quiet), handler.Admin(env.Shop, quiet))
+	s.servePages(web.Config{Local: true})
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	send := func(host, method, path, body string) reply {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		req.Host = host
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatalf("Host %q: %v", host, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return reply{resp.StatusCode, resp.Header, b}
+	}
+	allowed := []string{"localhost", "localhost:8080", "LocalHost:1", "127.0.0.1", "127.0.0.1:8080", "[::1]", "[::1]:8080"}
+	refused := []string{"attacker.example", "attacker.example:8080", "localhost.attacker.example", "127.0.0.1.nip.io:8080",
+		"localhost.", "[::2]:8080", "0.0.0.0:8080", "127.0.0.2", "shop.test", "::1", "attacker.example:127.0.0.1", "[localhost]x"}
+	for _, h := range allowed {
+		if r := send(h, "GET", "/healthz", ""); r.status != 200 {
+			t.Errorf("Host %q: healthz %d %s", h, r.status, r.body)
+		}
+	}
+	for _, h := range refused {
+		for _, c := range [][3]string{
+			{"POST", "/_local/token", `{"sub":"mallory","groups":["admin"]}`},
+			{"GET", "/healthz", ""}, {"GET", "/", ""}, {"GET", "/dashboard", ""}, {"GET", "/config.json", ""},
+			{"GET", "/products", ""}, {"GET", "/assets/store.js", ""}, {"GET", "/nope", ""},
+		} {
+			r := send(h, c[0], c[1], c[2])
+			wantError(t, r, 403, shop.CodeForbidden, "")
+			if strings.Contains(string(r.body), "token") && !strings.Contains(string(r.body), "error") {
+				t.Errorf("Host %q minted a token: %s", h, r.body)
+			}
+		}
+	}
+	s.allowHosts("Shop.Test, 192.168.1.20")
+	for _, h := range []string{"shop.test", "shop.test:8080", "192.168.1.20:8080", "localhost:8080"} {
+		if r := send(h, "GET", "/healthz", ""); r.status != 200 {
+			t.Errorf("allowed Host %q: healthz %d %s", h, r.status, r.body)
+		}
+	}
+	if r := send("attacker.example", "GET", "/healthz", ""); r.status != 403 {
+		t.Errorf("attacker.example with an allow list: %d", r.status)
+	}
+}
+
+// TestServerSecurityHeaders: every answer (page, asset, config, API, error, refused host)
+// carries the pages' security headers; the policy forbids framing and inline code, allows
+// the runner's own WebSocket, and names Stripe only when a publishable key is configured.
+func TestServerSecurityHeaders(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	for _, key := range []string{"", "pk_test_123"} {
+		s := newServer(quiet, []byte(testSecret), func(context.Context) error { return nil }, handler.Reserve(env.Shop, quiet))
+		s.servePages(web.Config{Local: true, StripePublishableKey: key})
+		srv := httptest.NewServer(s)
+		t.Cleanup(srv.Close)
+		host := strings.TrimPrefix(srv.URL, "http://")
+		for _, c := range [][2]string{{"GET", "/"}, {"GET", "/dashboard"}, {"GET", "/assets/store.js"}, {"GET", "/config.json"},
+			{"GET", "/products"}, {"GET", "/nope"}, {"POST", "/reservations"}, {"GET", "/healthz"}} {
+			r := call(t, srv, c[0], c[1], "", "")
+			h := r.header
+			for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"} {
+				if got := h.Get(k); got != want {
+					t.Errorf("key %q, %s %s: %s = %q, want %q", key, c[0], c[1], k, got, want)
+				}
+			}
+			csp := h.Get("Content-Security-Policy")
+			for _, want := range []string{"default-src 'self'", "frame-ancestors 'none'", "object-src 'none'", "style-src 'self';",
+				"connect-src 'self' ws://" + host + " wss://" + host} {
+				if !strings.Contains(csp, want) {
+					t.Errorf("key %q, %s %s: CSP %q lacks %q", key, c[0], c[1], csp, want)
+				}
+			}
+			if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") || strings.Contains(csp, "*") {
+				t.Errorf("CSP %q allows inline code or wildcards", csp)
+			}
+			if hasStripe := strings.Contains(csp, "stripe.com"); hasStripe != (key != "") {
+				t.Errorf("key %q: CSP %q names Stripe: %v", key, csp, hasStripe)
+			}
+			if h.Get("Strict-Transport-Security") != "" {
+				t.Errorf("HSTS over plain HTTP: %q", h.Get("Strict-Transport-Security"))
+			}
+		}
+		if key != "" {
+			csp := call(t, srv, "GET", "/", "", "").header.Get("Content-Security-Policy")
+			for _, want := range []string{"script-src 'self' https://js.stripe.com;", "frame-src https://js.stripe.com https://hooks.stripe.com;", "https://api.stripe.com"} {
+				if !strings.Contains(csp, want) {
+					t.Errorf("with a publishable key the CSP %q lacks %q", csp, want)
+				}
+			}
+		}
 	}
 }

@@ -62,9 +62,12 @@ func TestDropMomentThroughThePooler(t *testing.T) {
 	env.Product(t, "drop-1", units, 2)
 	// Nothing is read from Postgres until a hold is recorded: the catalog and the gate are in
 	// Redis once the product exists.
+	// Two hundred environments share this machine's two cores (under -race, beside other test
+	// packages): first connections wait for CPU, not for the services, so the test gives them
+	// more time than a Lambda environment (one vCPU of its own) needs.
 	opts := env.Redis.Options()
-	t.Setenv("DATABASE_URL", env.DBURL)
-	t.Setenv("REDIS_URL", fmt.Sprintf("redis://%s/%d", opts.Addr, opts.DB))
+	t.Setenv("DATABASE_URL", env.DBURL+"&connect_timeout=60")
+	t.Setenv("REDIS_URL", fmt.Sprintf("redis://%s/%d?dial_timeout=60s", opts.Addr, opts.DB))
 	t.Setenv("DB_MAX_CONNS", "1")
 	t.Setenv("MIGRATE_ON_START", "")
 	t.Setenv("SQS_ENDPOINT", "http://127.0.0.1:9") // stock notices fail quietly; never a real AWS endpoint

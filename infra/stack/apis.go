@@ -18,10 +18,16 @@ const AdminGroup = "admin"
 // WebSocketStageName is the WebSocket API's stage.
 const WebSocketStageName = "live"
 
-// Throttling of both APIs' stages (API.md's 429 rate_limited comes from here in AWS).
+// Default throttling of the APIs' stages (API.md's 429 rate_limited comes from here in AWS),
+// overridden by Props (context apiRate, apiBurst, wsRate, wsBurst). The HTTP API's burst is
+// the account's default burst quota (5,000); its rate leaves room in the account's default
+// 10,000 requests per second for the WebSocket API and other APIs. Raise the account's
+// quotas before raising these ("Before the drop" in the README).
 const (
-	RateLimit  = 1000 // requests per second, steady
-	BurstLimit = 2000
+	DefaultAPIRate  = 3000 // requests per second, steady
+	DefaultAPIBurst = 5000
+	DefaultWSRate   = 1000 // messages per second (and $connect requests)
+	DefaultWSBurst  = 2000
 )
 
 // APIs is the Cognito user pool and the two API Gateway APIs.
@@ -32,6 +38,8 @@ type APIs struct {
 	HTTPStage      awsapigatewayv2.HttpStage
 	WebSocket      awsapigatewayv2.WebSocketApi
 	WebSocketStage awsapigatewayv2.WebSocketStage
+	// Routes is the HTTP API's routes (the migrate trigger runs before them).
+	Routes []awsapigatewayv2.HttpRoute
 }
 
 // newIdentity builds the user pool (e-mail sign-in, self sign-up for shoppers), a public web
@@ -79,7 +87,9 @@ func (s *Stack) newWebSocketAPI() {
 		WebSocketApi: a.WebSocket,
 		StageName:    jsii.String(WebSocketStageName),
 		AutoDeploy:   jsii.Bool(true),
-		Throttle:     &awsapigatewayv2.ThrottleSettings{RateLimit: jsii.Number(RateLimit), BurstLimit: jsii.Number(BurstLimit)},
+		Throttle: &awsapigatewayv2.ThrottleSettings{
+			RateLimit: jsii.Number(float64(s.Props.WSRate)), BurstLimit: jsii.Number(float64(s.Props.WSBurst)),
+		},
 	})
 }
 
@@ -110,7 +120,9 @@ func (s *Stack) newHTTPAPI() {
 	a.HTTPStage = a.HTTP.AddStage(jsii.String("DefaultStage"), &awsapigatewayv2.HttpStageOptions{
 		StageName:  jsii.String("$default"),
 		AutoDeploy: jsii.Bool(true),
-		Throttle:   &awsapigatewayv2.ThrottleSettings{RateLimit: jsii.Number(RateLimit), BurstLimit: jsii.Number(BurstLimit)},
+		Throttle: &awsapigatewayv2.ThrottleSettings{
+			RateLimit: jsii.Number(float64(s.Props.APIRate)), BurstLimit: jsii.Number(float64(s.Props.APIBurst)),
+		},
 	})
 	accessLogs := awslogs.NewLogGroup(s.Stack, jsii.String("HttpApiAccessLogs"), &awslogs.LogGroupProps{
 		Retention: awslogs.RetentionDays_ONE_MONTH, RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
@@ -132,7 +144,7 @@ func (s *Stack) newHTTPAPI() {
 	integration := func(fn string) awsapigatewayv2integrations.HttpLambdaIntegration {
 		in, ok := integrations[fn]
 		if !ok {
-			in = awsapigatewayv2integrations.NewHttpLambdaIntegration(jsii.String(logicalName(fn)+"Integration"), s.Functions[fn], nil)
+			in = awsapigatewayv2integrations.NewHttpLambdaIntegration(jsii.String(logicalName(fn)+"Integration"), s.invokable(fn), nil)
 			integrations[fn] = in
 		}
 		return in
@@ -146,11 +158,11 @@ func (s *Stack) newHTTPAPI() {
 		if r.Access != Public {
 			props.Authorizer = authorizer
 		}
-		awsapigatewayv2.NewHttpRoute(s.Stack, jsii.String("Route"+routeID(r.Key)), props)
+		a.Routes = append(a.Routes, awsapigatewayv2.NewHttpRoute(s.Stack, jsii.String("Route"+routeID(r.Key)), props))
 	}
-	awsapigatewayv2.NewHttpRoute(s.Stack, jsii.String("RouteDefault"), &awsapigatewayv2.HttpRouteProps{
+	a.Routes = append(a.Routes, awsapigatewayv2.NewHttpRoute(s.Stack, jsii.String("RouteDefault"), &awsapigatewayv2.HttpRouteProps{
 		HttpApi: a.HTTP, RouteKey: awsapigatewayv2.HttpRouteKey_DEFAULT(), Integration: integration(DefaultRouteFunction),
-	})
+	}))
 }
 
 // routeID turns "POST /admin/failed-jobs/{order_id}/retry" into "PostAdminFailedjobsOrderidRetry".

@@ -12,9 +12,16 @@ import (
 // Network is the VPC and the security groups between the functions and the data stores.
 type Network struct {
 	Vpc awsec2.Vpc
-	// Functions is every function's security group: out to anywhere (Stripe, AWS APIs), nothing in.
+	// Functions is the security group of every function that uses Redis: out to anywhere
+	// (Stripe, AWS APIs), nothing in.
 	Functions awsec2.SecurityGroup
-	// Postgres and Redis accept their port from Functions only.
+	// PostgresClients is the security group of the functions that use Postgres (Function.Postgres):
+	// out to anywhere, nothing in; the proxy accepts 5432 from it only. wsconnect and broadcast
+	// are not in it, so they have no network path to the database.
+	PostgresClients awsec2.SecurityGroup
+	// Proxy is the RDS Proxy's: 5432 in from PostgresClients, out to Postgres's 5432 only.
+	Proxy awsec2.SecurityGroup
+	// Postgres accepts 5432 from the proxy only; Redis accepts 6379 from Functions only.
 	Postgres, Redis awsec2.SecurityGroup
 }
 
@@ -37,22 +44,39 @@ func newNetwork(s awscdk.Stack) *Network {
 		})
 	}
 	n := &Network{
-		Vpc:       vpc,
-		Functions: sg("FunctionsSG", "lastunit functions", true),
-		Postgres:  sg("PostgresSG", "lastunit Postgres: 5432 from the functions", false),
-		Redis:     sg("RedisSG", "lastunit Redis: 6379 from the functions", false),
+		Vpc:             vpc,
+		Functions:       sg("FunctionsSG", "lastunit functions", true),
+		PostgresClients: sg("PostgresClientsSG", "lastunit functions that use Postgres (through the proxy)", true),
+		Proxy:           sg("PostgresProxySG", "lastunit RDS Proxy: 5432 from the Postgres clients, to Postgres", false),
+		Postgres:        sg("PostgresSG", "lastunit Postgres: 5432 from the proxy", false),
+		Redis:           sg("RedisSG", "lastunit Redis: 6379 from the functions", false),
 	}
-	n.Postgres.AddIngressRule(n.Functions, awsec2.Port_Tcp(jsii.Number(5432)), jsii.String("functions to Postgres"), nil)
+	// The proxy to Postgres (ingress on Postgres, egress on the proxy) is added by the
+	// DatabaseProxy construct itself.
+	n.Proxy.AddIngressRule(n.PostgresClients, awsec2.Port_Tcp(jsii.Number(5432)), jsii.String("functions to the proxy"), nil)
 	n.Redis.AddIngressRule(n.Functions, awsec2.Port_Tcp(jsii.Number(6379)), jsii.String("functions to Redis"), nil)
 	return n
 }
 
-// Data is Postgres, Redis and the secrets the functions read at cold start.
+// AppRoleName is the Postgres login role the functions connect as (store.EnsureAppRole).
+const AppRoleName = "lastunit_app"
+
+// Data is Postgres, the proxy, Redis and the secrets the functions read at cold start.
 type Data struct {
 	Postgres awsrds.DatabaseInstance
-	// DBSecret is the generated Postgres credentials: {username, password, host, port, dbname, ...}.
+	// DBSecret is the generated master credentials: {username, password, host, port, dbname, ...};
+	// the migrate function (and the proxy) only.
 	DBSecret awssecretsmanager.ISecret
-	Redis    awselasticache.CfnReplicationGroup
+	// AppSecret is the application role's generated credentials {username, password} (plus
+	// host, port and dbname in LocalStack); every other function that uses Postgres reads it.
+	AppSecret awssecretsmanager.ISecret
+	// Proxy is the RDS Proxy in front of Postgres (nil in LocalStack); DatabaseHost is its
+	// endpoint, the functions' DATABASE_HOST.
+	Proxy        awsrds.DatabaseProxy
+	DatabaseHost *string
+	// Budget is the connection budget the proxy and the reserved concurrency follow.
+	Budget Budget
+	Redis  awselasticache.CfnReplicationGroup
 	// RedisURL is rediss://primary-endpoint:port/0 (TLS); the AUTH token comes from RedisAuth.
 	RedisURL *string
 	// RedisAuth is the Redis AUTH token (a plain secret string).
@@ -75,7 +99,7 @@ func newData(s awscdk.Stack, n *Network, p Props) *Data {
 		Engine: awsrds.DatabaseInstanceEngine_Postgres(&awsrds.PostgresInstanceEngineProps{
 			Version: awsrds.PostgresEngineVersion_VER_16(),
 		}),
-		InstanceType:        awsec2.InstanceType_Of(awsec2.InstanceClass_BURSTABLE4_GRAVITON, awsec2.InstanceSize_MICRO),
+		InstanceType:        awsec2.NewInstanceType(jsii.String(p.DBInstanceClass)),
 		Vpc:                 n.Vpc,
 		VpcSubnets:          isolated,
 		SecurityGroups:      &[]awsec2.ISecurityGroup{n.Postgres},
@@ -91,6 +115,29 @@ func newData(s awscdk.Stack, n *Network, p Props) *Data {
 		RemovalPolicy:       removal,
 	})
 	d.DBSecret = d.Postgres.Secret()
+	d.AppSecret = awsrds.NewDatabaseSecret(s, jsii.String("PostgresAppSecret"), &awsrds.DatabaseSecretProps{
+		Username:   jsii.String(AppRoleName),
+		SecretName: jsii.String(p.Prefix + "/postgres-app"),
+	})
+	d.Budget = NewBudget(p)
+	d.Proxy = awsrds.NewDatabaseProxy(s, jsii.String("PostgresProxy"), &awsrds.DatabaseProxyProps{
+		DbProxyName: jsii.String(p.Prefix + "-postgres"),
+		ProxyTarget: awsrds.ProxyTarget_FromInstance(d.Postgres),
+		// The application role's secret for the functions, the master's for the migrate function.
+		Secrets:                   &[]awssecretsmanager.ISecret{d.AppSecret, d.DBSecret},
+		IamAuth:                   jsii.Bool(false),
+		RequireTLS:                jsii.Bool(true),
+		ClientPasswordAuthType:    awsrds.ClientPasswordAuthType_POSTGRES_SCRAM_SHA_256,
+		MaxConnectionsPercent:     jsii.Number(float64(d.Budget.ProxyPercent)),
+		MaxIdleConnectionsPercent: jsii.Number(float64(d.Budget.ProxyPercent) / 2),
+		// Below every function's timeout: a request that cannot get a connection answers 503
+		// (the store translates the proxy's error) instead of timing out.
+		BorrowTimeout:  seconds(ProxyBorrowTimeoutSeconds),
+		Vpc:            n.Vpc,
+		VpcSubnets:     isolated,
+		SecurityGroups: &[]awsec2.ISecurityGroup{n.Proxy},
+	})
+	d.DatabaseHost = d.Proxy.Endpoint()
 
 	d.RedisAuth = awssecretsmanager.NewSecret(s, jsii.String("RedisAuth"), &awssecretsmanager.SecretProps{
 		SecretName:  jsii.String(p.Prefix + "/redis-auth"),
@@ -158,6 +205,14 @@ func newLocalData(s awscdk.Stack, p Props) *Data {
 		SecretStringValue: awscdk.SecretValue_UnsafePlainText(jsii.String(
 			`{"username":"postgres","password":"postgres","host":"` + LocalPostgresHost + `","port":5432,"dbname":"lastunit"}`)),
 	})
+	// The application role with a development password (nothing secret): the migrate function
+	// creates it in the compose Postgres as in AWS.
+	d.AppSecret = awssecretsmanager.NewSecret(s, jsii.String("PostgresAppSecret"), &awssecretsmanager.SecretProps{
+		SecretName: jsii.String(p.Prefix + "/postgres-app"),
+		SecretStringValue: awscdk.SecretValue_UnsafePlainText(jsii.String(
+			`{"username":"` + AppRoleName + `","password":"lastunit-app-local","host":"` + LocalPostgresHost + `","port":5432,"dbname":"lastunit"}`)),
+	})
+	d.Budget = NewBudget(p)
 	d.Stripe = awssecretsmanager.NewSecret(s, jsii.String("Stripe"), &awssecretsmanager.SecretProps{
 		SecretName:        jsii.String(p.Prefix + "/stripe"),
 		SecretStringValue: awscdk.SecretValue_UnsafePlainText(jsii.String(`{"secret_key":"sk_test_local","webhook_secret":"whsec_lastunit_local"}`)),

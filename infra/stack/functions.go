@@ -18,7 +18,16 @@ type Function struct {
 	MemoryMB int
 	// TimeoutSeconds is the function timeout.
 	TimeoutSeconds int
-	// DBMaxConns is DB_MAX_CONNS: one Lambda instance serves one event at a time.
+	// Postgres: the function connects to Postgres, through the RDS Proxy, as the application
+	// role (DATABASE_SECRET_ARN, DATABASE_HOST); its reserved concurrency counts in the budget.
+	Postgres bool
+	// Owner: the function connects as the tables' owner (the RDS master secret) and reads the
+	// application role's secret: the migrate function only.
+	Owner bool
+	// DBMaxConns is DB_MAX_CONNS, the pool size: one Lambda environment serves one event at a
+	// time, so 1; the two scheduled jobs (expire, janitor) get 2, a margin in case a step ever
+	// holds a connection while it takes another (their lock is a lease row, not a session),
+	// which costs 2 connections of the budget.
 	DBMaxConns int
 	// Stripe: the function reads STRIPE_SECRET_ARN (config.NeedStripe in its main.go).
 	Stripe bool
@@ -39,24 +48,26 @@ type Function struct {
 
 // Functions is every function the stack deploys, in the order of DESIGN.md's flows.
 var Functions = []Function{
-	{Name: "reserve", Description: "products and the shopper's holds (HTTP API)", MemoryMB: 512, TimeoutSeconds: 10, DBMaxConns: 2,
+	{Name: "reserve", Description: "products and the shopper's holds (HTTP API)", MemoryMB: 512, TimeoutSeconds: 10, Postgres: true, DBMaxConns: 1,
 		SendStockUpdates: true, AsyncRetries: -1},
-	{Name: "checkout", Description: "checkout and orders (HTTP API)", MemoryMB: 512, TimeoutSeconds: 15, DBMaxConns: 2,
+	{Name: "checkout", Description: "checkout and orders (HTTP API)", MemoryMB: 512, TimeoutSeconds: 15, Postgres: true, DBMaxConns: 1,
 		Stripe: true, SendStockUpdates: true, AsyncRetries: -1},
-	{Name: "webhook", Description: "verified Stripe events into orders and fulfillment jobs", MemoryMB: 256, TimeoutSeconds: 15, DBMaxConns: 2,
+	{Name: "webhook", Description: "verified Stripe events into orders and fulfillment jobs", MemoryMB: 256, TimeoutSeconds: 15, Postgres: true, DBMaxConns: 1,
 		Stripe: true, SendFulfill: true, SendStockUpdates: true, AsyncRetries: -1},
-	{Name: "fulfill", Description: "fulfillment worker on the fulfill-order queue", MemoryMB: 256, TimeoutSeconds: 30, DBMaxConns: 2,
+	{Name: "fulfill", Description: "fulfillment worker on the fulfill-order queue", MemoryMB: 256, TimeoutSeconds: 30, Postgres: true, DBMaxConns: 1,
 		SendStockUpdates: true, AsyncRetries: -1},
-	{Name: "admin", Description: "product ledger, restocking, orders and failed jobs (HTTP API, admin group)", MemoryMB: 256, TimeoutSeconds: 29, DBMaxConns: 2,
+	{Name: "admin", Description: "product ledger, restocking, orders and failed jobs (HTTP API, admin group)", MemoryMB: 256, TimeoutSeconds: 29, Postgres: true, DBMaxConns: 1,
 		Stripe: true, SendFulfill: true, ConsumeFulfillDLQ: true, SendStockUpdates: true, AsyncRetries: -1},
-	{Name: "expire", Description: "expiry sweep, every minute", MemoryMB: 256, TimeoutSeconds: 55, DBMaxConns: 4,
+	{Name: "expire", Description: "expiry sweep, every minute", MemoryMB: 256, TimeoutSeconds: 55, Postgres: true, DBMaxConns: 2,
 		Stripe: true, SendStockUpdates: true, AsyncRetries: 0},
-	{Name: "janitor", Description: "daily clean-up of failed jobs older than FAILED_JOB_MAX_AGE", MemoryMB: 256, TimeoutSeconds: 300, DBMaxConns: 2,
+	{Name: "janitor", Description: "daily clean-up of failed jobs older than FAILED_JOB_MAX_AGE", MemoryMB: 256, TimeoutSeconds: 300, Postgres: true, DBMaxConns: 2,
 		Stripe: true, ConsumeFulfillDLQ: true, SendStockUpdates: true, AsyncRetries: 2},
-	{Name: "wsconnect", Description: "WebSocket $connect, $disconnect, subscribe, unsubscribe, $default", MemoryMB: 256, TimeoutSeconds: 10, DBMaxConns: 2,
+	{Name: "wsconnect", Description: "WebSocket $connect, $disconnect, subscribe, unsubscribe, $default", MemoryMB: 256, TimeoutSeconds: 10,
 		VerifyTokens: true, AsyncRetries: -1},
-	{Name: "broadcast", Description: "stock-updates fan-out to the viewers of each product", MemoryMB: 256, TimeoutSeconds: 10, DBMaxConns: 2,
+	{Name: "broadcast", Description: "stock-updates fan-out to the viewers of each product", MemoryMB: 256, TimeoutSeconds: 10,
 		ManageConnections: true, AsyncRetries: -1},
+	{Name: "migrate", Description: "migrations and the application role, once per deploy (the stack's trigger)", MemoryMB: 256, TimeoutSeconds: 300,
+		Postgres: true, Owner: true, DBMaxConns: 1, AsyncRetries: 0},
 }
 
 // FunctionNames returns the names of Functions, sorted.

@@ -59,10 +59,19 @@ func (s *Stack) newFunction(f Function) awslambda.Function {
 	}
 	if s.Network != nil {
 		props.Vpc, props.VpcSubnets = s.Network.Vpc, privateSubnets()
-		props.SecurityGroups = &[]awsec2.ISecurityGroup{s.Network.Functions}
+		props.SecurityGroups = &[]awsec2.ISecurityGroup{}
+		if !f.Owner { // the migrate function needs no Redis
+			*props.SecurityGroups = append(*props.SecurityGroups, s.Network.Functions)
+		}
+		if f.Postgres {
+			*props.SecurityGroups = append(*props.SecurityGroups, s.Network.PostgresClients)
+		}
 	}
 	if f.AsyncRetries >= 0 {
 		props.RetryAttempts = jsii.Number(float64(f.AsyncRetries))
+	}
+	if n := s.Data.Budget.Concurrency[f.Name]; n > 0 {
+		props.ReservedConcurrentExecutions = jsii.Number(float64(n))
 	}
 	fn := awslambda.NewFunction(s.Stack, jsii.String(id+"Function"), props)
 
@@ -71,8 +80,14 @@ func (s *Stack) newFunction(f Function) awslambda.Function {
 			Actions: jsii.Strings(actions...), Resources: &[]*string{resource},
 		}))
 	}
-	allow(s.Data.DBSecret.SecretArn(), "secretsmanager:GetSecretValue")
-	if s.Data.RedisAuth != nil {
+	switch {
+	case f.Owner:
+		allow(s.Data.DBSecret.SecretArn(), "secretsmanager:GetSecretValue")
+		allow(s.Data.AppSecret.SecretArn(), "secretsmanager:GetSecretValue")
+	case f.Postgres:
+		allow(s.Data.AppSecret.SecretArn(), "secretsmanager:GetSecretValue")
+	}
+	if s.Data.RedisAuth != nil && !f.Owner {
 		allow(s.Data.RedisAuth.SecretArn(), "secretsmanager:GetSecretValue")
 	}
 	if f.Stripe {

@@ -15,8 +15,8 @@ import (
 )
 
 // SiteExclude is what of web/ is not deployed: the Go package that embeds the pages for the
-// local runner, and the README's screenshots.
-var SiteExclude = []string{"web.go", "screenshots"}
+// local runner (every .go file), and the README's screenshots.
+var SiteExclude = []string{"*.go", "screenshots"}
 
 // SiteRewrite is the CloudFront Function (viewer request) that serves dashboard.html at
 // /dashboard, as the local runner does (cmd/local/pages.go); / is the default root object.
@@ -32,6 +32,51 @@ type Site struct {
 	Distribution awscloudfront.Distribution
 	Rewrite      awscloudfront.Function
 	Deployment   awss3deployment.BucketDeployment
+	// Headers is the pages' security headers (SiteCSP, HSTS, nosniff, referrer, frame options).
+	Headers awscloudfront.ResponseHeadersPolicy
+}
+
+// Stripe's origins the Payment Element needs (its script, its iframes, its API), allowed by
+// SiteCSP only when a publishable key is configured.
+const (
+	StripeJS    = "https://js.stripe.com"
+	StripeHooks = "https://hooks.stripe.com"
+	StripeAPI   = "https://api.stripe.com"
+)
+
+// SiteCSP is the pages' Content-Security-Policy, the same as the local runner's
+// (web.SecurityHeaders; TestHeadersMatchRunner): everything from the pages' own origin, no
+// inline script or style (web/ has none), no plugins, never framed; the browser may talk to
+// the APIs (apiSources: the HTTP API's and the WebSocket API's origins, or none when they are
+// on the pages' origin behind the WAF) and, with a publishable key, to Stripe.
+func SiteCSP(apiSources []*string, stripe bool) *string {
+	script, frame, connect := "'self'", "'none'", []*string{jsii.String("'self'")}
+	connect = append(connect, apiSources...)
+	if stripe {
+		script, frame = "'self' "+StripeJS, StripeJS+" "+StripeHooks
+		connect = append(connect, jsii.String(StripeAPI))
+	}
+	parts := []*string{jsii.String("default-src 'self'; script-src " + script + "; style-src 'self'; img-src 'self' data:; " +
+		"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; frame-src " + frame +
+		"; connect-src")}
+	for _, c := range connect {
+		parts = append(parts, jsii.String(" "), c)
+	}
+	return awscdk.Fn_Join(jsii.String(""), &parts)
+}
+
+// siteAPISources is what the pages' connect-src names besides 'self'. The HTTP API cannot be
+// named exactly: its CORS names the distribution, so the distribution's policy naming the API
+// would be a dependency cycle; any execute-api host of the stack's region is allowed instead.
+// The WebSocket API is named exactly. Behind the WAF both are on the pages' origin ('self').
+func (s *Stack) siteAPISources() []*string {
+	if s.Props.WAF || s.APIs == nil {
+		return nil
+	}
+	return []*string{
+		awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("https://*.execute-api."), awscdk.Aws_REGION(), jsii.String("."), awscdk.Aws_URL_SUFFIX()}),
+		s.APIs.WebSocket.ApiEndpoint(), // wss://<id>.execute-api.<region>.amazonaws.com
+	}
 }
 
 // withSite says whether the stack deploys the pages. Not in LocalStack: CloudFront and the
@@ -56,16 +101,33 @@ func (s *Stack) newSite() {
 		Code:    awscloudfront.FunctionCode_FromInline(jsii.String(SiteRewrite)),
 		Runtime: awscloudfront.FunctionRuntime_JS_2_0(),
 	})
+	site.Headers = awscloudfront.NewResponseHeadersPolicy(s.Stack, jsii.String("WebHeaders"), &awscloudfront.ResponseHeadersPolicyProps{
+		Comment: jsii.String("lastunit pages: CSP, HSTS, nosniff, no referrer, no framing (as web.SecurityHeaders, plus HSTS)"),
+		SecurityHeadersBehavior: &awscloudfront.ResponseSecurityHeadersBehavior{
+			ContentSecurityPolicy: &awscloudfront.ResponseHeadersContentSecurityPolicy{
+				ContentSecurityPolicy: SiteCSP(s.siteAPISources(), s.Props.StripePublishableKey != ""), Override: jsii.Bool(true),
+			},
+			StrictTransportSecurity: &awscloudfront.ResponseHeadersStrictTransportSecurity{
+				AccessControlMaxAge: awscdk.Duration_Days(jsii.Number(730)), IncludeSubdomains: jsii.Bool(true), Override: jsii.Bool(true),
+			},
+			ContentTypeOptions: &awscloudfront.ResponseHeadersContentTypeOptions{Override: jsii.Bool(true)},
+			ReferrerPolicy: &awscloudfront.ResponseHeadersReferrerPolicy{
+				ReferrerPolicy: awscloudfront.HeadersReferrerPolicy_NO_REFERRER, Override: jsii.Bool(true),
+			},
+			FrameOptions: &awscloudfront.ResponseHeadersFrameOptions{FrameOption: awscloudfront.HeadersFrameOption_DENY, Override: jsii.Bool(true)},
+		},
+	})
 	site.Distribution = awscloudfront.NewDistribution(s.Stack, jsii.String("WebDistribution"), &awscloudfront.DistributionProps{
 		Comment:           jsii.String("lastunit storefront and dashboard (web/)"),
 		DefaultRootObject: jsii.String("index.html"),
 		PriceClass:        awscloudfront.PriceClass_PRICE_CLASS_100,
 		DefaultBehavior: &awscloudfront.BehaviorOptions{
-			Origin:               awscloudfrontorigins.S3BucketOrigin_WithOriginAccessControl(site.Bucket, nil),
-			ViewerProtocolPolicy: awscloudfront.ViewerProtocolPolicy_REDIRECT_TO_HTTPS,
-			AllowedMethods:       awscloudfront.AllowedMethods_ALLOW_GET_HEAD(),
-			CachePolicy:          awscloudfront.CachePolicy_CACHING_OPTIMIZED(),
-			Compress:             jsii.Bool(true),
+			Origin:                awscloudfrontorigins.S3BucketOrigin_WithOriginAccessControl(site.Bucket, nil),
+			ViewerProtocolPolicy:  awscloudfront.ViewerProtocolPolicy_REDIRECT_TO_HTTPS,
+			AllowedMethods:        awscloudfront.AllowedMethods_ALLOW_GET_HEAD(),
+			CachePolicy:           awscloudfront.CachePolicy_CACHING_OPTIMIZED(),
+			ResponseHeadersPolicy: site.Headers,
+			Compress:              jsii.Bool(true),
 			FunctionAssociations: &[]*awscloudfront.FunctionAssociation{{
 				Function: site.Rewrite, EventType: awscloudfront.FunctionEventType_VIEWER_REQUEST,
 			}},
@@ -87,7 +149,7 @@ func (s *Stack) siteOrigin() *string {
 // OPTIONS itself. nil without the site.
 func (s *Stack) corsPreflight() *awsapigatewayv2.CorsPreflightOptions {
 	origin := s.siteOrigin()
-	if origin == nil {
+	if origin == nil || s.Props.WAF { // with the WAF the API is on the pages' own origin (edge.go)
 		return nil
 	}
 	return &awsapigatewayv2.CorsPreflightOptions{
@@ -128,6 +190,12 @@ func (s *Stack) deploySite() {
 		// No trailing slash: api.js appends paths that start with "/".
 		"api_base":      s.APIs.HTTP.ApiEndpoint(),
 		"websocket_url": s.APIs.WebSocketStage.Url(),
+	}
+	if s.Props.WAF { // the APIs through the pages' distribution and its web ACL (edge.go)
+		config["api_base"] = s.siteOrigin()
+		config["websocket_url"] = awscdk.Fn_Join(jsii.String(""), &[]*string{
+			jsii.String("wss://"), s.Site.Distribution.DistributionDomainName(), jsii.String("/" + WebSocketStageName),
+		})
 	}
 	s.Site.Deployment = awss3deployment.NewBucketDeployment(s.Stack, jsii.String("WebDeployment"), &awss3deployment.BucketDeploymentProps{
 		DestinationBucket: s.Site.Bucket,

@@ -205,11 +205,17 @@ func TestSite(t *testing.T) {
 				t.Errorf("%s is not deployed", want)
 			}
 		}
-		for _, not := range []string{"web.go", "screenshots"} {
+		for _, not := range []string{"web.go", "headers.go", "screenshots"} {
 			if _, err := os.Stat(filepath.Join(dir, not)); err == nil {
 				t.Errorf("%s is deployed", not)
 			}
 		}
+		_ = filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
+			if err == nil && strings.HasSuffix(path, ".go") {
+				t.Errorf("Go source %s is deployed", strings.TrimPrefix(path, dir))
+			}
+			return nil
+		})
 	})
 
 	t.Run("config.json", func(t *testing.T) {

@@ -6,11 +6,15 @@ package stack
 import (
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapplicationautoscaling"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+	"github.com/aws/aws-cdk-go/awscdk/v2/triggers"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 )
@@ -45,8 +49,38 @@ type Props struct {
 	// WebDir is the pages' directory (web/), deployed to S3 behind CloudFront; required
 	// outside LocalStack (cmd: ../web).
 	WebDir string
-	// StripePublishableKey goes into the pages' config.json ("" : no Payment Element).
+	// StripePublishableKey goes into the pages' config.json ("" : no Payment Element) and, when
+	// set, lets Stripe's origins into the pages' Content-Security-Policy.
 	StripePublishableKey string
+
+	// DBSSLMode is DATABASE_SSLMODE of the functions behind the proxy (default verify-full: the
+	// proxy's ACM certificate against the system's Amazon roots; require only encrypts).
+	DBSSLMode string
+	// DBInstanceClass is the RDS instance class without "db." (InstanceClasses; default t4g.micro).
+	DBInstanceClass string
+	// DBMaxConnections replaces the class's max_connections in the budget (0: the table's).
+	DBMaxConnections int
+	// ProxyMaxConnectionsPercent is the RDS Proxy's share of max_connections (default 90).
+	ProxyMaxConnectionsPercent int
+	// AccountConcurrency is the account's Lambda concurrency quota in the region (default 1000):
+	// the default reserved concurrency leaves 200 of it unreserved.
+	AccountConcurrency int
+	// Concurrency overrides functions' reserved concurrency (budget.go computes the defaults
+	// from the instance class); the sum over the Postgres functions of concurrency × pool size
+	// must fit the proxy's connections or New panics.
+	Concurrency map[string]int
+	// APIRate and APIBurst throttle the HTTP API's stage; WSRate and WSBurst the WebSocket
+	// API's (requests, or messages, per second; 0: the defaults).
+	APIRate, APIBurst, WSRate, WSBurst int
+	// Prewarm is provisioned concurrency per function (reserve and checkout only) from
+	// PrewarmFrom until PrewarmUntil, on the functions' "live" alias (prewarm.go).
+	Prewarm                   map[string]int
+	PrewarmFrom, PrewarmUntil time.Time
+	// WAF puts the APIs behind the pages' CloudFront distribution with a WAF web ACL of
+	// rate-based rules (edge.go); WAFRateLimit and WAFWriteRateLimit are requests per IP per
+	// five minutes, for every request and for POSTs (0: the defaults).
+	WAF                             bool
+	WAFRateLimit, WAFWriteRateLimit int
 }
 
 // withAPIs says whether the stack has the user pool and the HTTP and WebSocket APIs.
@@ -71,6 +105,30 @@ func (p *Props) defaults() {
 	if p.FailedJobMaxAge == "" {
 		p.FailedJobMaxAge = "24h"
 	}
+	if p.DBSSLMode == "" {
+		p.DBSSLMode = "verify-full"
+	}
+	if p.DBInstanceClass == "" {
+		p.DBInstanceClass = DefaultInstanceClass
+	}
+	p.DBInstanceClass = strings.TrimPrefix(p.DBInstanceClass, "db.")
+	if p.ProxyMaxConnectionsPercent == 0 {
+		p.ProxyMaxConnectionsPercent = DefaultProxyMaxConnectionsPercent
+	}
+	if p.AccountConcurrency == 0 {
+		p.AccountConcurrency = DefaultAccountConcurrency
+	}
+	for _, d := range []struct {
+		dst *int
+		def int
+	}{
+		{&p.APIRate, DefaultAPIRate}, {&p.APIBurst, DefaultAPIBurst}, {&p.WSRate, DefaultWSRate}, {&p.WSBurst, DefaultWSBurst},
+		{&p.WAFRateLimit, DefaultWAFRateLimit}, {&p.WAFWriteRateLimit, DefaultWAFWriteRateLimit},
+	} {
+		if *d.dst == 0 {
+			*d.dst = d.def
+		}
+	}
 }
 
 // Stack is the synthesized stack and the resources tests and outputs refer to.
@@ -85,6 +143,14 @@ type Stack struct {
 	APIs      *APIs
 	// Site is the pages in S3 behind CloudFront (nil in LocalStack).
 	Site *Site
+	// Aliases is the "live" alias of the functions that can be pre-warmed (prewarm.go).
+	Aliases map[string]awslambda.Alias
+	// Prewarm is the provisioned-concurrency schedule, when Props.Prewarm asks for one.
+	Prewarm map[string]awsapplicationautoscaling.ScalableTarget
+	// MigrateTrigger invokes the migrate function once per deploy (migrate.go).
+	MigrateTrigger triggers.Trigger
+	// Edge is the web ACL in front of the APIs (nil unless Props.WAF).
+	Edge *Edge
 	// AlarmTopic receives every alarm.
 	AlarmTopic awssns.Topic
 }
@@ -99,7 +165,13 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 		panic("stack.Props.WebDir is required (the pages, web/)")
 	}
 	s := &Stack{Stack: awscdk.NewStack(scope, jsii.String(id), &props.StackProps), Props: props}
-	awscdk.Tags_Of(s.Stack).Add(jsii.String("project"), jsii.String("lastunit"), nil)
+	// The proxy's target group takes no tags (CloudFormation refuses the property).
+	awscdk.Tags_Of(s.Stack).Add(jsii.String("project"), jsii.String("lastunit"), &awscdk.TagProps{
+		ExcludeResourceTypes: jsii.Strings("AWS::RDS::DBProxyTargetGroup"),
+	})
+	if props.WAF && !props.withSite() {
+		panic("stack.Props.WAF needs the pages' distribution (not in LocalStack)")
+	}
 	if props.LocalStack {
 		s.Data = newLocalData(s.Stack, props)
 	} else {
@@ -115,6 +187,7 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 	for _, f := range Functions {
 		s.Functions[f.Name] = s.newFunction(f)
 	}
+	s.newAliases() // reserve's and checkout's "live" alias, which the routes invoke (prewarm.go)
 	if props.withSite() {
 		s.newSite() // before the HTTP API: its CORS names the distribution's origin
 	}
@@ -122,6 +195,10 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 		s.wireWebSocketAPI()
 		s.newHTTPAPI()
 	}
+	if props.withSite() && props.WAF {
+		s.newEdge() // the APIs behind the pages' distribution, with the web ACL (edge.go)
+	}
+	s.newMigrateTrigger() // after everything it must run before (migrate.go)
 	if props.withSite() {
 		s.deploySite() // config.json names both APIs
 	}
@@ -132,17 +209,36 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 }
 
 // environment is what the functions' shared/config reads. Secrets are ARNs, resolved at cold
-// start (shared/config/secrets.go); AWS_REGION is set by Lambda itself.
+// start (shared/config/secrets.go); AWS_REGION is set by Lambda itself. Only the functions
+// that use Postgres get a database secret: the application role's, or the master's for the
+// migrate function, with the proxy as DATABASE_HOST. No function migrates at start: the
+// migrate function runs once per deploy (migrate.go).
 func (s *Stack) environment(f Function) map[string]*string {
+	if f.Owner {
+		env := map[string]*string{
+			"DATABASE_SECRET_ARN":     s.Data.DBSecret.SecretArn(),
+			"APP_DATABASE_SECRET_ARN": s.Data.AppSecret.SecretArn(),
+		}
+		if s.Data.DatabaseHost != nil {
+			env["DATABASE_HOST"] = s.Data.DatabaseHost
+			env["DATABASE_SSLMODE"] = jsii.String(s.Props.DBSSLMode)
+		}
+		return env
+	}
 	env := map[string]*string{
-		"DATABASE_SECRET_ARN": s.Data.DBSecret.SecretArn(),
-		"REDIS_URL":           s.Data.RedisURL,
-		"DB_MAX_CONNS":        jsii.String(strconv.Itoa(f.DBMaxConns)),
-		"MIGRATE_ON_START":    jsii.String("true"),
-		"QUEUE_PREFIX":        jsii.String(s.Props.Prefix + "-"),
-		"RESERVATION_TTL":     jsii.String(s.Props.ReservationTTL),
-		"PAYMENT_WINDOW":      jsii.String(s.Props.PaymentWindow),
-		"FAILED_JOB_MAX_AGE":  jsii.String(s.Props.FailedJobMaxAge),
+		"REDIS_URL":          s.Data.RedisURL,
+		"QUEUE_PREFIX":       jsii.String(s.Props.Prefix + "-"),
+		"RESERVATION_TTL":    jsii.String(s.Props.ReservationTTL),
+		"PAYMENT_WINDOW":     jsii.String(s.Props.PaymentWindow),
+		"FAILED_JOB_MAX_AGE": jsii.String(s.Props.FailedJobMaxAge),
+	}
+	if f.Postgres {
+		env["DATABASE_SECRET_ARN"] = s.Data.AppSecret.SecretArn()
+		env["DB_MAX_CONNS"] = jsii.String(strconv.Itoa(f.DBMaxConns))
+		if s.Data.DatabaseHost != nil {
+			env["DATABASE_HOST"] = s.Data.DatabaseHost
+			env["DATABASE_SSLMODE"] = jsii.String(s.Props.DBSSLMode)
+		}
 	}
 	if s.Data.RedisAuth != nil {
 		env["REDIS_AUTH_SECRET_ARN"] = s.Data.RedisAuth.SecretArn()

@@ -31,6 +31,10 @@ func TestHTTPRoutes(t *testing.T) {
 				if ref == logicalID(s, s.Functions[f.Name]) {
 					integrationOf[id] = f.Name
 				}
+				// reserve and checkout through their live alias (TestPrewarm)
+				if a, ok := s.Aliases[f.Name]; ok && ref == logicalID(s, a) {
+					integrationOf[id] = f.Name
+				}
 			}
 		}
 	}
@@ -382,12 +386,21 @@ func TestAlarms(t *testing.T) {
 // VPC's private subnets, traced by X-Ray, logging JSON into its own log group with a retention.
 func TestFunctions(t *testing.T) {
 	s, tp, d := synth(t)
-	if got := len(d.ofType("AWS::Lambda::Function")) - 1; got != len(Functions) { // - the CDK's web upload function (TestSite)
-		t.Errorf("%d functions in the template besides the web upload, want %d", got, len(Functions))
+	// Besides the CDK's web upload function (TestSite) and the trigger's provider (TestMigrateTrigger).
+	if got := len(d.ofType("AWS::Lambda::Function")) - 2; got != len(Functions) {
+		t.Errorf("%d functions in the template besides the web upload and the trigger provider, want %d", got, len(Functions))
 	}
 	for _, f := range Functions {
 		t.Run(f.Name, func(t *testing.T) {
 			logs := d.functionLogGroup(t, f.Name)
+			// Redis users are in Functions, Postgres users in PostgresClients (TestNetworkPaths).
+			var sgs []any
+			if !f.Owner {
+				sgs = append(sgs, map[string]any{"Fn::GetAtt": []any{logicalID(s, s.Network.Functions), "GroupId"}})
+			}
+			if f.Postgres {
+				sgs = append(sgs, map[string]any{"Fn::GetAtt": []any{logicalID(s, s.Network.PostgresClients), "GroupId"}})
+			}
 			has(t, "function", func() {
 				tp.HasResourceProperties(jsii.String("AWS::Lambda::Function"), props(map[string]any{
 					"FunctionName":  "lastunit-" + f.Name,
@@ -399,9 +412,7 @@ func TestFunctions(t *testing.T) {
 					"TracingConfig": map[string]any{"Mode": "Active"},
 					"LoggingConfig": map[string]any{"LogFormat": "JSON", "ApplicationLogLevel": "INFO", "SystemLogLevel": "WARN",
 						"LogGroup": map[string]any{"Ref": logs}},
-					"VpcConfig": map[string]any{
-						"SecurityGroupIds": []any{map[string]any{"Fn::GetAtt": []any{logicalID(s, s.Network.Functions), "GroupId"}}},
-					},
+					"VpcConfig": map[string]any{"SecurityGroupIds": sgs},
 				}))
 			})
 			has(t, "log group", func() {
@@ -458,30 +469,31 @@ func codeEnvVars(t *testing.T) map[string]bool {
 func TestEnvironment(t *testing.T) {
 	_, _, d := synth(t)
 	read := codeEnvVars(t)
-	common := []string{"DATABASE_SECRET_ARN", "DB_MAX_CONNS", "FAILED_JOB_MAX_AGE", "MIGRATE_ON_START", "PAYMENT_WINDOW",
-		"QUEUE_PREFIX", "REDIS_AUTH_SECRET_ARN", "REDIS_URL", "RESERVATION_TTL"}
+	common := []string{"FAILED_JOB_MAX_AGE", "PAYMENT_WINDOW", "QUEUE_PREFIX", "REDIS_AUTH_SECRET_ARN", "REDIS_URL", "RESERVATION_TTL"}
+	db := []string{"DATABASE_SECRET_ARN", "DATABASE_HOST", "DATABASE_SSLMODE", "DB_MAX_CONNS"}
 	stock := []string{"STOCK_UPDATES_QUEUE_URL"}
 	stripe := []string{"STRIPE_SECRET_ARN"}
 	tests := []struct {
 		fn    string
 		extra [][]string
 	}{
-		{"reserve", [][]string{stock}},
-		{"checkout", [][]string{stock, stripe}},
-		{"webhook", [][]string{stock, stripe, {"FULFILL_QUEUE_URL"}}},
-		{"fulfill", [][]string{stock}},
-		{"admin", [][]string{stock, stripe, {"FULFILL_QUEUE_URL", "FULFILL_DLQ_URL"}}},
-		{"expire", [][]string{stock, stripe}},
-		{"janitor", [][]string{stock, stripe, {"FULFILL_QUEUE_URL", "FULFILL_DLQ_URL"}}},
-		{"wsconnect", [][]string{{"JWT_ISSUER", "JWT_CLIENT_ID"}}},
-		{"broadcast", [][]string{{"WS_MANAGEMENT_ENDPOINT"}}},
+		{"reserve", [][]string{common, db, stock}},
+		{"checkout", [][]string{common, db, stock, stripe}},
+		{"webhook", [][]string{common, db, stock, stripe, {"FULFILL_QUEUE_URL"}}},
+		{"fulfill", [][]string{common, db, stock}},
+		{"admin", [][]string{common, db, stock, stripe, {"FULFILL_QUEUE_URL", "FULFILL_DLQ_URL"}}},
+		{"expire", [][]string{common, db, stock, stripe}},
+		{"janitor", [][]string{common, db, stock, stripe, {"FULFILL_QUEUE_URL", "FULFILL_DLQ_URL"}}},
+		{"wsconnect", [][]string{common, {"JWT_ISSUER", "JWT_CLIENT_ID"}}},
+		{"broadcast", [][]string{common, {"WS_MANAGEMENT_ENDPOINT"}}},
+		{"migrate", [][]string{{"DATABASE_SECRET_ARN", "DATABASE_HOST", "DATABASE_SSLMODE", "APP_DATABASE_SECRET_ARN"}}},
+	}
+	if len(tests) != len(Functions) {
+		t.Fatalf("%d functions tested, %d in the stack", len(tests), len(Functions))
 	}
 	for _, tt := range tests {
 		t.Run(tt.fn, func(t *testing.T) {
 			want := map[string]bool{}
-			for _, k := range common {
-				want[k] = true
-			}
 			for _, ks := range tt.extra {
 				for _, k := range ks {
 					want[k] = true
@@ -497,6 +509,8 @@ func TestEnvironment(t *testing.T) {
 				switch k {
 				case "DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "LOCAL_JWT_SECRET", "SQS_ENDPOINT":
 					t.Errorf("%s must not be set in AWS", k)
+				case "MIGRATE_ON_START": // only the migrate function migrates, once per deploy
+					t.Errorf("%s must not be set: the migrate function runs the migrations", k)
 				}
 				if strings.HasSuffix(k, "_SECRET_ARN") && len(refs(v)) != 1 {
 					t.Errorf("%s = %v, want a reference to a secret", k, v)
@@ -515,6 +529,7 @@ func grants(t *testing.T, s *Stack, d cfnTemplate, fn string) map[string]bool {
 	t.Helper()
 	names := map[string]string{
 		logicalID(s, s.Data.DBSecret):          "db-secret",
+		logicalID(s, s.Data.AppSecret):         "db-app-secret",
 		logicalID(s, s.Data.RedisAuth):         "redis-auth",
 		logicalID(s, s.Data.Stripe):            "stripe",
 		logicalID(s, s.Queues.Fulfill):         "fulfill",
@@ -567,8 +582,10 @@ func contains(list []string, s string) bool {
 // policies for logs and VPC networking).
 func TestIAMLeastPrivilege(t *testing.T) {
 	s, _, d := synth(t)
-	base := []string{"xray:PutTraceSegments@*", "xray:PutTelemetryRecords@*",
-		"secretsmanager:GetSecretValue@db-secret", "secretsmanager:GetSecretValue@redis-auth"}
+	xray := []string{"xray:PutTraceSegments@*", "xray:PutTelemetryRecords@*"}
+	redis := "secretsmanager:GetSecretValue@redis-auth"
+	app := "secretsmanager:GetSecretValue@db-app-secret"
+	master := "secretsmanager:GetSecretValue@db-secret"
 	stripe := "secretsmanager:GetSecretValue@stripe"
 	sendStock := "sqs:SendMessage@stock"
 	dlq := []string{"sqs:ReceiveMessage@fulfill-dlq", "sqs:DeleteMessage@fulfill-dlq", "sqs:ChangeMessageVisibility@fulfill-dlq"}
@@ -584,20 +601,25 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		fn   string
 		want []string
 	}{
-		{"reserve", []string{sendStock}},
-		{"checkout", []string{sendStock, stripe}},
-		{"webhook", []string{sendStock, stripe, "sqs:SendMessage@fulfill"}},
-		{"fulfill", append([]string{sendStock}, consume("fulfill")...)},
-		{"admin", append([]string{sendStock, stripe, "sqs:SendMessage@fulfill"}, dlq...)},
-		{"expire", []string{sendStock, stripe}},
-		{"janitor", append([]string{sendStock, stripe}, dlq...)},
-		{"wsconnect", nil},
-		{"broadcast", append([]string{ws}, consume("stock")...)},
+		{"reserve", []string{redis, app, sendStock}},
+		{"checkout", []string{redis, app, sendStock, stripe}},
+		{"webhook", []string{redis, app, sendStock, stripe, "sqs:SendMessage@fulfill"}},
+		{"fulfill", append([]string{redis, app, sendStock}, consume("fulfill")...)},
+		{"admin", append([]string{redis, app, sendStock, stripe, "sqs:SendMessage@fulfill"}, dlq...)},
+		{"expire", []string{redis, app, sendStock, stripe}},
+		{"janitor", append([]string{redis, app, sendStock, stripe}, dlq...)},
+		{"wsconnect", []string{redis}},
+		{"broadcast", append([]string{redis, ws}, consume("stock")...)},
+		// Only the migrate function reads the master secret; it needs no Redis.
+		{"migrate", []string{master, app}},
+	}
+	if len(tests) != len(Functions) {
+		t.Fatalf("%d functions tested, %d in the stack", len(tests), len(Functions))
 	}
 	for _, tt := range tests {
 		t.Run(tt.fn, func(t *testing.T) {
 			want := map[string]bool{}
-			for _, g := range append(append([]string{}, base...), tt.want...) {
+			for _, g := range append(append([]string{}, xray...), tt.want...) {
 				want[g] = true
 			}
 			got := grants(t, s, d, tt.fn)
@@ -633,8 +655,35 @@ func TestNoWildcards(t *testing.T) {
 			}
 		}
 	}
-	if roles := d.ofType("AWS::IAM::Role"); len(roles)-1 != len(Functions) { // - the web upload's role
-		t.Errorf("%d roles besides the web upload's, want one per function (%d): a new role needs its own least-privilege test", len(roles)-1, len(Functions))
+	functionRoles := map[string]bool{}
+	for _, f := range Functions {
+		functionRoles[refs(d.Resources[d.functionID(t, f.Name)].Properties["Role"])[0]] = true
+	}
+	others := map[string]bool{upload: true, d.proxyRole(t): true, d.triggerProviderRole(t): true}
+	for id, r := range d.ofType("AWS::IAM::Role") {
+		if !functionRoles[id] && !others[id] {
+			t.Errorf("role %s is neither a function's, the web upload's, the proxy's nor the trigger provider's: a new role needs its own least-privilege test", id)
+		}
+		// Inline policies (the CDK's custom-resource providers write them there).
+		for _, p := range asList(r.Properties["Policies"]) {
+			doc, _ := p.(map[string]any)["PolicyDocument"].(map[string]any)
+			for _, st := range asList(doc["Statement"]) {
+				st := st.(map[string]any)
+				for _, a := range strs(st["Action"]) {
+					if strings.Contains(fmt.Sprint(a), "*") {
+						t.Errorf("role %s allows the wildcard action %v", id, a)
+					}
+					for _, res := range strs(st["Resource"]) {
+						if res == "*" && !resourceless[fmt.Sprint(a)] {
+							t.Errorf("role %s allows %v on every resource", id, a)
+						}
+					}
+				}
+			}
+		}
+	}
+	if len(functionRoles) != len(Functions) {
+		t.Errorf("%d function roles for %d functions: each function has its own", len(functionRoles), len(Functions))
 	}
 }
 
@@ -662,14 +711,14 @@ func TestSecretsStayOutOfTemplate(t *testing.T) {
 	})
 }
 
-// TestDataStores: Postgres with generated credentials in Secrets Manager, encrypted, private;
-// Redis non-cluster with a replica, automatic failover, Multi-AZ and TLS; each reachable on its
-// port from the functions' security group only.
+// TestDataStores: Postgres with generated credentials in Secrets Manager, encrypted, private,
+// of the default class; Redis non-cluster with a replica, automatic failover, Multi-AZ and TLS
+// (who reaches them: TestNetworkPaths).
 func TestDataStores(t *testing.T) {
-	s, tp, _ := synth(t)
+	_, tp, _ := synth(t)
 	has(t, "postgres", func() {
 		tp.HasResourceProperties(jsii.String("AWS::RDS::DBInstance"), props(map[string]any{
-			"Engine": "postgres", "DBName": "lastunit", "StorageEncrypted": true, "PubliclyAccessible": false, "StorageType": "gp3",
+			"DBInstanceClass": "db." + DefaultInstanceClass, "Engine": "postgres", "DBName": "lastunit", "StorageEncrypted": true, "PubliclyAccessible": false, "StorageType": "gp3",
 			"MasterUsername": assertions.Match_AnyValue(), "MasterUserPassword": assertions.Match_AnyValue(),
 		}))
 	})
@@ -685,26 +734,74 @@ func TestDataStores(t *testing.T) {
 			"NumNodeGroups": assertions.Match_Absent(),
 		}))
 	})
-	fnSG := map[string]any{"Fn::GetAtt": []any{logicalID(s, s.Network.Functions), "GroupId"}}
-	for _, tt := range []struct {
-		name string
-		sg   interface{ Node() constructsNode }
-		port int
-	}{{"postgres", s.Network.Postgres, 5432}, {"redis", s.Network.Redis, 6379}} {
-		t.Run(tt.name, func(t *testing.T) {
-			has(t, "ingress", func() {
-				tp.HasResourceProperties(jsii.String("AWS::EC2::SecurityGroupIngress"), props(map[string]any{
-					"GroupId": map[string]any{"Fn::GetAtt": []any{logicalID(s, tt.sg), "GroupId"}}, "SourceSecurityGroupId": fnSG,
-					"FromPort": tt.port, "ToPort": tt.port, "IpProtocol": "tcp",
-				}))
-			})
-			has(t, "no open egress", func() {
-				tp.HasResourceProperties(jsii.String("AWS::EC2::SecurityGroup"), props(map[string]any{
-					"SecurityGroupIngress": assertions.Match_Absent(),
-					"SecurityGroupEgress":  []any{assertions.Match_ObjectLike(props(map[string]any{"CidrIp": "255.255.255.255/32"}))},
-				}))
-			})
-		})
+}
+
+// TestNetworkPaths: Postgres accepts only the proxy, the proxy only the Postgres clients'
+// group (the functions that use Postgres), Redis only the functions' group; the proxy may
+// reach Postgres's port and nothing else; wsconnect and broadcast are not Postgres clients.
+func TestNetworkPaths(t *testing.T) {
+	s, _, d := synth(t)
+	sg := func(c interface{ Node() constructsNode }) string { return logicalID(s, c) }
+	type path struct {
+		from string
+		port any
+	}
+	want := map[string][]path{ // group → the only ingress it has
+		sg(s.Network.Postgres): {{sg(s.Network.Proxy), map[string]any{"Fn::GetAtt": []any{logicalID(s, s.Data.Postgres), "Endpoint.Port"}}}},
+		sg(s.Network.Proxy):    {{sg(s.Network.PostgresClients), float64(5432)}},
+		sg(s.Network.Redis):    {{sg(s.Network.Functions), float64(6379)}},
+	}
+	got := map[string][]path{}
+	for _, r := range d.ofType("AWS::EC2::SecurityGroupIngress") {
+		g := refs(r.Properties["GroupId"])[0]
+		got[g] = append(got[g], path{refs(r.Properties["SourceSecurityGroupId"])[0], r.Properties["FromPort"]})
+		if !reflect.DeepEqual(r.Properties["FromPort"], r.Properties["ToPort"]) {
+			t.Errorf("ingress on %s opens a port range %v-%v", g, r.Properties["FromPort"], r.Properties["ToPort"])
+		}
+	}
+	for g, paths := range want {
+		if !reflect.DeepEqual(got[g], paths) {
+			t.Errorf("ingress of %s\n got  %v\n want %v", g, got[g], paths)
+		}
+	}
+	for g := range got {
+		if _, ok := want[g]; !ok {
+			t.Errorf("unexpected ingress on %s: %v", g, got[g])
+		}
+	}
+	for _, c := range []interface{ Node() constructsNode }{s.Network.Postgres, s.Network.Redis} {
+		eg := asList(d.Resources[sg(c)].Properties["SecurityGroupEgress"])
+		if len(eg) != 1 || eg[0].(map[string]any)["CidrIp"] != "255.255.255.255/32" {
+			t.Errorf("%s may connect out: %v", sg(c), eg)
+		}
+	}
+	for id, r := range d.ofType("AWS::EC2::SecurityGroup") {
+		if id != sg(s.Network.Proxy) {
+			continue
+		}
+		if eg := asList(r.Properties["SecurityGroupEgress"]); len(eg) != 0 {
+			t.Errorf("the proxy's group has inline egress %v, want only the rule to Postgres", eg)
+		}
+	}
+	var proxyEgress []string
+	for _, r := range d.ofType("AWS::EC2::SecurityGroupEgress") {
+		if refs(r.Properties["GroupId"])[0] == sg(s.Network.Proxy) {
+			proxyEgress = append(proxyEgress, refs(r.Properties["DestinationSecurityGroupId"])[0])
+		}
+	}
+	if !reflect.DeepEqual(proxyEgress, []string{sg(s.Network.Postgres)}) {
+		t.Errorf("the proxy reaches %v, want Postgres only", proxyEgress)
+	}
+	for _, f := range Functions {
+		groups := refs(d.Resources[d.functionID(t, f.Name)].Properties["VpcConfig"].(map[string]any)["SecurityGroupIds"])
+		if contains(groups, sg(s.Network.PostgresClients)) != f.Postgres {
+			t.Errorf("%s: in the Postgres clients' group = %v, want %v", f.Name, !f.Postgres, f.Postgres)
+		}
+	}
+	for _, name := range []string{"wsconnect", "broadcast"} {
+		if lookup(name).Postgres {
+			t.Errorf("%s must not use Postgres (no secret, no network path)", name)
+		}
 	}
 }
 
@@ -753,14 +850,14 @@ func TestLocalStackVariant(t *testing.T) {
 		counts   map[string]int
 	}{
 		{"community", false, map[string]int{
-			"AWS::Lambda::Function": len(Functions), "AWS::SQS::Queue": 4, "AWS::Events::Rule": 2,
+			"AWS::Lambda::Function": len(Functions) + 1, "AWS::SQS::Queue": 4, "Custom::Trigger": 1, // + the trigger's provider "AWS::Events::Rule": 2,
 			"AWS::Lambda::EventSourceMapping": 2, "AWS::CloudWatch::Alarm": 2 + 2*len(Functions),
 			"AWS::EC2::VPC": 0, "AWS::EC2::NatGateway": 0, "AWS::RDS::DBInstance": 0, "AWS::ElastiCache::ReplicationGroup": 0,
 			"AWS::ApiGatewayV2::Api": 0, "AWS::Cognito::UserPool": 0,
 			"AWS::S3::Bucket": 0, "AWS::CloudFront::Distribution": 0, "Custom::CDKBucketDeployment": 0,
 		}},
 		{"pro", true, map[string]int{
-			"AWS::Lambda::Function": len(Functions), "AWS::ApiGatewayV2::Api": 2, "AWS::Cognito::UserPool": 1,
+			"AWS::Lambda::Function": len(Functions) + 1, "AWS::ApiGatewayV2::Api": 2, "AWS::Cognito::UserPool": 1, "Custom::Trigger": 1,
 			"AWS::RDS::DBInstance": 0, "AWS::ElastiCache::ReplicationGroup": 0,
 			"AWS::S3::Bucket": 0, "AWS::CloudFront::Distribution": 0, "Custom::CDKBucketDeployment": 0,
 		}},
@@ -771,14 +868,23 @@ func TestLocalStackVariant(t *testing.T) {
 			for typ, n := range tt.counts {
 				has(t, typ, func() { tp.ResourceCountIs(jsii.String(typ), jsii.Number(float64(n))) })
 			}
-			has(t, "functions outside a VPC, on the compose services", func() {
-				tp.AllResourcesProperties(jsii.String("AWS::Lambda::Function"), props(map[string]any{
-					"VpcConfig": assertions.Match_Absent(),
-					"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(props(map[string]any{
-						"REDIS_URL": LocalRedisURL, "REDIS_AUTH_SECRET_ARN": assertions.Match_Absent(),
-					}))},
-				}))
+			has(t, "functions outside a VPC", func() {
+				tp.AllResourcesProperties(jsii.String("AWS::Lambda::Function"), props(map[string]any{"VpcConfig": assertions.Match_Absent()}))
 			})
+			for _, f := range Functions {
+				if f.Owner {
+					continue // no Redis
+				}
+				has(t, f.Name+" on the compose services", func() {
+					tp.HasResourceProperties(jsii.String("AWS::Lambda::Function"), props(map[string]any{
+						"FunctionName": "lastunit-" + f.Name,
+						"Environment": map[string]any{"Variables": assertions.Match_ObjectLike(props(map[string]any{
+							"REDIS_URL": LocalRedisURL, "REDIS_AUTH_SECRET_ARN": assertions.Match_Absent(), "DATABASE_HOST": assertions.Match_Absent(),
+						}))},
+					}))
+				})
+			}
+			has(t, "no proxy", func() { tp.ResourceCountIs(jsii.String("AWS::RDS::DBProxy"), jsii.Number(0)) })
 			has(t, "stripe-mock", func() {
 				tp.HasResourceProperties(jsii.String("AWS::Lambda::Function"), props(map[string]any{
 					"FunctionName": "lastunit-checkout",

@@ -30,11 +30,13 @@ var (
 type cfnTemplate struct {
 	Resources map[string]cfnResource `json:"Resources"`
 	Outputs   map[string]any         `json:"Outputs"`
+	Rules     map[string]any         `json:"Rules"`
 }
 
 type cfnResource struct {
 	Type       string         `json:"Type"`
 	Properties map[string]any `json:"Properties"`
+	DependsOn  any            `json:"DependsOn"`
 }
 
 func TestMain(m *testing.M) {
@@ -198,4 +200,39 @@ func sorted(m map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// asList reads a list property (nil: empty).
+func asList(v any) []any {
+	a, _ := v.([]any)
+	return a
+}
+
+// proxyRole is the logical id of the RDS Proxy's role.
+func (d cfnTemplate) proxyRole(t *testing.T) string {
+	t.Helper()
+	for _, p := range d.ofType("AWS::RDS::DBProxy") {
+		if r := refs(p.Properties["RoleArn"]); len(r) == 1 {
+			return r[0]
+		}
+	}
+	t.Fatal("no RDS Proxy with a role")
+	return ""
+}
+
+// triggerProviderRole is the logical id of the role of the CDK's trigger provider function
+// (the custom resource that invokes the migrate function).
+func (d cfnTemplate) triggerProviderRole(t *testing.T) string {
+	t.Helper()
+	for _, r := range d.ofType("Custom::Trigger") {
+		fn := refs(r.Properties["ServiceToken"])
+		if len(fn) != 1 {
+			t.Fatalf("trigger ServiceToken %v", r.Properties["ServiceToken"])
+		}
+		if role := refs(d.Resources[fn[0]].Properties["Role"]); len(role) == 1 {
+			return role[0]
+		}
+	}
+	t.Fatal("no trigger with a provider role")
+	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 
 	"lastunit/shared/apigw"
@@ -89,42 +90,81 @@ func FuzzDecodeJSON(f *testing.F) {
 	})
 }
 
-// FuzzParseGroups: any claim value parses without panicking; a JSON array is taken as it
-// is, anything else splits into non-empty groups without separators, and admin comes only
-// from a group that is exactly "admin".
+// FuzzParseGroups: API Gateway writes an array claim as "[" + the elements joined by single
+// spaces + "]". For any list of Cognito-valid group names (non-empty, no whitespace; commas,
+// quotes and brackets allowed) that form parses back to exactly the list, so admin comes only
+// from a group named exactly "admin". Any value that is not bracketed is one group.
 func FuzzParseGroups(f *testing.F) {
 	for _, s := range []string{
-		"[admin shoppers]", `["admin","shoppers"]`, "admin,shoppers", "admin shoppers", "admin\tshoppers",
-		"", "[]", "[", "]", `["admin"`, `["ad\u006din"]`, "[admin]]", "[[admin]", " , ,admin, ", "administrators",
-		`["admin shoppers"]`, `[""]`, `["a",1]`,
+		"admin\x00shoppers", "not admin", "billing,admin", `"admin"`, `["admin"]`, "[admin", "admin]",
+		"administrators", "", "\x00", "admin", "[[admin]\x00x", ",admin,", "\u00a0admin",
 	} {
 		f.Add(s)
 	}
-	f.Fuzz(func(t *testing.T, claim string) {
+	f.Fuzz(func(t *testing.T, in string) {
+		var groups []string
+		for _, g := range strings.Split(in, "\x00") {
+			if g != "" && !strings.ContainsFunc(g, unicode.IsSpace) {
+				groups = append(groups, g)
+			}
+		}
+		claim := "[" + strings.Join(groups, " ") + "]"
 		gs := apigw.ParseGroups(claim)
-		trimmed := strings.TrimSpace(claim)
-		var arr []string
-		if strings.HasPrefix(trimmed, `["`) && json.Unmarshal([]byte(trimmed), &arr) == nil {
-			if !slices.Equal(gs, arr) {
-				t.Fatalf("ParseGroups(%q) = %q, want the JSON array %q", claim, gs, arr)
-			}
-			return
+		if !slices.Equal(gs, groups) {
+			t.Fatalf("ParseGroups(%q) = %q, want %q", claim, gs, groups)
 		}
-		for _, g := range gs {
-			if g == "" || strings.ContainsAny(g, " ,\t") {
-				t.Fatalf("ParseGroups(%q) has group %q", claim, g)
-			}
-			if !strings.Contains(claim, g) {
-				t.Fatalf("ParseGroups(%q) made up group %q", claim, g)
-			}
+		if got, want := (apigw.Identity{UserID: "u", Groups: gs}).IsAdmin(), slices.Contains(groups, "admin"); got != want {
+			t.Fatalf("groups %q: IsAdmin %v, want %v", groups, got, want)
 		}
-		isAdmin := apigw.Identity{UserID: "u", Groups: gs}.IsAdmin()
-		if isAdmin && !slices.Contains(strings.FieldsFunc(trimmed, func(r rune) bool {
-			return r == ' ' || r == ',' || r == '\t' || r == '[' || r == ']'
-		}), "admin") {
-			t.Fatalf("ParseGroups(%q) = %q grants admin", claim, gs)
+		// The raw input as a claim: a string claim is one group, a bracketed one never makes
+		// up a group that is not a space-separated piece of it.
+		raw := apigw.ParseGroups(in)
+		switch {
+		case in == "":
+			if raw != nil {
+				t.Fatalf("ParseGroups(\"\") = %q", raw)
+			}
+		case len(in) < 2 || in[0] != '[' || in[len(in)-1] != ']':
+			if !slices.Equal(raw, []string{in}) {
+				t.Fatalf("ParseGroups(%q) = %q, want the one group", in, raw)
+			}
+		default:
+			pieces := strings.Split(in[1:len(in)-1], " ")
+			for _, g := range raw {
+				if g == "" || !slices.Contains(pieces, g) {
+					t.Fatalf("ParseGroups(%q) made up group %q", in, g)
+				}
+			}
 		}
 	})
+}
+
+// TestParseGroupsExact: the issue's cases, as API Gateway passes them.
+func TestParseGroupsExact(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		claim string
+		admin bool
+	}{
+		{"[admin]", true},
+		{"[billing admin]", true},
+		{"admin", true},
+		{"[not admin]", true}, // two groups, "not" and "admin": Cognito names have no spaces
+		{"not admin", false},  // a string claim: one group
+		{"[billing,admin]", false},
+		{"billing,admin", false},
+		{`["admin"]`, false},
+		{`[admin"]`, false},
+		{"[administrators]", false},
+		{"[Admin]", false},
+		{"[ admin]", true},
+		{"[]", false},
+		{"", false},
+	} {
+		if got := (apigw.Identity{UserID: "u", Groups: apigw.ParseGroups(c.claim)}).IsAdmin(); got != c.admin {
+			t.Errorf("claim %q: admin %v, want %v (groups %q)", c.claim, got, c.admin, apigw.ParseGroups(c.claim))
+		}
+	}
 }
 
 // FuzzMatchPath: any pattern and path match without panicking; a match binds every

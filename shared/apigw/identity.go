@@ -1,7 +1,6 @@
 package apigw
 
 import (
-	"encoding/json"
 	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -38,14 +37,25 @@ func IdentityOf(ev events.APIGatewayV2HTTPRequest) (Identity, error) {
 	return Identity{UserID: a.JWT.Claims["sub"], Groups: ParseGroups(a.JWT.Claims["cognito:groups"])}, nil
 }
 
-// ParseGroups reads a groups claim as API Gateway passes it: "[admin shoppers]", a JSON
-// array, or a space- or comma-separated string.
+// ParseGroups reads the cognito:groups claim as an HTTP API JWT authorizer passes it in
+// requestContext.authorizer.jwt.claims, where every claim is a string: API Gateway writes an
+// array claim as its elements joined by single spaces inside brackets, without quotes
+// (["admin","billing"] arrives as "[admin billing]"). Cognito group names cannot contain
+// whitespace, so splitting the inside on spaces gives the names back exactly, commas and
+// quotes included. Any other value is a string claim, passed as it is: one group, the whole
+// string. Membership is by exact name (see Identity.IsAdmin).
 func ParseGroups(s string) []string {
-	s = strings.TrimSpace(s)
-	var arr []string
-	if strings.HasPrefix(s, `["`) && json.Unmarshal([]byte(s), &arr) == nil {
-		return arr
+	if s == "" {
+		return nil
 	}
-	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' || r == '\t' })
+	if len(s) < 2 || s[0] != '[' || s[len(s)-1] != ']' {
+		return []string{s}
+	}
+	var out []string
+	for _, g := range strings.Split(s[1:len(s)-1], " ") {
+		if g != "" {
+			out = append(out, g)
+		}
+	}
+	return out
 }

@@ -3,9 +3,21 @@ package config
 // In AWS the CDK stack (infra/) never puts a secret in a function's environment: it passes
 // the ARNs of Secrets Manager secrets, and Resolve reads them once per cold start.
 //
-//	DATABASE_SECRET_ARN    RDS credentials {"username","password","host","port","dbname"} → DatabaseURL (sslmode=require)
-//	REDIS_AUTH_SECRET_ARN  the ElastiCache AUTH token (plain string) → the password of RedisURL
-//	STRIPE_SECRET_ARN      {"secret_key","webhook_secret"} → StripeSecretKey, StripeWebhookSecret
+//	DATABASE_SECRET_ARN      RDS credentials {"username","password","host","port","dbname"} → DatabaseURL
+//	REDIS_AUTH_SECRET_ARN    the ElastiCache AUTH token (plain string) → the password of RedisURL
+//	STRIPE_SECRET_ARN        {"secret_key","webhook_secret"} → StripeSecretKey, StripeWebhookSecret
+//	APP_DATABASE_SECRET_ARN  the application role's {"username","password"} (only the migrate
+//	                         function reads it: ResolveAppRole, to create or update the role)
+//
+// DATABASE_HOST, when set, replaces the secret's host: the stack points every function at the
+// RDS Proxy endpoint while the secrets keep what RDS wrote (the master secret names the
+// instance; the application role's secret names no host). The functions use the application
+// role's secret; only the migrate function reads the master secret.
+//
+// TLS: DATABASE_SSLMODE, default require (encrypted; the certificate is not checked). The
+// stack sets verify-full for the functions behind the RDS Proxy: the proxy's certificate comes
+// from AWS Certificate Manager and chains to the Amazon roots of the system's trust store, so
+// no RDS certificate bundle is needed (the instance's own certificate would need one).
 //
 // Locally none of them is set and nothing is called. The call is one signed GetSecretValue
 // per secret over HTTPS (the SDK's SigV4 signer and credential chain; no extra module).
@@ -35,6 +47,12 @@ const (
 	EnvDatabaseSecretARN  = "DATABASE_SECRET_ARN"
 	EnvRedisAuthSecretARN = "REDIS_AUTH_SECRET_ARN"
 	EnvStripeSecretARN    = "STRIPE_SECRET_ARN"
+	// EnvAppDatabaseSecretARN names the application role's secret (ResolveAppRole).
+	EnvAppDatabaseSecretARN = "APP_DATABASE_SECRET_ARN"
+	// EnvDatabaseHost overrides the database secret's host (the RDS Proxy endpoint).
+	EnvDatabaseHost = "DATABASE_HOST"
+	// EnvDatabaseSSLMode is the URL's sslmode: require (default), verify-ca or verify-full.
+	EnvDatabaseSSLMode = "DATABASE_SSLMODE"
 )
 
 // SecretGetter returns a secret's SecretString.
@@ -60,7 +78,7 @@ func ResolveWith(ctx context.Context, c Config, get SecretGetter, getenv func(st
 		if err != nil {
 			return c, fmt.Errorf("%s: %w", EnvDatabaseSecretARN, err)
 		}
-		if c.DatabaseURL, err = databaseURL(s); err != nil {
+		if c.DatabaseURL, err = databaseURL(s, getenv(EnvDatabaseHost), getenv(EnvDatabaseSSLMode)); err != nil {
 			return c, fmt.Errorf("%s: %w", EnvDatabaseSecretARN, err)
 		}
 	}
@@ -102,8 +120,58 @@ func ResolveWith(ctx context.Context, c Config, get SecretGetter, getenv func(st
 	return c, nil
 }
 
-// databaseURL builds a pgx URL from an RDS credentials secret.
-func databaseURL(secret string) (string, error) {
+// AppRole is the login role the functions connect as (store.EnsureAppRole).
+type AppRole struct {
+	Name, Password string
+}
+
+// ResolveAppRole reads the application role's secret that APP_DATABASE_SECRET_ARN names
+// (the migrate function). ok is false when none is named (locally: the runner connects as
+// the owner).
+func ResolveAppRole(ctx context.Context) (role AppRole, ok bool, err error) {
+	if os.Getenv(EnvAppDatabaseSecretARN) == "" {
+		return AppRole{}, false, nil
+	}
+	get, err := newSecretsManager(ctx)
+	if err != nil {
+		return AppRole{}, false, err
+	}
+	return ResolveAppRoleWith(ctx, get, os.Getenv)
+}
+
+// ResolveAppRoleWith is ResolveAppRole with the secret reader and the environment given.
+func ResolveAppRoleWith(ctx context.Context, get SecretGetter, getenv func(string) string) (AppRole, bool, error) {
+	arn := getenv(EnvAppDatabaseSecretARN)
+	if arn == "" {
+		return AppRole{}, false, nil
+	}
+	s, err := get(ctx, arn)
+	if err != nil {
+		return AppRole{}, false, fmt.Errorf("%s: %w", EnvAppDatabaseSecretARN, err)
+	}
+	var creds struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	if err := json.Unmarshal([]byte(s), &creds); err != nil {
+		return AppRole{}, false, fmt.Errorf("%s: the secret is not JSON {\"username\",\"password\"}", EnvAppDatabaseSecretARN)
+	}
+	if creds.Username == "" || creds.Password == "" {
+		return AppRole{}, false, fmt.Errorf("%s: the secret lacks username or password", EnvAppDatabaseSecretARN)
+	}
+	return AppRole{Name: creds.Username, Password: creds.Password}, true, nil
+}
+
+// databaseURL builds a pgx URL from an RDS credentials secret; host, if not empty, replaces
+// the secret's (DATABASE_HOST: the proxy); sslmode is require unless given (DATABASE_SSLMODE).
+func databaseURL(secret, host, sslmode string) (string, error) {
+	switch sslmode {
+	case "":
+		sslmode = "require"
+	case "require", "verify-ca", "verify-full":
+	default:
+		return "", fmt.Errorf("%s must be require, verify-ca or verify-full", EnvDatabaseSSLMode)
+	}
 	var s struct {
 		Username string          `json:"username"`
 		Password string          `json:"password"`
@@ -113,6 +181,9 @@ func databaseURL(secret string) (string, error) {
 	}
 	if err := json.Unmarshal([]byte(secret), &s); err != nil {
 		return "", fmt.Errorf("the secret is not RDS credentials JSON")
+	}
+	if host != "" {
+		s.Host = host
 	}
 	if s.Username == "" || s.Password == "" || s.Host == "" {
 		return "", fmt.Errorf("the secret lacks username, password or host")
@@ -132,7 +203,7 @@ func databaseURL(secret string) (string, error) {
 		User:     url.UserPassword(s.Username, s.Password),
 		Host:     s.Host + ":" + port,
 		Path:     "/" + s.DBName,
-		RawQuery: "sslmode=require",
+		RawQuery: "sslmode=" + sslmode,
 	}
 	return u.String(), nil
 }

@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func TestResolveWith(t *testing.T) {
@@ -46,6 +48,39 @@ func TestResolveWith(t *testing.T) {
 				c.DatabaseURL = "postgres://u:p@h:6432/lastunit?sslmode=require"
 				return c
 			},
+		},
+		{
+			name:    "DATABASE_HOST (the RDS Proxy) replaces the instance the secret names",
+			env:     map[string]string{EnvDatabaseSecretARN: dbARN, EnvDatabaseHost: "lastunit.proxy-abc.eu-west-1.rds.amazonaws.com"},
+			secrets: map[string]string{dbARN: `{"username":"lastunit","password":"pw","host":"db.example.internal","port":5432,"dbname":"lastunit"}`},
+			want: func(c Config) Config {
+				c.DatabaseURL = "postgres://lastunit:pw@lastunit.proxy-abc.eu-west-1.rds.amazonaws.com:5432/lastunit?sslmode=require"
+				return c
+			},
+		},
+		{
+			name:    "the application role's secret has no host: DATABASE_HOST gives it",
+			env:     map[string]string{EnvDatabaseSecretARN: dbARN, EnvDatabaseHost: "proxy.internal"},
+			secrets: map[string]string{dbARN: `{"username":"lastunit_app","password":"pw"}`},
+			want: func(c Config) Config {
+				c.DatabaseURL = "postgres://lastunit_app:pw@proxy.internal:5432/lastunit?sslmode=require"
+				return c
+			},
+		},
+		{
+			name:    "DATABASE_SSLMODE verify-full (the proxy's certificate against the system's roots)",
+			env:     map[string]string{EnvDatabaseSecretARN: dbARN, EnvDatabaseHost: "proxy.internal", EnvDatabaseSSLMode: "verify-full"},
+			secrets: map[string]string{dbARN: `{"username":"lastunit_app","password":"pw"}`},
+			want: func(c Config) Config {
+				c.DatabaseURL = "postgres://lastunit_app:pw@proxy.internal:5432/lastunit?sslmode=verify-full"
+				return c
+			},
+		},
+		{
+			name:    "DATABASE_SSLMODE that would turn TLS off",
+			env:     map[string]string{EnvDatabaseSecretARN: dbARN, EnvDatabaseSSLMode: "disable"},
+			secrets: map[string]string{dbARN: `{"username":"u","password":"p","host":"h"}`},
+			wantErr: "DATABASE_SSLMODE must be",
 		},
 		{
 			name:    "RDS secret without a host",
@@ -124,8 +159,91 @@ func TestResolveWith(t *testing.T) {
 			if want := tt.want(base); got != want {
 				t.Fatalf("got  %+v\nwant %+v", got, want)
 			}
-			if read != len(tt.env) {
+			arns := 0
+			for k := range tt.env {
+				if strings.HasSuffix(k, "_SECRET_ARN") {
+					arns++
+				}
+			}
+			if read != arns {
 				t.Fatalf("read %d secrets, want %d", read, len(tt.env))
+			}
+		})
+	}
+}
+
+// TestVerifyFullChecksTheProxysName: the URL the stack's settings give makes pgx verify the
+// server's certificate chain against the system's roots and its name against the proxy's host.
+func TestVerifyFullChecksTheProxysName(t *testing.T) {
+	const host = "lastunit-postgres.proxy-abc123.eu-west-1.rds.amazonaws.com"
+	u, err := databaseURL(`{"username":"lastunit_app","password":"pw"}`, host, "verify-full")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgconn.ParseConfig(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := cfg.TLSConfig
+	if tc == nil || tc.InsecureSkipVerify || tc.ServerName != host || tc.RootCAs != nil {
+		t.Fatalf("TLS config %+v: want verification of %s against the system roots", tc, host)
+	}
+	for _, fb := range cfg.Fallbacks {
+		if fb.TLSConfig == nil {
+			t.Fatal("a fallback connects without TLS")
+		}
+	}
+	req, _ := databaseURL(`{"username":"u","password":"p","host":"h"}`, "", "")
+	rc, err := pgconn.ParseConfig(req)
+	if err != nil || rc.TLSConfig == nil || !rc.TLSConfig.InsecureSkipVerify {
+		t.Fatalf("the default (require) should encrypt without verifying: %+v %v", rc.TLSConfig, err)
+	}
+}
+
+// TestResolveAppRoleWith: the migrate function reads the application role's name and
+// password; nothing named reads nothing; a broken secret names its variable, not its value.
+func TestResolveAppRoleWith(t *testing.T) {
+	const arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:lastunit/postgres-app-AbCdEf"
+	tests := []struct {
+		name, secret string
+		env          bool
+		want         AppRole
+		wantOK       bool
+		wantErr      string
+	}{
+		{name: "nothing named"},
+		{name: "role", env: true, secret: `{"username":"lastunit_app","password":"s3cret"}`, want: AppRole{"lastunit_app", "s3cret"}, wantOK: true},
+		{name: "no password", env: true, secret: `{"username":"lastunit_app"}`, wantErr: "lacks username or password"},
+		{name: "not JSON", env: true, secret: `s3cret`, wantErr: "APP_DATABASE_SECRET_ARN: the secret is not JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			read := 0
+			get := func(_ context.Context, a string) (string, error) {
+				read++
+				if a != arn {
+					return "", errors.New("no such secret")
+				}
+				return tt.secret, nil
+			}
+			getenv := func(k string) string {
+				if tt.env && k == EnvAppDatabaseSecretARN {
+					return arn
+				}
+				return ""
+			}
+			got, ok, err := ResolveAppRoleWith(context.Background(), get, getenv)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "s3cret") {
+					t.Fatalf("err = %v, want one containing %q and no secret", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want || ok != tt.wantOK {
+				t.Fatalf("got %+v %v %v, want %+v %v", got, ok, err, tt.want, tt.wantOK)
+			}
+			if !tt.env && read != 0 {
+				t.Fatalf("read %d secrets with none named", read)
 			}
 		})
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/singleflight"
 
 	"lastunit/shared/apigw"
 )
@@ -35,17 +36,20 @@ type Verifier struct {
 }
 
 // HS256 returns a verifier of HS256 tokens signed with secret (the local runner's tokens):
-// exp is required, sub must be set.
+// exp is required, sub must be set, and token_use, when present, must be "access".
 func HS256(secret []byte) *Verifier { return &Verifier{secret: secret, now: time.Now} }
 
-// Cognito returns a verifier of a Cognito user pool's tokens: RS256, signed by a key of
-// issuer/.well-known/jwks.json, iss == issuer, exp required, and, when clientID is set, the
-// ID token's aud or the access token's client_id equal to it.
+// Cognito returns a verifier of a Cognito user pool's access tokens: RS256, signed by a key
+// of issuer/.well-known/jwks.json, iss == issuer, exp required, token_use "access", and, when
+// clientID is set, client_id equal to it. ID tokens (token_use "id") are refused: they are
+// the client's proof of who signed in, not a credential for an API, and the WebSocket's
+// ?token= lands in URLs and logs, where the ID token's personal claims (email, name) should
+// not. The storefront sends the access token to the HTTP API and the WebSocket alike.
 func Cognito(issuer, clientID string, hc *http.Client) *Verifier {
 	if hc == nil {
 		hc = &http.Client{Timeout: 5 * time.Second}
 	}
-	return &Verifier{issuer: issuer, audience: clientID, jwks: &jwks{url: issuer + "/.well-known/jwks.json", client: hc}, now: time.Now}
+	return &Verifier{issuer: issuer, audience: clientID, jwks: &jwks{url: issuer + "/.well-known/jwks.json", client: hc, now: time.Now}, now: time.Now}
 }
 
 // Verify checks raw and returns the identity it names; ErrInvalid (wrapped) when it does not
@@ -75,14 +79,12 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (apigw.Identity, erro
 	if sub == "" {
 		return apigw.Identity{}, fmt.Errorf("%w: no sub", ErrInvalid)
 	}
+	// Access tokens only (see Cognito): a local token may leave token_use out.
+	if use, _ := mc["token_use"].(string); use != "access" && (v.jwks != nil || use != "") {
+		return apigw.Identity{}, fmt.Errorf("%w: not an access token (token_use %q)", ErrInvalid, use)
+	}
 	if v.audience != "" {
-		aud, _ := mc.GetAudience()
-		cid, _ := mc["client_id"].(string)
-		ok := cid == v.audience
-		for _, a := range aud {
-			ok = ok || a == v.audience
-		}
-		if !ok {
+		if cid, _ := mc["client_id"].(string); cid != v.audience {
 			return apigw.Identity{}, fmt.Errorf("%w: not for this client", ErrInvalid)
 		}
 	}
@@ -94,41 +96,85 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (apigw.Identity, erro
 				groups = append(groups, s)
 			}
 		}
-	case string:
-		groups = apigw.ParseGroups(g)
+	case string: // not how Cognito issues it: the whole string is one group, never split
+		groups = []string{g}
 	}
 	return apigw.Identity{UserID: sub, Groups: groups}, nil
 }
 
-// jwks is an issuer's signing keys, fetched once and again (at most once a minute) when a
-// token names a key it does not have.
+// jwks is an issuer's signing keys. They are fetched when a token names a key not in hand:
+// by one request at a time however many tokens wait (the others wait for it, each until its
+// own context ends, with no lock held while the request is out), at most once a minute while
+// the set has keys, and with a backoff (1 s doubling to 1 min) while fetches fail or bring
+// no usable key, so an outage or an empty set is not hammered.
 type jwks struct {
 	url    string
 	client *http.Client
-	mu     sync.Mutex
-	keys   map[string]*rsa.PublicKey
-	last   time.Time
+	now    func() time.Time
+	group  singleflight.Group
+
+	mu    sync.Mutex
+	keys  map[string]*rsa.PublicKey
+	next  time.Time // no fetch before this
+	fails int       // fetches in a row that failed or brought no key
 }
 
+// Intervals between JWKS fetches.
+const (
+	jwksRefresh    = time.Minute // with keys in hand, for a key not among them
+	jwksBackoff    = time.Second // after the first failed or empty fetch, doubling
+	jwksBackoffMax = time.Minute
+)
+
 func (j *jwks) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
+	if k := j.lookup(kid); k != nil {
+		return k, nil
+	}
+	// One fetch for every waiter; it runs on its own context (the waiters' may end first)
+	// and the client's timeout.
+	ch := j.group.DoChan("jwks", func() (any, error) { return nil, j.refresh(context.WithoutCancel(ctx)) })
+	select {
+	case r := <-ch:
+		if k := j.lookup(kid); k != nil {
+			return k, nil
+		}
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return nil, fmt.Errorf("unknown key %q", kid)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (j *jwks) lookup(kid string) *rsa.PublicKey {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if k, ok := j.keys[kid]; ok {
-		return k, nil
+	return j.keys[kid]
+}
+
+// refresh fetches the set unless the last fetch was too recent; the lock is not held while
+// the request is out.
+func (j *jwks) refresh(ctx context.Context) error {
+	j.mu.Lock()
+	if wait := j.next.Sub(j.now()); wait > 0 {
+		j.mu.Unlock()
+		return fmt.Errorf("no JWKS fetch for another %s", wait.Round(time.Millisecond))
 	}
-	if time.Since(j.last) < time.Minute && j.keys != nil {
-		return nil, fmt.Errorf("unknown key %q", kid)
-	}
-	j.last = time.Now()
+	j.mu.Unlock()
 	keys, err := j.fetch(ctx)
+	if err == nil && len(keys) == 0 {
+		err = errors.New("the JWKS has no usable key")
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if err != nil {
-		return nil, err
+		j.fails++
+		j.next = j.now().Add(min(jwksBackoff<<min(j.fails-1, 10), jwksBackoffMax))
+		return err
 	}
-	j.keys = keys
-	if k, ok := keys[kid]; ok {
-		return k, nil
-	}
-	return nil, fmt.Errorf("unknown key %q", kid)
+	j.keys, j.fails, j.next = keys, 0, j.now().Add(jwksRefresh)
+	return nil
 }
 
 func (j *jwks) fetch(ctx context.Context) (map[string]*rsa.PublicKey, error) {

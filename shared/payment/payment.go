@@ -71,11 +71,14 @@ func (s *Stripe) CreateIntent(ctx context.Context, orderID string, amountCents i
 	return pi.ID, pi.ClientSecret, nil
 }
 
-// CancelIntent cancels a PaymentIntent; shop.ErrAlreadyPaid if it succeeded meanwhile.
-func (s *Stripe) CancelIntent(ctx context.Context, orderID, paymentIntentID string) error {
+// CancelIntent cancels a PaymentIntent; shop.ErrAlreadyPaid if it succeeded meanwhile. Each
+// attempt has its own idempotency key (the order id and the attempt's time in ms): Stripe
+// replays a key's first answer for 24 h, so a cancel refused once (the intent was processing)
+// must not be answered with that refusal again.
+func (s *Stripe) CancelIntent(ctx context.Context, orderID, paymentIntentID string, attempt time.Time) error {
 	p := &stripe.PaymentIntentCancelParams{}
 	p.Context = ctx
-	p.SetIdempotencyKey("lastunit-cancel-" + orderID)
+	p.SetIdempotencyKey(cancelKey(orderID, attempt))
 	_, err := s.api.PaymentIntents.Cancel(paymentIntentID, p)
 	if err == nil {
 		return nil
@@ -95,6 +98,11 @@ func (s *Stripe) CancelIntent(ctx context.Context, orderID, paymentIntentID stri
 		}
 	}
 	return fmt.Errorf("cancel payment intent: %w", err)
+}
+
+// cancelKey is the idempotency key of the attempt at attempt to cancel the order's intent.
+func cancelKey(orderID string, attempt time.Time) string {
+	return fmt.Sprintf("lastunit-cancel-%s-%d", orderID, attempt.UnixMilli())
 }
 
 // Succeeded reads a PaymentIntent; ok when it succeeded, with it as a succeeded event.

@@ -237,6 +237,9 @@ type SweepReport struct {
 	OrdersExpired int `json:"orders_expired"`
 	// StalePaid counts paid orders not fulfilled within FulfillDeadline, now failed jobs.
 	StalePaid int `json:"stale_paid"`
+	// CancelsFinished counts cancels left between their steps (refund requested, not yet
+	// cancelled) that this sweep refunded and cancelled.
+	CancelsFinished int `json:"cancels_finished"`
 }
 
 // sweepBatch is how many holds one Postgres statement of the sweep expires.
@@ -257,7 +260,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 		rep.Expired += len(holds)
 		for _, h := range holds {
-			res, err := s.Gate.Release(ctx, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt})
+			// FromReserved: Postgres expired it from reserved, so a checkout mark in the gate
+			// is a checkout that died before its order (else the units would wait 15 minutes).
+			res, err := s.Gate.Release(ctx, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt, FromReserved: true})
 			if err != nil {
 				return rep, err // the orphan pass of a later sweep finds it
 			}
@@ -272,6 +277,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	}
 	if s.Pay != nil {
 		if err := s.expirePayments(ctx, &rep); err != nil {
+			return rep, err
+		}
+		if err := s.finishCancels(ctx, &rep); err != nil {
 			return rep, err
 		}
 	}

@@ -47,12 +47,43 @@ func (s *Service) Checkout(ctx context.Context, req CheckoutRequest) (Order, err
 	ids := slices.Clone(req.ReservationIDs)
 	sort.Strings(ids)
 	hash := requestHash("POST /checkout", fmt.Sprint(ids))
+	// The stored replay never holds the client secret (it would sit in idempotency_keys for
+	// a day): the first answer gets the fresh one, a replay the order row's (see replaySecret).
 	var out Order
+	var fresh *string
 	err := s.idempotent(ctx, req.UserID, req.IdemKey, hash, &out, func() (any, error) {
 		o, err := s.checkout(ctx, req)
+		fresh, o.ClientSecret = o.ClientSecret, nil
 		return o, err
 	})
-	return out, err
+	if err != nil {
+		return Order{}, err
+	}
+	if fresh != nil {
+		out.ClientSecret = fresh
+		return out, nil
+	}
+	return out, s.replaySecret(ctx, req.UserID, &out)
+}
+
+// replaySecret gives a replayed checkout answer its client secret back, read from the order
+// row: the row keeps it only while the order is payment_pending (a CHECK says so), and the
+// idempotency record is the shopper's own, so only the owner gets it, and only while it can
+// still pay. Reading the row (not Stripe) costs no call to the provider and cannot hand out
+// the secret of an order that has moved on.
+func (s *Service) replaySecret(ctx context.Context, userID string, o *Order) error {
+	o.ClientSecret = nil
+	cur, err := s.Store.Order(ctx, o.ID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cur.UserID == userID && cur.Status == OrderPaymentPending {
+		o.ClientSecret = cur.ClientSecret
+	}
+	return nil
 }
 
 // idempotent runs fn once per (user, key): a repeat with the same request answers with the
@@ -159,6 +190,11 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 		}
 		break
 	}
+	if s.Fault != nil {
+		if err := s.Fault("checkout.before_order"); err != nil {
+			return Order{}, err // the process "dies": the sweep frees the holds at their deadline
+		}
+	}
 	bg := context.WithoutCancel(ctx)
 	failed, err = s.Store.CreateOrder(ctx, order, s.now())
 	if err != nil || len(failed) > 0 {
@@ -179,7 +215,7 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 	if err == nil {
 		err = s.Store.AttachPayment(ctx, order.ID, pi, secret, s.now())
 		if err != nil {
-			if cerr := s.Pay.CancelIntent(bg, order.ID, pi); cerr != nil {
+			if cerr := s.Pay.CancelIntent(bg, order.ID, pi, s.now()); cerr != nil {
 				s.Log.Error("cancel unrecorded payment intent", "order_id", order.ID, "payment_intent_id", pi, "err", cerr)
 			}
 		}

@@ -269,7 +269,7 @@ func TestCheckoutIdempotencyKeyConcurrent(t *testing.T) {
 	env := testenv.NewEnv(t).WithPayments(t)
 	env.Product(t, "k", 5, 5)
 	ids := reserveN(t, env, "alice", "k", "k")
-	got := make([]string, 10)
+	got, secrets := make([]string, 10), make([]string, 10)
 	hammer(10, func(i int) {
 		o, err := env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: "alice", ReservationIDs: ids, IdemKey: "cart-1"})
 		if err != nil {
@@ -277,14 +277,67 @@ func TestCheckoutIdempotencyKeyConcurrent(t *testing.T) {
 			return
 		}
 		got[i] = o.ID
+		if o.ClientSecret != nil {
+			secrets[i] = *o.ClientSecret
+		}
 	})
 	for i := range got {
 		if got[i] == "" || got[i] != got[0] {
 			t.Fatalf("answers %v: one key must make one order", got)
 		}
+		if secrets[i] == "" || secrets[i] != secrets[0] {
+			t.Fatalf("client secrets %q: every answer (first or replay) carries the order's", secrets)
+		}
 	}
 	if _, err := env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: "alice", ReservationIDs: ids[:1], IdemKey: "cart-1"}); code(err) != shop.CodeIdempotencyConflict {
 		t.Fatalf("same key, other cart: %v", err)
+	}
+}
+
+// TestCheckoutReplayKeepsNoSecretAtRest: the idempotency record stores the checkout answer
+// without its client secret; a replay gets the secret back from the order row while the
+// order waits for payment, and not once it is paid.
+func TestCheckoutReplayKeepsNoSecretAtRest(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t).WithPayments(t)
+	env.Product(t, "s", 5, 5)
+	reserveN(t, env, "alice", "s")
+	o, err := env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: "alice", IdemKey: "secret-1"})
+	if err != nil || o.ClientSecret == nil || *o.ClientSecret == "" {
+		t.Fatalf("checkout: %+v %v; want a client secret", o, err)
+	}
+	secret := *o.ClientSecret
+	stored := func() string {
+		t.Helper()
+		var body []byte
+		if err := env.Pool.QueryRow(ctx, `SELECT body FROM idempotency_keys WHERE user_id = 'alice' AND key = 'secret-1'`).Scan(&body); err != nil {
+			t.Fatal(err)
+		}
+		return string(body)
+	}
+	if b := stored(); strings.Contains(b, secret) || strings.Contains(b, "client_secret") || !strings.Contains(b, o.ID) {
+		t.Fatalf("the stored replay %s holds the client secret (or not the order)", b)
+	}
+	again, err := env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: "alice", IdemKey: "secret-1"})
+	if err != nil || again.ID != o.ID || again.ClientSecret == nil || *again.ClientSecret != secret {
+		t.Fatalf("replay while payment_pending: %+v %v; want order %s with its secret", again, err, o.ID)
+	}
+	// Another shopper's same key is another record: it never replays alice's order.
+	if other, err := env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: "mallory", IdemKey: "secret-1"}); err == nil || other.ID == o.ID {
+		t.Fatalf("another shopper with alice's key: %+v %v", other, err)
+	}
+	if err := env.Shop.HandlePaymentEvent(ctx, succeeded(o, "evt_secret_1")); err != nil {
+		t.Fatal(err)
+	}
+	if st := orderStatus(t, env, o.ID); st == shop.OrderPaymentPending {
+		t.Fatalf("order still %s after payment", st)
+	}
+	paid, err := env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: "alice", IdemKey: "secret-1"})
+	if err != nil || paid.ID != o.ID || paid.ClientSecret != nil {
+		t.Fatalf("replay after payment: %+v %v; want order %s without a secret", paid, err, o.ID)
+	}
+	if b := stored(); strings.Contains(b, secret) {
+		t.Fatalf("the stored replay %s holds the client secret", b)
 	}
 }
 
@@ -543,7 +596,9 @@ type alreadyPaid struct {
 	order shop.Order
 }
 
-func (p alreadyPaid) CancelIntent(context.Context, string, string) error { return shop.ErrAlreadyPaid }
+func (p alreadyPaid) CancelIntent(context.Context, string, string, time.Time) error {
+	return shop.ErrAlreadyPaid
+}
 func (p alreadyPaid) Succeeded(_ context.Context, pi string) (shop.PaymentEvent, bool, error) {
 	return shop.PaymentEvent{ID: "sweep:" + pi, Type: shop.EventPaymentSucceeded, PaymentIntentID: pi,
 		OrderID: p.order.ID, AmountCents: p.order.AmountCents, Currency: p.order.Currency}, true, nil

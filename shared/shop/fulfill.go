@@ -45,8 +45,8 @@ func (s *Service) fulfill(ctx context.Context, orderID string) error {
 	if err != nil {
 		return err
 	}
-	if res.Status != OrderPaid {
-		return nil // fulfilled already, or cancelled/refunded meanwhile
+	if res.Status != OrderPaid || res.RefundRequested {
+		return nil // fulfilled already, or cancelled/refunded (or being refunded) meanwhile
 	}
 	if err := s.Gate.Drop(context.WithoutCancel(ctx), res.Holds); err != nil {
 		// Postgres has it fulfilled; the sweep drops the holds from the gate.
@@ -102,6 +102,9 @@ func (s *Service) RetryJob(ctx context.Context, orderID string) (RetryResult, er
 		res.Message = "the order is fulfilled already; nothing to retry"
 		return res, nil
 	case OrderPaid:
+		if o.RefundRequestedAt != nil {
+			return RetryResult{}, stateError(o, "the order is being cancelled and refunded")
+		}
 	default:
 		return RetryResult{}, stateError(o, "only a paid order can be fulfilled")
 	}
@@ -114,7 +117,7 @@ func (s *Service) RetryJob(ctx context.Context, orderID string) (RetryResult, er
 			return RetryResult{}, err
 		}
 	}
-	if err := s.Store.ClearFailed(ctx, []string{o.ID}); err != nil {
+	if err := s.Store.ClearFailed(ctx, []string{o.ID}, s.now()); err != nil {
 		return RetryResult{}, err
 	}
 	res.Queued, res.Message = true, "queued for fulfillment again"
@@ -122,10 +125,12 @@ func (s *Service) RetryJob(ctx context.Context, orderID string) (RetryResult, er
 	return res, nil
 }
 
-// CancelJob cancels a failed job: the payment is refunded (idempotency key from the order
-// id), the order and its holds become cancelled and the units return to available, exactly
-// once. Cancelling a cancelled order answers with it again; a fulfilled order, or a paid one
-// that is not a failed job, is invalid_state.
+// CancelJob cancels a failed job in three steps, each durable before the next: the intent to
+// refund is recorded on the order (fulfillment refuses it from then on), the payment is
+// refunded (idempotency key from the order id), and the order and its holds become cancelled
+// with the units back, exactly once. A crash or failure between steps is finished by the
+// sweep (or by cancelling again). Cancelling a cancelled order answers with it again; a
+// fulfilled order, or a paid one that is not a failed job, is invalid_state.
 func (s *Service) CancelJob(ctx context.Context, orderID string) (Order, error) {
 	o, err := s.orderForAdmin(ctx, orderID)
 	if err != nil {
@@ -134,26 +139,50 @@ func (s *Service) CancelJob(ctx context.Context, orderID string) (Order, error) 
 	if o.Status == OrderCancelled {
 		return o, nil
 	}
-	if o.Status != OrderPaid || o.FailedAt == nil {
+	if o.Status != OrderPaid || (o.FailedAt == nil && o.RefundRequestedAt == nil) {
 		return Order{}, stateError(o, "only a failed job can be cancelled")
 	}
-	holds, was, err := s.Store.CancelPaid(ctx, o.ID, s.now(), func(o Order) error {
-		if o.FailedAt == nil {
-			return stateError(o, "the job is queued again; it is no longer a failed job")
-		}
-		if o.PaymentIntentID == nil {
-			return fmt.Errorf("order %s has no payment intent to refund", o.ID)
-		}
-		if err := s.Pay.Refund(ctx, o.ID, *o.PaymentIntentID); err != nil {
-			return &Error{Code: CodePaymentProviderError, Message: "the refund failed; nothing changed, try again", Err: err}
-		}
-		return nil
-	})
+	if o.PaymentIntentID == nil {
+		return Order{}, fmt.Errorf("order %s has no payment intent to refund", o.ID)
+	}
+	cur, requested, err := s.Store.RequestRefund(ctx, o.ID, s.now())
 	if err != nil {
 		return Order{}, err
 	}
-	if was.Status != OrderPaid && was.Status != OrderCancelled {
-		return Order{}, stateError(was, "only a failed job can be cancelled")
+	if !requested {
+		if cur.Status == OrderCancelled {
+			cur.ClientSecret = nil
+			return cur, nil
+		}
+		// Fulfilled meanwhile, or queued again: it is no longer a failed job.
+		return Order{}, stateError(cur, "only a failed job can be cancelled")
+	}
+	if err := s.fault("cancel.after_request"); err != nil {
+		return Order{}, err
+	}
+	if err := s.finishCancel(ctx, cur, true); err != nil {
+		return Order{}, err
+	}
+	return s.orderForAdmin(ctx, o.ID)
+}
+
+// finishCancel does a cancel's last two steps for an order with a refund requested: the refund
+// (the same idempotency key however often it runs), then cancelled and the units back. forget
+// also deletes the order's dead-lettered jobs (the admin's tools may; a leftover job redriven
+// later is acknowledged and ignored by fulfillment).
+func (s *Service) finishCancel(ctx context.Context, o Order, forget bool) error {
+	if o.PaymentIntentID == nil {
+		return fmt.Errorf("order %s has no payment intent to refund", o.ID)
+	}
+	if err := s.Pay.Refund(ctx, o.ID, *o.PaymentIntentID); err != nil {
+		return &Error{Code: CodePaymentProviderError, Message: "the refund failed; the cancel stands and is retried", Err: err}
+	}
+	if err := s.fault("cancel.after_refund"); err != nil {
+		return err
+	}
+	holds, moved, err := s.Store.FinishCancel(ctx, o.ID, s.now())
+	if err != nil {
+		return err
 	}
 	bg := context.WithoutCancel(ctx)
 	for _, h := range holds {
@@ -162,13 +191,40 @@ func (s *Service) CancelJob(ctx context.Context, orderID string) (Order, error) 
 		}
 		s.changed(ctx, h.ProductID)
 	}
-	if err := s.Dead.ForgetDead(bg, o.ID); err != nil {
-		s.Log.Warn("forget dead-lettered job", "order_id", o.ID, "err", err) // fulfill ignores it if redriven
+	if forget && s.Dead != nil {
+		if err := s.Dead.ForgetDead(bg, o.ID); err != nil {
+			s.Log.Warn("forget dead-lettered job", "order_id", o.ID, "err", err) // fulfill ignores it if redriven
+		}
 	}
-	if len(holds) > 0 {
-		s.Log.Info("failed job cancelled and refunded", "order_id", o.ID)
+	if moved {
+		s.Log.Info("paid order cancelled and refunded", "order_id", o.ID)
 	}
-	return s.orderForAdmin(ctx, o.ID)
+	return nil
+}
+
+// finishCancels completes the cancels a crash or a failed refund left between their steps:
+// every paid order with a refund requested is refunded (idempotently) and cancelled.
+func (s *Service) finishCancels(ctx context.Context, rep *SweepReport) error {
+	orders, err := s.Store.RefundsDue(ctx, sweepBatch)
+	if err != nil {
+		return err
+	}
+	for _, o := range orders {
+		if err := s.finishCancel(ctx, o, false); err != nil {
+			s.Log.Error("finish a cancel", "order_id", o.ID, "err", err) // the next sweep tries again
+			continue
+		}
+		rep.CancelsFinished++
+	}
+	return nil
+}
+
+// fault calls the Fault hook, if any, at a named step.
+func (s *Service) fault(step string) error {
+	if s.Fault == nil {
+		return nil
+	}
+	return s.Fault(step)
 }
 
 // Redrive moves every dead-lettered job back to the queue.
@@ -177,7 +233,7 @@ func (s *Service) Redrive(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := s.Store.ClearFailed(ctx, ids); err != nil {
+	if err := s.Store.ClearFailed(ctx, ids, s.now()); err != nil {
 		return len(ids), err
 	}
 	s.Log.Info("dead letters redriven", "moved", len(ids))

@@ -245,3 +245,39 @@ func TestStalePaidOrderBecomesAFailedJob(t *testing.T) {
 		t.Fatalf("still listed after fulfilment: %+v", jobs)
 	}
 }
+
+// A failed job retried long after it failed waits for fulfillment afresh: the next sweep
+// must not mark it failed again until it really waits FulfillDeadline past the retry.
+func TestRetriedFailedJobIsNotMarkedFailedAgainAtOnce(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t).WithPayments(t)
+	env.Shop.Dead = env.Queue
+	env.Product(t, "rt", 4, 4)
+	fail := failing(env)
+	fail.Store(true)
+	o := paidOrder(t, env, "alice", "rt", 1)
+	for attempt := 1; attempt <= shop.MaxAttempts; attempt++ {
+		env.Shop.Fulfill(ctx, o.ID, attempt)
+	}
+	if jobs, err := env.Shop.FailedJobs(ctx); err != nil || len(jobs) != 1 {
+		t.Fatalf("failed jobs %+v, %v", jobs, err)
+	}
+	env.Clock.Advance(3 * time.Hour) // the admin retries it hours later
+	if _, err := env.Shop.RetryJob(ctx, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	if jobs, _ := env.Shop.FailedJobs(ctx); len(jobs) != 0 {
+		t.Fatalf("still listed right after the retry: %+v", jobs)
+	}
+	if rep, err := env.Shop.Sweep(ctx); err != nil || rep.StalePaid != 0 {
+		t.Fatalf("sweep right after the retry: %+v, %v (marked failed again at once)", rep, err)
+	}
+	env.Clock.Advance(env.Shop.FulfillDeadline - time.Minute)
+	if rep, err := env.Shop.Sweep(ctx); err != nil || rep.StalePaid != 0 {
+		t.Fatalf("sweep within the deadline after the retry: %+v, %v", rep, err)
+	}
+	env.Clock.Advance(2 * time.Minute)
+	if rep, err := env.Shop.Sweep(ctx); err != nil || rep.StalePaid != 1 {
+		t.Fatalf("sweep past the deadline after the retry: %+v, %v; want it failed again", rep, err)
+	}
+}

@@ -31,6 +31,9 @@ type Order struct {
 	Attempts         int         `json:"-"`
 	LastError        string      `json:"-"`
 	FailedAt         *time.Time  `json:"-"`
+	// RefundRequestedAt is when a cancel recorded its intent to refund (the order stays paid
+	// until the refund is done; fulfillment refuses it meanwhile).
+	RefundRequestedAt *time.Time `json:"-"`
 }
 
 // OrderItem is one hold in an order.
@@ -78,9 +81,10 @@ type OrderStore interface {
 	MarkPaid(ctx context.Context, orderID, paymentIntentID string, now time.Time) (bool, error)
 	// RetakeOrder locks an expired order, calls take to take its units in the gate, and
 	// moves it to paid with its holds checked out again, only while every product's gate
-	// generation is still the one take returned.
+	// generation is still the one take returned. ErrMaybeWritten when the commit's outcome is
+	// unknown (the order may be paid with its units taken): then nothing may be given back.
 	RetakeOrder(ctx context.Context, orderID string, deadline, now time.Time, take func() (gens map[string]int64, short string, err error)) (RetakeResult, error)
-	// FulfillOrder locks the order and, if it is paid, takes its units from stock on hand into
+	// FulfillOrder locks the order and, if it is paid with no refund requested, takes its units from stock on hand into
 	// sold, moves its holds and itself to fulfilled and counts the attempt, in one transaction.
 	FulfillOrder(ctx context.Context, orderID string, now time.Time) (FulfillResult, error)
 	// RecordFailure counts a failed fulfillment attempt with its error; deadLettered marks
@@ -93,12 +97,20 @@ type OrderStore interface {
 	// FailedJobs returns paid orders marked as failed jobs, oldest first; with before set,
 	// only those that failed before it.
 	FailedJobs(ctx context.Context, before *time.Time) ([]Order, error)
-	// ClearFailed unmarks failed jobs that were queued again.
-	ClearFailed(ctx context.Context, orderIDs []string) error
-	// CancelPaid locks a paid order, calls refund, and on success moves the order to
-	// cancelled and its checked-out holds to cancelled, in one transaction. It returns the
-	// holds it ended and the order's status before (only "paid" did anything).
-	CancelPaid(ctx context.Context, orderID string, now time.Time, refund func(Order) error) (holds []Reservation, was Order, err error)
+	// ClearFailed unmarks failed jobs that were queued again and restarts their wait for
+	// fulfillment at now (updated_at), so the sweep does not mark them failed at once again.
+	ClearFailed(ctx context.Context, orderIDs []string, now time.Time) error
+	// RequestRefund durably records the intent to refund a paid order that is a failed job (or
+	// already has it), the first step of a cancel; from then on FulfillOrder refuses it. It
+	// returns the order as it is and whether it now has a refund requested.
+	RequestRefund(ctx context.Context, orderID string, now time.Time) (o Order, requested bool, err error)
+	// FinishCancel moves a paid order with a refund requested to cancelled and its checked-out
+	// holds to cancelled, in one transaction (compare-and-set). It returns the holds it ended
+	// and whether this call moved the order.
+	FinishCancel(ctx context.Context, orderID string, now time.Time) ([]Reservation, bool, error)
+	// RefundsDue returns up to limit paid orders with a refund requested: cancels a crash
+	// left unfinished (or in progress now).
+	RefundsDue(ctx context.Context, limit int) ([]Order, error)
 	// Orders lists orders, newest first, optionally of one status.
 	Orders(ctx context.Context, status string, limit int) ([]Order, error)
 	// TryLock takes the lease named key for ttl unless another holder's lease is still
@@ -145,7 +157,9 @@ type Payments interface {
 	// from the order id, so a retry never charges twice.
 	CreateIntent(ctx context.Context, orderID string, amountCents int64, currency string) (id, clientSecret string, err error)
 	// CancelIntent cancels a PaymentIntent. ErrAlreadyPaid when it succeeded meanwhile.
-	CancelIntent(ctx context.Context, orderID, paymentIntentID string) error
+	// attempt (the caller's clock) makes each attempt's idempotency key its own, so a refusal
+	// is never replayed to a later attempt.
+	CancelIntent(ctx context.Context, orderID, paymentIntentID string, attempt time.Time) error
 	// Refund refunds a PaymentIntent in full, with an idempotency key from the order id.
 	Refund(ctx context.Context, orderID, paymentIntentID string) error
 	// Succeeded reads a PaymentIntent and, if it succeeded, returns it as the event Stripe
@@ -179,8 +193,10 @@ type DeadLetters interface {
 
 // FulfillResult is how a FulfillOrder ended.
 type FulfillResult struct {
-	Status string        // the order's status before: only "paid" is fulfilled now
-	Holds  []Reservation // the holds fulfilled now
+	Status string // the order's status before: only "paid" is fulfilled now
+	// RefundRequested: the order is paid but being cancelled; it was left alone.
+	RefundRequested bool
+	Holds           []Reservation // the holds fulfilled now
 }
 
 // PaymentEvent is a verified Stripe event, reduced to what the shop needs.

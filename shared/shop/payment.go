@@ -130,6 +130,15 @@ func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID stri
 	}
 	for range 3 {
 		res, err := s.Store.RetakeOrder(ctx, o.ID, deadline, s.now(), take)
+		if errors.Is(err, ErrMaybeWritten) {
+			// The order may be paid with its holds checked out again: giving the units back
+			// could oversell. Keeping them loses nothing: if Postgres has it paid, Stripe's retry
+			// of this event queues the fulfillment (or the sweep lists it as a failed job); if not,
+			// the retry takes the same holds again (retake.lua never takes a hold twice), or the
+			// sweep frees them once their deadline passes, as Postgres has them expired.
+			s.Log.Warn("late payment: retake outcome unknown, units kept", "order_id", o.ID, "err", err)
+			return false, err
+		}
 		if res.Took && (err != nil || res.Outcome != RetakeDone) {
 			s.releaseItems(context.WithoutCancel(ctx), o.Items, deadline) // Postgres did not take them
 		}
@@ -219,7 +228,7 @@ func (s *Service) expirePayments(ctx context.Context, rep *SweepReport) error {
 		ended := 0
 		for _, o := range orders {
 			if o.PaymentIntentID != nil {
-				err := s.Pay.CancelIntent(ctx, o.ID, *o.PaymentIntentID)
+				err := s.Pay.CancelIntent(ctx, o.ID, *o.PaymentIntentID, s.now())
 				if errors.Is(err, ErrAlreadyPaid) {
 					// The success webhook is on its way; if it never comes, apply it here.
 					if s.now().After(o.PaymentExpiresAt.Add(PaymentGrace)) {

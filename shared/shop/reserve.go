@@ -259,7 +259,9 @@ func (s *Service) Release(ctx context.Context, userID, id string) error {
 			return e
 		}
 	}
-	if _, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: r.ProductID, ID: r.ID, Deadline: r.ExpiresAt}); err != nil {
+	// FromReserved: a checkout of this hold that marked it in the gate can no longer record its
+	// order, so its mark goes too and the units return now (API.md), not at the payment deadline.
+	if _, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: r.ProductID, ID: r.ID, Deadline: r.ExpiresAt, FromReserved: true}); err != nil {
 		// Postgres says released; the sweep gives the units back after the deadline.
 		s.Log.Error("release in gate", "reservation_id", r.ID, "product_id", r.ProductID, "err", err)
 	}

@@ -215,6 +215,12 @@ type GateRelease struct {
 	// Deadline is the deadline the caller knows the hold by; a hold whose deadline changed
 	// since is left alone. Zero: any deadline.
 	Deadline time.Time
+	// FromReserved says Postgres has just moved the hold from reserved (with Deadline) to an
+	// end state: then a gate hold marked checked out under another deadline is released too.
+	// It belongs to a checkout whose order can never be recorded (the process died between
+	// checkout.lua and the order, or this release won the race with it); without this its units
+	// would wait for the payment deadline.
+	FromReserved bool
 	// UserID and IdemKey name an Idempotency-Key entry to forget with the hold (undoing a
 	// reserve that Postgres refused); empty for none.
 	UserID, IdemKey string

@@ -89,14 +89,17 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 func (g *Gate) Release(ctx context.Context, r shop.GateRelease) (shop.GateResult, error) {
 	k := KeysFor(r.ProductID)
 	keys := append(k.list(), idemKey(r.ProductID, r.UserID, r.IdemKey))
-	forget, deadline := "0", ""
+	forget, deadline, fromReserved := "0", "", "0"
 	if r.IdemKey != "" {
 		forget = "1"
+	}
+	if r.FromReserved {
+		fromReserved = "1"
 	}
 	if !r.Deadline.IsZero() {
 		deadline = strconv.FormatInt(ms(r.Deadline), 10)
 	}
-	v, err := releaseScript.Run(ctx, g.rdb, keys, r.ID, forget, deadline).Slice()
+	v, err := releaseScript.Run(ctx, g.rdb, keys, r.ID, forget, deadline, fromReserved).Slice()
 	if err != nil {
 		return shop.GateResult{}, fmt.Errorf("run release.lua: %w", Translate(err))
 	}

@@ -16,11 +16,12 @@ import (
 func (s *Store) FulfillOrder(ctx context.Context, orderID string, now time.Time) (shop.FulfillResult, error) {
 	var res shop.FulfillResult
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, orderID).Scan(&res.Status); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT status, refund_requested_at IS NOT NULL FROM orders WHERE id = $1 FOR UPDATE`,
+			orderID).Scan(&res.Status, &res.RefundRequested); err != nil {
 			return fmt.Errorf("lock order: %w", translate(err))
 		}
-		if res.Status != shop.OrderPaid {
-			return nil
+		if res.Status != shop.OrderPaid || res.RefundRequested {
+			return nil // a refunded (or being refunded) order is never fulfilled
 		}
 		rows, err := tx.Query(ctx, `UPDATE reservations SET status = 'fulfilled', updated_at = $2
 			WHERE order_id = $1 AND status = 'checked_out' RETURNING `+reservationCols, orderID, now)
@@ -90,35 +91,50 @@ func (s *Store) FailedJobs(ctx context.Context, before *time.Time) ([]shop.Order
 	return out, nil
 }
 
-// ClearFailed unmarks failed jobs that were queued again.
-func (s *Store) ClearFailed(ctx context.Context, orderIDs []string) error {
+// ClearFailed unmarks failed jobs that were queued again and restarts their wait at now, so
+// the sweep's stale-paid check counts from the retry, not from the first failure.
+func (s *Store) ClearFailed(ctx context.Context, orderIDs []string, now time.Time) error {
 	if len(orderIDs) == 0 {
 		return nil
 	}
-	if _, err := s.pool.Exec(ctx, `UPDATE orders SET failed_at = NULL WHERE id = ANY($1) AND failed_at IS NOT NULL`, orderIDs); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE orders SET failed_at = NULL, updated_at = $2
+		WHERE id = ANY($1) AND failed_at IS NOT NULL AND refund_requested_at IS NULL`, orderIDs, now); err != nil {
 		return fmt.Errorf("clear failed jobs: %w", translate(err))
 	}
 	return nil
 }
 
-// CancelPaid locks a paid order, calls refund with it, then cancels the order and its
-// checked-out holds, in one transaction; was is the order as it was found.
-func (s *Store) CancelPaid(ctx context.Context, orderID string, now time.Time, refund func(shop.Order) error) ([]shop.Reservation, shop.Order, error) {
+// RequestRefund records, committed, the intent to refund a paid order that is a failed job
+// (compare-and-set; a second call keeps the first time). FulfillOrder locks the same row, so
+// a fulfillment either committed before (the order is fulfilled: nothing requested) or sees
+// the request and leaves the order alone.
+func (s *Store) RequestRefund(ctx context.Context, orderID string, now time.Time) (shop.Order, bool, error) {
+	o, err := scanOrder(s.pool.QueryRow(ctx, `UPDATE orders SET refund_requested_at = COALESCE(refund_requested_at, $2), updated_at = $2
+		WHERE id = $1 AND status = 'paid' AND (failed_at IS NOT NULL OR refund_requested_at IS NOT NULL)
+		RETURNING `+orderCols, orderID, now))
+	if err == nil {
+		return o, true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return shop.Order{}, false, fmt.Errorf("request refund: %w", translate(err))
+	}
+	o, err = s.Order(ctx, orderID)
+	return o, false, err
+}
+
+// FinishCancel moves a paid order with a refund requested, and its checked-out holds, to
+// cancelled in one transaction.
+func (s *Store) FinishCancel(ctx context.Context, orderID string, now time.Time) ([]shop.Reservation, bool, error) {
 	var holds []shop.Reservation
-	var was shop.Order
+	moved := false
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		var err error
-		if was, err = scanOrder(tx.QueryRow(ctx, `SELECT `+orderCols+` FROM orders WHERE id = $1 FOR UPDATE`, orderID)); err != nil {
-			return fmt.Errorf("lock order: %w", translate(err))
-		}
-		if was.Status != shop.OrderPaid {
-			return nil
-		}
-		if err := refund(was); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE orders SET status = 'cancelled', failed_at = NULL, updated_at = $2 WHERE id = $1`, orderID, now); err != nil {
+		tag, err := tx.Exec(ctx, `UPDATE orders SET status = 'cancelled', failed_at = NULL, updated_at = $2
+			WHERE id = $1 AND status = 'paid' AND refund_requested_at IS NOT NULL`, orderID, now)
+		if err != nil {
 			return fmt.Errorf("cancel order: %w", translate(err))
+		}
+		if moved = tag.RowsAffected() == 1; !moved {
+			return nil
 		}
 		rows, err := tx.Query(ctx, `UPDATE reservations SET status = 'cancelled', updated_at = $2
 			WHERE order_id = $1 AND status = 'checked_out' RETURNING `+reservationCols, orderID, now)
@@ -128,7 +144,24 @@ func (s *Store) CancelPaid(ctx context.Context, orderID string, now time.Time, r
 		holds, err = pgx.CollectRows(rows, scanReservation)
 		return translate(err)
 	})
-	return holds, was, err
+	if err != nil {
+		return nil, false, err
+	}
+	return holds, moved, nil
+}
+
+// RefundsDue returns up to limit paid orders with a refund requested, oldest request first.
+func (s *Store) RefundsDue(ctx context.Context, limit int) ([]shop.Order, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+orderCols+` FROM orders
+		WHERE status = 'paid' AND refund_requested_at IS NOT NULL ORDER BY refund_requested_at, id LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("select requested refunds: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (shop.Order, error) { return scanOrder(row) })
+	if err != nil {
+		return nil, fmt.Errorf("select requested refunds: %w", translate(err))
+	}
+	return out, nil
 }
 
 // Orders lists up to limit orders, newest first, optionally of one status, with items.

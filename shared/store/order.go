@@ -147,16 +147,18 @@ func orderItems(ctx context.Context, q interface {
 }
 
 const orderCols = `id, user_id, status, amount_cents, currency, payment_intent_id, client_secret, payment_expires_at,
-	created_at, updated_at, attempts, COALESCE(last_error, ''), failed_at`
+	created_at, updated_at, attempts, COALESCE(last_error, ''), failed_at, refund_requested_at`
 
 func scanOrder(row pgx.Row) (shop.Order, error) {
 	var o shop.Order
 	err := row.Scan(&o.ID, &o.UserID, &o.Status, &o.AmountCents, &o.Currency, &o.PaymentIntentID, &o.ClientSecret,
-		&o.PaymentExpiresAt, &o.CreatedAt, &o.UpdatedAt, &o.Attempts, &o.LastError, &o.FailedAt)
+		&o.PaymentExpiresAt, &o.CreatedAt, &o.UpdatedAt, &o.Attempts, &o.LastError, &o.FailedAt, &o.RefundRequestedAt)
 	o.PaymentExpiresAt, o.CreatedAt, o.UpdatedAt = o.PaymentExpiresAt.UTC(), o.CreatedAt.UTC(), o.UpdatedAt.UTC()
-	if o.FailedAt != nil {
-		t := o.FailedAt.UTC()
-		o.FailedAt = &t
+	for _, t := range []**time.Time{&o.FailedAt, &o.RefundRequestedAt} {
+		if *t != nil {
+			u := (*t).UTC()
+			*t = &u
+		}
 	}
 	return o, err
 }
@@ -236,9 +238,10 @@ func (s *Store) MarkPaid(ctx context.Context, orderID, paymentIntentID string, n
 // then moves the order to paid and its expired holds back to checked_out, only while every
 // product's gate generation is still the one take saw (checked under FOR KEY SHARE, which a
 // gate rebuild waits for). The lock serializes concurrent deliveries of the same payment.
+// A COMMIT sent but not answered is shop.ErrMaybeWritten: the order may be paid.
 func (s *Store) RetakeOrder(ctx context.Context, orderID string, deadline, now time.Time, take func() (map[string]int64, string, error)) (shop.RetakeResult, error) {
 	var res shop.RetakeResult
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.txCommitUnknown(ctx, func(tx pgx.Tx) error {
 		var status string
 		if err := tx.QueryRow(ctx, `SELECT status FROM orders WHERE id = $1 FOR UPDATE`, orderID).Scan(&status); err != nil {
 			return fmt.Errorf("lock order: %w", translate(err))

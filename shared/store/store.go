@@ -372,3 +372,25 @@ func (s *Store) DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error
 func (s *Store) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return translate(pgx.BeginFunc(ctx, s.pool, fn))
 }
+
+// txCommitUnknown is tx for transactions whose caller must not undo anything when the COMMIT
+// was sent but never answered: that failure is marked shop.ErrMaybeWritten (it may have
+// committed). An error from fn, or a COMMIT that Postgres refused, rolled everything back.
+func (s *Store) txCommitUnknown(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return translate(err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return translate(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return translate(err)
+		}
+		return fmt.Errorf("commit: %w: %w", shop.ErrMaybeWritten, translate(err))
+	}
+	return nil
+}

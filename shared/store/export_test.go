@@ -1,0 +1,4 @@
+package store
+
+// ScramVerifier exposes scramVerifier to the external tests (role_test.go).
+var ScramVerifier = scramVerifier
