@@ -19,6 +19,7 @@ import (
 
 	"lastunit/shared/apigw"
 	"lastunit/shared/handler"
+	"lastunit/shared/shop"
 	"lastunit/web"
 )
 
@@ -396,6 +397,8 @@ func TestReferenceIsServed(t *testing.T) {
 			t.Errorf("GET %s: Content-Type %q, want %s", tc.path, ct, tc.ctype)
 		}
 	}
+	wantError(t, call(t, srv, "GET", "/reference/nope.html", "", ""), http.StatusNotFound, shop.CodeNotFound, "")
+	wantError(t, call(t, srv, "POST", "/reference/", "", ""), http.StatusMethodNotAllowed, shop.CodeMethodNotAllowed, "")
 	if r := call(t, srv, "GET", "/assets/reference.css", "", ""); r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/css") {
 		t.Errorf("GET /assets/reference.css: %d %q", r.status, r.header.Get("Content-Type"))
 	}

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 
+	"lastunit/shared/apigw"
+	"lastunit/shared/shop"
 	"lastunit/web"
 )
 
@@ -31,7 +33,12 @@ func (s *server) servePages(cfg web.Config) {
 	s.mux.Handle("GET /assets/", http.FileServerFS(web.FS))
 	ref, _ := fs.Sub(web.API, "api")
 	files := http.StripPrefix("/reference/", http.FileServerFS(ref))
-	s.mux.HandleFunc("GET /reference/", func(w http.ResponseWriter, r *http.Request) {
+	s.handle("GET /reference/", func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/reference/")
+		if _, err := fs.Stat(ref, name); name != "" && err != nil {
+			apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeNotFound, "no such file in the reference")))
+			return
+		}
 		if strings.HasSuffix(r.URL.Path, ".yaml") { // not in Go's own table of types
 			w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
 		}
