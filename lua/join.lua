@@ -3,6 +3,7 @@
 --
 -- KEYS[1]  {c:CONNID}:rooms  set: the products whose rooms the connection is in
 -- KEYS[2]  {p:ID}:room       zset: connection ids scored by when the connection must be gone (ms)
+-- KEYS[3]  {c:CONNID}:gone   set by Remove ($disconnect): the connection is closed
 --
 -- ARGV[1]  connection id            ARGV[2]  product id
 -- ARGV[3]  the connection's end (ms since epoch, the caller's clock): the member's score
@@ -10,11 +11,15 @@
 -- ARGV[5]  time to live (ms), relative: the connection's end minus now (> 0)
 -- ARGV[6]  the most rooms one connection may be in
 --
--- Returns {"ok"} or {"too_many"} (nothing changed).
+-- Returns {"ok"}, {"too_many"} or {"gone"} (nothing changed either way): a subscribe that API
+-- Gateway delivers after the connection's $disconnect must not put it back in a room.
 --
 -- The two keys live in different hash slots: this runs on the non-cluster Redis the stack
 -- deploys (as checkout.lua does). Expiries are relative (PEXPIRE), never an absolute time
 -- computed from the caller's clock, which the server's own clock would judge.
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return {'gone'}
+end
 if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 0 and redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[6]) then
   return {'too_many'}
 end

@@ -120,7 +120,7 @@ func TestWSSampleEvents(t *testing.T) {
 	if resp := run("ws-disconnect.json"); resp.StatusCode != 200 {
 		t.Fatalf("disconnect: %d", resp.StatusCode)
 	}
-	if keys, _ := env.Redis.Keys(ctx, "{c:*").Result(); len(keys) != 0 {
+	if keys, _ := env.Redis.Keys(ctx, "{c:*}:rooms").Result(); len(keys) != 0 {
 		t.Fatalf("connection keys left after disconnect: %v", keys)
 	}
 	if n, _ := env.Redis.Exists(ctx, rooms.RoomKey("tee")).Result(); n != 0 {

@@ -8,13 +8,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"lastunit/shared/config"
+	"lastunit/shared/handler"
 )
 
 // Env is one execution environment after its cold start: Invoke serves one event (API
@@ -132,10 +137,11 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 
 // Watch samples how many server connections Postgres has open to database db (through
 // admin, a connection that does not go through the pooler) every period until stop is
-// called; stop returns the peak it saw.
-func Watch(ctx context.Context, admin *pgxpool.Pool, db string, period time.Duration) (stop func() int) {
+// called; stop returns the peak it saw, or the first error of a sample.
+func Watch(ctx context.Context, admin *pgxpool.Pool, db string, period time.Duration) (stop func() (int, error)) {
 	ctx, cancel := context.WithCancel(ctx)
 	var peak int
+	var first error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -143,8 +149,12 @@ func Watch(ctx context.Context, admin *pgxpool.Pool, db string, period time.Dura
 		defer t.Stop()
 		for {
 			var n int
-			if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, db).Scan(&n); err == nil && n > peak {
+			err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`, db).Scan(&n)
+			switch {
+			case err == nil && n > peak:
 				peak = n
+			case err != nil && ctx.Err() == nil && first == nil:
+				first = fmt.Errorf("sample pg_stat_activity: %w", err)
 			}
 			select {
 			case <-ctx.Done():
@@ -153,10 +163,10 @@ func Watch(ctx context.Context, admin *pgxpool.Pool, db string, period time.Dura
 			}
 		}
 	}()
-	return func() int {
+	return func() (int, error) {
 		cancel()
 		<-done
-		return peak
+		return peak, first
 	}
 }
 
@@ -192,4 +202,35 @@ func Transactions(ctx context.Context, addr, db string) (int64, error) {
 		}
 	}
 	return n, rows.Err()
+}
+
+// StartReserve is one execution environment of the reserve function cold-starting exactly as
+// functions/reserve/main.go does (config.Start is MustOpen without the exit), returning the
+// handler lambda.Start would run.
+func StartReserve(ctx context.Context, log *slog.Logger) (Env, error) {
+	app, err := config.Start(ctx, log)
+	if err != nil {
+		return Env{}, err
+	}
+	h := app.Handler(handler.Reserve(app.Shop, app.Log).Serve)
+	return Env{Invoke: h.Invoke, Close: app.Close}, nil
+}
+
+// ReserveEvent is API Gateway's event (HTTP API, payload 2.0) for one shopper's
+// POST /reservations of one unit, after the JWT authorizer passed the shopper's claims.
+func ReserveEvent(user, product string) []byte {
+	ev := events.APIGatewayV2HTTPRequest{
+		Version: "2.0", RouteKey: handler.RouteReserve, RawPath: "/reservations",
+		Headers: map[string]string{"content-type": "application/json"},
+		Body:    fmt.Sprintf(`{"product_id":%q,"quantity":1}`, product),
+		RequestContext: events.APIGatewayV2HTTPRequestContext{
+			RouteKey: handler.RouteReserve, Stage: "$default", RequestID: "drop-" + user,
+			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: "POST", Path: "/reservations", Protocol: "HTTP/1.1"},
+			Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
+				JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: map[string]string{"sub": user}},
+			},
+		},
+	}
+	b, _ := json.Marshal(ev)
+	return b
 }

@@ -33,8 +33,13 @@ const DrainTimeout = 3 * time.Second
 // drain returns. It must be called before lambda.Start (registration is only open during
 // init). If registration fails, each invocation drains before it returns instead (slower
 // answers, nothing lost), and says so in the log.
+//
+// The handler's context ends DeadlineMargin before the invocation's deadline, so a request
+// whose dependencies are slow (a thousand cold starts dialling at once) stops waiting while
+// there is still time to undo what it took and answer 503, instead of being killed between
+// two steps.
 func Wrap(h any, drain DrainFunc, log *slog.Logger) lambda.Handler {
-	inner := lambda.NewHandler(h)
+	inner := lambda.Handler(margin{lambda.NewHandler(h)})
 	api := os.Getenv("AWS_LAMBDA_RUNTIME_API")
 	if api == "" || drain == nil {
 		return inner
@@ -48,6 +53,21 @@ func Wrap(h any, drain DrainFunc, log *slog.Logger) lambda.Handler {
 	}
 	go w.run(ext)
 	return w
+}
+
+// DeadlineMargin is how long before the invocation's deadline the handler's context ends.
+const DeadlineMargin = 2 * time.Second
+
+// margin runs its handler with a context that ends DeadlineMargin before the invocation's.
+type margin struct{ inner lambda.Handler }
+
+func (m margin) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-DeadlineMargin))
+		defer cancel()
+	}
+	return m.inner.Invoke(ctx, payload)
 }
 
 type wrapped struct {

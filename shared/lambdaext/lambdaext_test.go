@@ -147,3 +147,28 @@ func TestWrapWithoutExtensionsDrainsBeforeAnswering(t *testing.T) {
 		t.Fatalf("err %v, drained %v", err, drained.Load())
 	}
 }
+
+// TestHandlerStopsBeforeTheDeadline: the handler's context ends DeadlineMargin before the
+// invocation's deadline, inside and outside Lambda, so slow dependencies leave it time to
+// undo and answer before the environment is killed; without a deadline nothing changes.
+func TestHandlerStopsBeforeTheDeadline(t *testing.T) {
+	t.Setenv("AWS_LAMBDA_RUNTIME_API", "")
+	var got time.Time
+	var has bool
+	h := lambdaext.Wrap(func(ctx context.Context) (string, error) {
+		got, has = ctx.Deadline()
+		return "ok", nil
+	}, func(context.Context) error { return nil }, quiet)
+	deadline := time.Now().Add(10 * time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if _, err := h.Invoke(ctx, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if !has || !got.Equal(deadline.Add(-lambdaext.DeadlineMargin)) {
+		t.Fatalf("the handler's deadline is %v (set %v), want %v", got, has, deadline.Add(-lambdaext.DeadlineMargin))
+	}
+	if _, err := h.Invoke(context.Background(), []byte(`{}`)); err != nil || has {
+		t.Fatalf("without a deadline the handler got one: %v %v", has, err)
+	}
+}

@@ -129,6 +129,12 @@ func (s *Stripe) Refund(ctx context.Context, orderID, paymentIntentID string) er
 	p.AddMetadata("order_id", orderID)
 	p.SetIdempotencyKey("lastunit-refund-" + orderID)
 	if _, err := s.api.Refunds.New(p); err != nil {
+		var se *stripe.Error
+		if errors.As(err, &se) && se.Code == stripe.ErrorCodeChargeAlreadyRefunded {
+			// Refunded already (an operator in Stripe's dashboard, or an answer we lost):
+			// the money is back, which is what this call is for.
+			return nil
+		}
 		return fmt.Errorf("refund: %w", err)
 	}
 	return nil

@@ -40,6 +40,9 @@ func RoomKey(productID string) string { return "{p:" + productID + "}:room" }
 // ConnKey is the Redis key of the set of rooms a connection is in.
 func ConnKey(connID string) string { return "{c:" + connID + "}:rooms" }
 
+// goneKey marks a connection that was removed ($disconnect), for as long as it could live.
+func goneKey(connID string) string { return "{c:" + connID + "}:gone" }
+
 // sentKey is the Redis key of the broadcaster's marker of a product's last broadcast.
 func sentKey(productID string) string { return "{p:" + productID + "}:sent" }
 
@@ -69,13 +72,15 @@ func (t *Table) Join(ctx context.Context, connID, productID string, connectedAt,
 	if ttl <= 0 {
 		return fmt.Errorf("join %s: the connection is past API Gateway's %s limit", connID, MaxAge)
 	}
-	res, err := joinScript.Run(ctx, t.rdb, []string{ConnKey(connID), RoomKey(productID)},
+	res, err := joinScript.Run(ctx, t.rdb, []string{ConnKey(connID), RoomKey(productID), goneKey(connID)},
 		connID, productID, ms(exp), ms(now), ttl.Milliseconds()+1, MaxRooms).Slice()
 	if err != nil {
 		return fmt.Errorf("join %s to %s: %w", connID, productID, stock.Translate(err))
 	}
-	if lua.Str(res, 0) == "too_many" {
+	switch lua.Str(res, 0) {
+	case "too_many":
 		return ErrTooManyRooms
+	case "gone": // a subscribe delivered after the connection's $disconnect: nothing to join
 	}
 	return nil
 }
@@ -93,8 +98,9 @@ func (t *Table) Leave(ctx context.Context, connID, productID string) error {
 	return nil
 }
 
-// Remove takes the connection out of every room and forgets it: after it, the table holds no
-// trace of the connection. It returns how many rooms it was in. The connection's set is
+// Remove takes the connection out of every room and forgets it: after it, the table holds
+// no entry of the connection, only a marker (expiring with MaxAge) that keeps a subscribe
+// API Gateway delivers late from putting it back. It returns how many rooms it was in. The connection's set is
 // watched: a Join that lands between the read and the removal (Join is atomic) makes the
 // removal start again with the new set, so no room keeps a member its connection forgot.
 func (t *Table) Remove(ctx context.Context, connID string) (int, error) {
@@ -112,6 +118,7 @@ func (t *Table) Remove(ctx context.Context, connID string) (int, error) {
 					p.ZRem(ctx, RoomKey(id), connID)
 				}
 				p.Del(ctx, ck)
+				p.Set(ctx, goneKey(connID), 1, MaxAge)
 				return nil
 			})
 			return err

@@ -93,8 +93,15 @@ func TestTableJoinLeaveRemove(t *testing.T) {
 	if _, err := tab.Remove(ctx, "c2"); err != nil {
 		t.Fatal(err)
 	}
-	if keys, _ := rdb.Keys(ctx, "*").Result(); len(keys) != 0 {
+	if keys, _ := rdb.Keys(ctx, "*:room*").Result(); len(keys) != 0 {
 		t.Fatalf("keys left after every connection left: %v", keys)
+	}
+	// A subscribe API Gateway delivers after the $disconnect does not put c2 back.
+	if err := tab.Join(ctx, "c2", "p1", t0, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got := members("p1", t0); len(got) != 0 {
+		t.Fatalf("a late subscribe put a closed connection back: %v", got)
 	}
 	// A connection past its limit cannot join.
 	if err := tab.Join(ctx, "c3", "p1", t0, t0.Add(rooms.MaxAge)); err == nil {

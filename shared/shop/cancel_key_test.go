@@ -70,15 +70,7 @@ func TestPaymentCancelAttemptsHaveTheirOwnKeys(t *testing.T) {
 	env.Shop.Pay = payment.New(payment.Config{SecretKey: "sk_test_lastunit", APIBase: srv.URL, WebhookSecret: testenv.WebhookSecret, Timeout: 5 * time.Second})
 
 	env.Product(t, "ck", 2, 2)
-	reserveN(t, env, "alice", "ck")
-	o, err := env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.Clock.Advance(env.Shop.PaymentWindow + time.Millisecond)
-	if _, err := env.Shop.Sweep(ctx); err != nil {
-		t.Fatal(err)
-	}
+	o := lapsedOrder(t, env, "alice", "ck")
 	if st := orderStatus(t, env, o.ID); st != shop.OrderPaymentPending {
 		t.Fatalf("after a refused cancel the order is %s", st)
 	}

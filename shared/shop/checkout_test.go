@@ -61,6 +61,22 @@ func reserveN(t *testing.T, env *testenv.Env, user string, products ...string) [
 	return ids
 }
 
+// lapsedOrder has user check out one unit of each product, then lets the payment deadline
+// pass and sweeps: the order is expired and its units are back, as a late payment finds it.
+func lapsedOrder(t *testing.T, env *testenv.Env, user string, products ...string) shop.Order {
+	t.Helper()
+	reserveN(t, env, user, products...)
+	o, err := env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Clock.Advance(env.Shop.PaymentWindow + time.Millisecond)
+	if _, err := env.Shop.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
 func orderStatus(t *testing.T, env *testenv.Env, id string) string {
 	t.Helper()
 	var st string

@@ -52,15 +52,7 @@ func TestLatePaymentWithUnknownCommitNeverOversells(t *testing.T) {
 			t.Parallel()
 			env := testenv.NewEnv(t).WithPayments(t)
 			env.Product(t, "lu", 3, 3)
-			reserveN(t, env, "alice", "lu", "lu")
-			o, err := env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: "alice"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			env.Clock.Advance(env.Shop.PaymentWindow + time.Millisecond)
-			if _, err := env.Shop.Sweep(ctx); err != nil {
-				t.Fatal(err)
-			}
+			o := lapsedOrder(t, env, "alice", "lu", "lu")
 			real := env.Shop.Store
 			env.Shop.Store = answerLost{Store: real, committed: committed}
 			ev := succeeded(o, "evt_lu")

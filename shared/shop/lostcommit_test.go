@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"lastunit/shared/shop"
 	"lastunit/shared/store"
@@ -130,15 +129,7 @@ func TestLatePaymentCommitAnswerLostOnTheWire(t *testing.T) {
 	t.Parallel()
 	env := testenv.NewEnv(t).WithPayments(t)
 	env.Product(t, "wire", 3, 3)
-	reserveN(t, env, "alice", "wire", "wire")
-	o, err := env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.Clock.Advance(env.Shop.PaymentWindow + time.Millisecond)
-	if _, err := env.Shop.Sweep(ctx); err != nil {
-		t.Fatal(err)
-	}
+	o := lapsedOrder(t, env, "alice", "wire", "wire")
 	u, err := url.Parse(env.DBURL)
 	if err != nil {
 		t.Fatal(err)

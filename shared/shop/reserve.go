@@ -49,6 +49,9 @@ type ReserveRequest struct {
 	IdemKey string
 }
 
+// maxReserveTries bounds one reserve's rounds against the gate (rebuilds, refusals, replays).
+const maxReserveTries = 200
+
 // replayWait bounds how long a repeated Idempotency-Key waits for the first request to land.
 const replayWait = 3 * time.Second
 
@@ -70,7 +73,11 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 		hash = requestHash("POST /reservations", req.ProductID, req.Quantity)
 	}
 	giveUp := time.Now().Add(replayWait) // a wait bound, not business time
-	for {
+	for tries := 0; ; tries++ {
+		if tries == maxReserveTries {
+			// Gates rebuilt or refused again and again: a bug or a storm; the shopper may retry.
+			return Reserved{}, Errorf(CodeUnavailable, "the stock gate keeps changing; try again")
+		}
 		now := s.now()
 		a := GateReserve{
 			ProductID: req.ProductID, ID: NewID("r_"), UserID: req.UserID, Quantity: req.Quantity,
@@ -155,7 +162,7 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 			return Reserved{}, false, err // the process "dies": nothing is undone here
 		}
 	}
-	ok, err := s.Store.InsertHold(ctx, out.Reservation, res.Gen, s.now(), idem)
+	ok, err := s.Store.InsertHold(ctx, out.Reservation, res.Gen, res.Version, s.now(), idem)
 	if err == nil && ok {
 		s.changed(ctx, a.ProductID)
 		return out, false, nil
@@ -172,6 +179,14 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 	case errors.Is(err, ErrIdemTaken):
 		out, err := s.replay(ctx, req, hash)
 		return out, false, err
+	case errors.Is(err, ErrGateStale):
+		// The gate lied (an older copy after a failover): drop it and retry, which rebuilds
+		// it from Postgres under a new generation and answers from the truth.
+		s.Log.Warn("stale gate: postgres refused a hold the gate granted", "product_id", a.ProductID, "gen", res.Gen, "err", err)
+		if err := s.Gate.Invalidate(context.WithoutCancel(ctx), a.ProductID, res.Gen+1); err != nil {
+			return Reserved{}, false, err
+		}
+		return Reserved{}, true, nil
 	case err != nil:
 		return Reserved{}, false, err
 	default:
@@ -258,6 +273,9 @@ func (s *Service) Release(ctx context.Context, userID, id string) error {
 			e.Details = map[string]any{"status": r.Status}
 			return e
 		}
+	}
+	if err := s.fault("release.before_gate"); err != nil {
+		return err // the process "dies": the sweep gives the units back after the deadline
 	}
 	// FromReserved: a checkout of this hold that marked it in the gate can no longer record its
 	// order, so its mark goes too and the units return now (API.md), not at the payment deadline.

@@ -117,11 +117,15 @@ type Store interface {
 	// RebuildGate locks the product, bumps its generation, reads its live holds and passes the
 	// state to apply; it commits only if apply reports that it set the gate.
 	RebuildGate(ctx context.Context, id string, apply func(GateState) (bool, error)) error
-	// InsertHold records a new hold taken under gate generation gen, with its idempotency
-	// record when idem is not nil. It returns false when the generation is no longer the
-	// product's (the gate was rebuilt meanwhile) or the deadline is not after now, and
-	// ErrIdemTaken when the user already used idem.Key.
-	InsertHold(ctx context.Context, r Reservation, gen int64, now time.Time, idem *IdemRecord) (bool, error)
+	// InsertHold records a new hold taken under gate generation gen at live-stock version
+	// version, with its idempotency record when idem is not nil. It returns false when the generation is no longer the
+	// product's (the gate was rebuilt meanwhile) or the deadline is not after now,
+	// ErrIdemTaken when the user already used idem.Key, and ErrGateStale when Postgres does
+	// not have the units free (it never holds more than stock).
+	InsertHold(ctx context.Context, r Reservation, gen, version int64, now time.Time, idem *IdemRecord) (bool, error)
+	// VersionFloor returns the highest live-stock version at which a gate granted a hold
+	// Postgres recorded (InsertHold's version): a gate below it lost acknowledged writes.
+	VersionFloor(ctx context.Context, productID string) (int64, error)
 	// Idem returns a stored idempotency record; ErrNotFound if there is none.
 	Idem(ctx context.Context, userID, key string) (IdemRecord, error)
 	// ReleaseHold moves the user's hold from reserved to released (compare-and-set). It returns
@@ -135,6 +139,9 @@ type Store interface {
 	ExpireDue(ctx context.Context, now time.Time, limit int) ([]Reservation, error)
 	// HoldStatuses returns the status of each of the given holds that Postgres has.
 	HoldStatuses(ctx context.Context, ids []string) (map[string]string, error)
+	// SettledHolds returns the product's live holds (id -> quantity) that no transition
+	// touched since before.
+	SettledHolds(ctx context.Context, productID string, before time.Time) (map[string]int64, error)
 	// DeleteIdemBefore forgets idempotency records created before t.
 	DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error)
 	// ClaimIdem records a pending idempotency record for (userID, key) unless one exists,
@@ -152,6 +159,11 @@ type Store interface {
 // ErrMaybeWritten marks a write whose outcome is unknown: the statement may have committed
 // before the connection failed. Nothing is undone on it; the sweep settles it.
 var ErrMaybeWritten = errors.New("the write may have been committed")
+
+// ErrGateStale is returned by Store.InsertHold when Postgres refuses the hold because the
+// product's free units (stock minus live holds) cannot cover it: the gate that granted the
+// units is stale (a Redis failover lost acknowledged writes). The gate must be rebuilt.
+var ErrGateStale = errors.New("postgres refused the hold: the gate granted units it does not have")
 
 // ErrIdemTaken is returned by Store.InsertHold when the Idempotency-Key was used already.
 var ErrIdemTaken = Errorf(CodeIdempotencyConflict, "this Idempotency-Key was already used")
@@ -171,6 +183,9 @@ type Gate interface {
 	// Due returns the holds of the product whose deadline is not after now, with their
 	// deadlines; ErrNotFound when the product has no gate.
 	Due(ctx context.Context, productID string, now time.Time) (map[string]time.Time, error)
+	// Holds returns the gate's generation, version and holds (id -> quantity), read
+	// together; ErrNotFound when the product has no gate.
+	Holds(ctx context.Context, productID string) (gen, version int64, holds map[string]int64, err error)
 
 	CartGate
 	Catalog
@@ -289,8 +304,11 @@ type Service struct {
 	// FulfillDeadline is how long a paid order may wait for fulfillment before the sweep
 	// lists it as a failed job (more than the queue's retries take: 3 × visibility).
 	FulfillDeadline time.Duration
-	// Fault, when set, is called after the gate took units and before Postgres records the
-	// hold; an error from it stands for the process dying there (tests inject crashes).
+	// Fault, when set, is called between two steps that a crash could separate (its step
+	// names: reserve.before_record, release.before_gate, sweep.before_gate, checkout.before_order,
+	// checkout.before_payment, fulfill, fulfill.before_drop, cancel.after_request,
+	// cancel.after_refund); an error from it stands for the process dying there (tests inject
+	// crashes).
 	Fault func(step string) error
 
 	rebuilds singleflight.Group // one gate rebuild per product at a time in this process

@@ -2,10 +2,12 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
+	"lastunit/shared/shop"
 	"lastunit/shared/store"
 	"lastunit/shared/testenv"
 )
@@ -88,4 +90,32 @@ func TestLeaseIsExclusiveAndRunsOut(t *testing.T) {
 		t.Fatalf("a stale unlock freed the new holder's lease: %v %v", ok, err)
 	}
 	unlock3()
+}
+
+// TestHoldNotSentIsNotMaybeWritten: a hold whose context ends while it waits for a connection
+// (a Lambda near its deadline, every connection of its pool busy) certainly did not run, so the
+// reserve gives the gate's units back at once; one whose context ends while the statement runs
+// may have committed, and is left to the sweep.
+func TestHoldNotSentIsNotMaybeWritten(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, url := testenv.Postgres(t)
+	pool, err := store.Open(ctx, url, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	busy, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	r := shop.Reservation{ID: shop.NewID("r_"), ProductID: "p", UserID: "u", Quantity: 1, Status: shop.StatusReserved,
+		ExpiresAt: testenv.Start.Add(time.Minute), CreatedAt: testenv.Start}
+	_, err = store.New(pool).InsertHold(short, r, 1, 0, testenv.Start, nil)
+	if err == nil || errors.Is(err, shop.ErrMaybeWritten) {
+		t.Fatalf("a hold that waited for a connection until its deadline: %v, want a certain failure", err)
+	}
+	busy.Release()
 }

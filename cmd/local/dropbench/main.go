@@ -21,7 +21,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,12 +36,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aws/aws-lambda-go/events"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
 	"lastunit/shared/config"
-	"lastunit/shared/handler"
 	"lastunit/shared/herd"
 	"lastunit/shared/shop"
 	"lastunit/shared/store"
@@ -138,15 +135,8 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("in-process herd: %d environments × %d reserves for %d units, through PgBouncer %s (cap %d server connections)\n", o.envs, o.invocations, o.units, o.pooler, o.poolerCap)
 	r, err := measure(ctx, admin, o.pooler, db, setup, "drop-a", fmt.Sprintf("in-process: %d environments × %d", o.envs, o.invocations), herd.Config{
 		Envs: o.envs, Invocations: o.invocations,
-		Start: func(ctx context.Context, e int) (herd.Env, error) {
-			app, err := config.Start(ctx, quiet)
-			if err != nil {
-				return herd.Env{}, err
-			}
-			h := app.Handler(handler.Reserve(app.Shop, app.Log).Serve)
-			return herd.Env{Invoke: h.Invoke, Close: app.Close}, nil
-		},
-		Event: func(e, i int) []byte { return reserveEvent(fmt.Sprintf("a-shopper-%d", e), "drop-a") },
+		Start: func(ctx context.Context, e int) (herd.Env, error) { return herd.StartReserve(ctx, quiet) },
+		Event: func(e, i int) []byte { return herd.ReserveEvent(fmt.Sprintf("a-shopper-%d", e), "drop-a") },
 	})
 	if err != nil {
 		return err
@@ -163,7 +153,7 @@ func run(ctx context.Context, o options) error {
 		r, err := measure(ctx, admin, o.pooler, db, setup, "drop-b", fmt.Sprintf("real binaries under RIE: %d × %d", o.binaries, o.binaryInvocations), herd.Config{
 			Envs: o.binaries, Invocations: o.binaryInvocations,
 			Start: func(ctx context.Context, e int) (herd.Env, error) { return envs[e], nil },
-			Event: func(e, i int) []byte { return reserveEvent(fmt.Sprintf("b-shopper-%d", e), "drop-b") },
+			Event: func(e, i int) []byte { return herd.ReserveEvent(fmt.Sprintf("b-shopper-%d", e), "drop-b") },
 		})
 		stopAll()
 		if err != nil {
@@ -214,7 +204,10 @@ func measure(ctx context.Context, admin *pgxpool.Pool, pooler, db string, setup 
 	}
 	stop := herd.Watch(ctx, admin, db, 10*time.Millisecond)
 	res := herd.Run(ctx, c)
-	peak := stop()
+	peak, err := stop()
+	if err != nil {
+		return row{}, err
+	}
 	time.Sleep(1200 * time.Millisecond)
 	after, err := herd.Transactions(ctx, pooler, db)
 	if err != nil {
@@ -262,25 +255,6 @@ func printTable(w io.Writer, rows []row, poolerCap int) {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
-
-// reserveEvent is API Gateway's event for one shopper's POST /reservations, after the JWT
-// authorizer checked the token.
-func reserveEvent(user, product string) []byte {
-	ev := events.APIGatewayV2HTTPRequest{
-		Version: "2.0", RouteKey: handler.RouteReserve, RawPath: "/reservations",
-		Headers: map[string]string{"content-type": "application/json"},
-		Body:    fmt.Sprintf(`{"product_id":%q,"quantity":1}`, product),
-		RequestContext: events.APIGatewayV2HTTPRequestContext{
-			RouteKey: handler.RouteReserve, Stage: "$default", RequestID: "drop-" + user,
-			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: "POST", Path: "/reservations", Protocol: "HTTP/1.1"},
-			Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
-				JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: map[string]string{"sub": user}},
-			},
-		},
-	}
-	b, _ := json.Marshal(ev)
-	return b
-}
 
 // claimRedis claims a numbered Redis database the way the tests do (lastunit:testdb:N in DB 0).
 func claimRedis(ctx context.Context, addr string) (int, func(), error) {
