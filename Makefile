@@ -88,6 +88,11 @@ local: ## build the local runner into bin/local
 dev: services local ## run the whole system on this machine (Ctrl-C stops it)
 	./bin/local
 
+reference: ## render the API reference page web/api/index.html from web/api/openapi.yaml and asyncapi.yaml
+	$(GO) run ./web/api/render
+
+.PHONY: reference
+
 migrate: services ## apply the database migrations to DATABASE_URL
 	$(GO) run ./cmd/local migrate
 

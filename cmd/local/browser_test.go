@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"lastunit/shared/testenv"
+	"lastunit/web"
 )
 
 // chromium is Debian's headless browser (`make browser` installs it).
@@ -351,4 +353,57 @@ func TestDropInABrowser(t *testing.T) {
 		}
 	}
 	env.CheckLedger(t, "sneaker", 1)
+}
+
+// TestReferencePageInABrowser: the API reference and the design page, as the runner serves
+// them, load their style sheet under the pages' Content-Security-Policy with nothing blocked,
+// and the reference shows every operation of the file.
+func TestReferencePageInABrowser(t *testing.T) {
+	s := newServer(quiet, []byte(testSecret), func(context.Context) error { return nil })
+	s.servePages(web.Config{Local: true})
+	srv := httptest.NewServer(withContract(t, s))
+	t.Cleanup(srv.Close)
+	b := browser(t)
+	ctx := tab(t, b)
+	// Close the browser before its profile folder is removed (it writes there until it exits).
+	defer func() {
+		if err := chromedp.Cancel(b); err != nil {
+			t.Logf("close chromium: %v", err)
+		}
+	}()
+
+	var ops int
+	var bg, title string
+	do(t, ctx, "open the reference",
+		chromedp.Navigate(srv.URL+"/reference/"),
+		chromedp.WaitVisible(`#op-post-reservations`, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelectorAll("article.op").length`, &ops),
+		chromedp.Evaluate(`getComputedStyle(document.querySelector(".method.post")).backgroundColor`, &bg),
+		chromedp.Text(`h1`, &title, chromedp.ByQuery))
+	want := 0
+	for _, methods := range contractDoc.routes {
+		want += len(methods)
+	}
+	if ops != want || want == 0 {
+		t.Errorf("the page shows %d operations, the file has %d", ops, want)
+	}
+	if bg != "rgb(36, 86, 200)" {
+		t.Errorf("POST badge background %q: web/assets/reference.css did not apply", bg)
+	}
+	if !strings.Contains(title, "lastunit HTTP API") {
+		t.Errorf("title %q", title)
+	}
+	if v := cspViolations(t, ctx); len(v) > 0 {
+		t.Errorf("the reference page broke the Content-Security-Policy: %v", v)
+	}
+	do(t, ctx, "follow the design link",
+		chromedp.Click(`a[href="design.html"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`pre.flow`, chromedp.ByQuery),
+		chromedp.Text(`h1`, &title, chromedp.ByQuery))
+	if !strings.Contains(title, "lastunit design") {
+		t.Errorf("design page title %q", title)
+	}
+	if v := cspViolations(t, ctx); len(v) > 0 {
+		t.Errorf("the design page broke the Content-Security-Policy: %v", v)
+	}
 }
