@@ -88,6 +88,11 @@ local: ## build the local runner into bin/local
 dev: services local ## run the whole system on this machine (Ctrl-C stops it)
 	./bin/local
 
+reference: ## render the API reference page web/api/index.html from web/api/openapi.yaml and asyncapi.yaml
+	$(GO) run ./web/api/render
+
+.PHONY: reference
+
 migrate: services ## apply the database migrations to DATABASE_URL
 	$(GO) run ./cmd/local migrate
 
@@ -122,7 +127,8 @@ BENCH_FLAGS    ?=
 # The runner's settings for the bench: holds outlive the run, no expiry sweep mid-run, and a
 # pgx pool of 16 (pgxpool's default, max(4, cores), caps a 2-core machine at about 4.5k reserves/s
 # with p99 near 100 ms at c=200; 12 to 32 measured alike, 16 gave the steadiest p99).
-BENCH_ENV      ?= RESERVATION_TTL=1h EXPIRE_EVERY=1h DB_MAX_CONNS=16
+# SHOPPER_RATE=0: the load generators send far more than 5 requests/s per shopper on purpose.
+BENCH_ENV      ?= RESERVATION_TTL=1h EXPIRE_EVERY=1h DB_MAX_CONNS=16 SHOPPER_RATE=0
 BENCHRUN = PG_ADMIN="$(PG_ADMIN)" PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) PGBOUNCER_PORT=$(PGBOUNCER_PORT) REDIS_PORT=$(REDIS_PORT) \
 	BENCH_HOST=$(BENCH_HOST) RUN_DIR=$(RUN) $(BENCH_ENV) bash cmd/local/benchrun.sh
 bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs the Postgres insert ceiling, plus a 1000-way burst
@@ -146,7 +152,14 @@ bench-fanout: services local ## live stock fan-out: messages per viewer/s, final
 	@$(BENCHRUN) fanout $$(( $(BENCH_PORT) + 100 )) -- sh -c '$(GO) run ./cmd/local/fanoutbench -url "$$RUNNER_URL" \
 		-viewers $(FANOUT_VIEWERS) -products $(FANOUT_PRODUCTS) -rate $(FANOUT_RATE) -duration $(FANOUT_DURATION)'
 
-bench-all: bench bench-fanout bench-drop ## every benchmark: `bench`, `bench-fanout` and `bench-drop`
+# Drops (Go benchmarks on Redis): reserve.lua before drops vs now (plain, with the rate,
+# admitted through a waiting room), joining a queue, and queue messages to a room of 1000.
+.PHONY: bench-queue
+bench-queue: services ## drops: reserve with an admission vs before, joining the queue, queue messages to 1000 viewers
+	@$(GO) test -run '^$$' -bench 'ReserveDrops' -benchtime 5000x -count 3 ./shared/stock/ | grep -E '^Benchmark'
+	@$(GO) test -run '^$$' -bench 'QueueMessage1000' -benchtime 500x -count 3 ./shared/rooms/ | grep -E '^Benchmark'
+
+bench-all: bench bench-fanout bench-drop bench-queue ## every benchmark: `bench`, `bench-fanout`, `bench-drop` and `bench-queue`
 
 # The drop moment (cmd/local/dropbench): DROP_ENVS in-process execution environments and
 # DROP_BINARIES real reserve binaries under the Lambda emulator cold-start at once, through a

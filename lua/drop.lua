@@ -1,5 +1,7 @@
 -- drop.lua: forget fulfilled holds without giving their units back: the units left stock on
--- hand in Postgres, so available (stock minus held) does not change.
+-- hand in Postgres, so available (stock minus held) does not change. The shopper's count in
+-- {p:ID}:users keeps them: bought units count against max_per_user over the whole sale (a
+-- rebuild counts them again from Postgres's fulfilled holds).
 --
 -- KEYS     three per product, in order: {p:ID}:holds, {p:ID}:dl, {p:ID}:users
 --
@@ -12,12 +14,8 @@ for i = 1, #ARGV, 2 do
   local k, rid = tonumber(ARGV[i]), ARGV[i + 1]
   local h = redis.call('HGET', KEYS[3 * k - 2], rid)
   if h then
-    local qty, user = string.match(h, '^(%d+):%d+:[%a_]+:(.*)$')
     redis.call('HDEL', KEYS[3 * k - 2], rid)
     redis.call('ZREM', KEYS[3 * k - 1], rid)
-    if redis.call('HINCRBY', KEYS[3 * k], user, -tonumber(qty)) <= 0 then
-      redis.call('HDEL', KEYS[3 * k], user)
-    end
     n = n + 1
   end
 end

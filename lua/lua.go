@@ -7,10 +7,39 @@ import (
 	"strconv"
 )
 
-// Reserve takes units of one product for a new hold (reserve.lua).
-//
+//go:embed waitroom.lua
+var waitroom string
+
 //go:embed reserve.lua
-var Reserve string
+var reserve string
+
+// Reserve takes units of one product for a new hold (reserve.lua, after the waiting room's
+// library waitroom.lua).
+var Reserve = waitroom + reserve
+
+//go:embed queue.lua
+var queue string
+
+// Queue joins, reads or counts a product's waiting room (queue.lua after waitroom.lua).
+var Queue = waitroom + queue
+
+//go:embed ratelimit.lua
+var ratelimit string
+
+// RateLimit takes one request from a shopper's token bucket (ratelimit.lua after waitroom.lua).
+var RateLimit = waitroom + ratelimit
+
+//go:embed queuecast.lua
+var queuecast string
+
+// QueueCast claims a product's next waiting-room message and reads it (queuecast.lua after
+// waitroom.lua).
+var QueueCast = waitroom + queuecast
+
+// GateDrop completes a rebuilt gate with the drop fields and bought units (gatedrop.lua).
+//
+//go:embed gatedrop.lua
+var GateDrop string
 
 // Release ends one hold and gives its units back exactly once (release.lua).
 //

@@ -6,7 +6,9 @@
 -- ARGV[1]  available (stock on hand minus live holds)
 -- ARGV[2]  max_per_user
 -- ARGV[3]  gate generation (from Postgres; holds are recorded only under the gate's generation)
--- ARGV[4]  now (ms): seeds the version when it was lost with the rest of Redis
+-- ARGV[4]  the version floor of this generation: gen * 2^30 (stock.VersionBase). Every version
+--          handed out under an older generation is below it, so the version never goes back,
+--          even when it was lost with Redis or restored from an older copy.
 -- ARGV[5..] the live holds, five values each: id, qty, deadline_ms, state, user
 --
 -- Returns {"rebuilt", available, version} or {"exists", gen} when a gate is already there.
@@ -21,8 +23,8 @@ for i = 5, #ARGV, 5 do
   redis.call('HINCRBY', KEYS[4], user, qty)
 end
 redis.call('HSET', KEYS[1], 'avail', ARGV[1], 'max', ARGV[2], 'gen', ARGV[3])
--- A version lost with Redis restarts above any count it could have reached: at now (ms).
-if redis.call('EXISTS', KEYS[5]) == 0 then
+-- version = max(existing, floor) + 1 (numbers below 2^53 are exact in Lua).
+if tonumber(redis.call('GET', KEYS[5]) or '0') < tonumber(ARGV[4]) then
   redis.call('SET', KEYS[5], ARGV[4])
 end
 local ver = redis.call('INCR', KEYS[5])

@@ -10,6 +10,13 @@ import "embed"
 //go:embed index.html dashboard.html assets
 var FS embed.FS
 
+// API is the API reference: api/openapi.yaml (the HTTP contract, OpenAPI 3.1),
+// api/asyncapi.yaml (the WebSocket messages, AsyncAPI 3), and the pages rendered from them,
+// api/index.html and api/design.html (see api/render).
+//
+//go:embed api/openapi.yaml api/asyncapi.yaml api/index.html api/design.html
+var API embed.FS
+
 // Config is what /config.json tells the pages.
 type Config struct {
 	// Local is true under the local runner: "Pay (test)" shows.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"lastunit/shared/testenv"
+	"lastunit/web"
 )
 
 // chromium is Debian's headless browser (`make browser` installs it).
@@ -35,6 +37,17 @@ func chromium(t *testing.T) string {
 // returns a context for one tab in it.
 func browser(t *testing.T) context.Context {
 	t.Helper()
+	// Chromium's helpers may still write into the profile for a moment after the browser is
+	// told to stop, which t.TempDir's cleanup reports as a failure: remove it with retries.
+	profile, err := os.MkdirTemp("", "chromium-profile-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 50 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium(t)),
 		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
@@ -42,7 +55,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1200, 900),
 	)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -364,5 +377,138 @@ func TestSignInRefreshAndSessionEnd(t *testing.T) {
 	do(t, b, "the prompt is back", chromedp.WaitVisible("#signin-button", chromedp.ByQuery))
 	if !disabled(t, b, `[data-product="mug"] button`) {
 		t.Fatal("signed out, Reserve is enabled")
+	}
+}
+
+// TestDropInABrowser: a whole drop in real Chromium. The storefront counts down to the
+// opening; two shoppers join the queue before it and get no number; at the opening both are
+// numbered in a random order and admitted one after the other as serving grows (the place
+// in line comes over the WebSocket); the first buys the last unit and the other sees sold out.
+// The dashboard shows the queue.
+func TestDropInABrowser(t *testing.T) {
+	env := testenv.NewEnv(t)
+	env.Stripe, env.Queue = testenv.Stripe(t), testenv.Queue(t, time.Second)
+	env.Shop.Pay, env.Shop.Jobs = env.Stripe, env.Queue
+	env.Shop.Now = time.Now
+	srv := startFullServer(t, env)
+	put := func(opens time.Time) {
+		r := call(t, srv, "PUT", "/admin/products/sneaker", bearer(t, "ada", "admin"),
+			fmt.Sprintf(`{"name":"Sneaker","price_cents":12000,"currency":"usd","stock":1,"max_per_user":1,"opens_at":%q,"queue_rate":1}`, opens.Format(time.RFC3339)))
+		if r.status != 200 {
+			t.Fatalf("put sneaker: %d %s", r.status, r.body)
+		}
+	}
+	put(time.Now().Add(time.Hour)) // the operator brings the opening forward once both are queued
+
+	b := browser(t)
+	shoppers := map[string]context.Context{"alice": tab(t, b), "bob": tab(t, b)}
+	for name, ctx := range shoppers {
+		signInAs(t, ctx, srv.URL+"/", name, false)
+		waitText(t, ctx, `[data-drop="sneaker"] .opens`, "Opens in", 5*time.Second)
+		waitText(t, ctx, "#live", "Live stock: on", 5*time.Second)
+		do(t, ctx, name+" joins the queue", chromedp.Click(`[data-drop="sneaker"] button.join`, chromedp.ByQuery))
+		waitText(t, ctx, `[data-drop="sneaker"] .ticket`, "places are drawn at random", 5*time.Second)
+	}
+	var disabled bool
+	do(t, shoppers["alice"], "reserve before the opening", chromedp.Evaluate(`document.querySelector('[data-product="sneaker"] button.reserve').disabled`, &disabled))
+	if !disabled {
+		t.Fatal("the reserve button is enabled before the opening")
+	}
+	screenshot(t, shoppers["alice"], "drop-countdown.png")
+	put(time.Now().Add(2 * time.Second).UTC().Truncate(time.Millisecond))
+	for name, ctx := range shoppers {
+		do(t, ctx, name+" reloads", chromedp.Reload())
+	}
+
+	// The opening: numbers 1 and 2, in an order nobody chose.
+	number := map[string]string{}
+	for name, ctx := range shoppers {
+		var n string
+		for deadline := time.Now().Add(15 * time.Second); n == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			do(t, ctx, "ticket number", chromedp.Evaluate(`(document.querySelector('[data-drop="sneaker"] .ticket') || {dataset: {}}).dataset.number || ""`, &n))
+		}
+		number[n] = name
+	}
+	first, second := number["1"], number["2"]
+	if first == "" || second == "" {
+		t.Fatalf("numbers after the opening: %v", number)
+	}
+	t.Logf("the opening drew %s first and %s second", first, second)
+	waitText(t, shoppers[first], `[data-drop="sneaker"] .ticket`, "Your turn", 10*time.Second)
+	waitText(t, shoppers[second], `[data-drop="sneaker"] .ticket`, "Your turn", 10*time.Second)
+	screenshot(t, shoppers[first], "drop-admitted.png")
+
+	admin := tab(t, b)
+	signInAs(t, admin, srv.URL+"/dashboard", "ada", true)
+	waitText(t, admin, `[data-product="sneaker"] [data-col="queue"]`, "joined 2 · serving 2 · admitted 2", 10*time.Second)
+
+	// The first buys the last unit; the other sees sold out without a reload.
+	do(t, shoppers[first], first+" reserves", chromedp.Click(`[data-product="sneaker"] button.reserve`, chromedp.ByQuery))
+	waitText(t, shoppers[first], "#cart", "1 × Sneaker", 5*time.Second)
+	waitText(t, shoppers[second], `[data-available="sneaker"]`, "Sold out", 5*time.Second)
+	do(t, shoppers[second], "reserve when sold out", chromedp.Evaluate(`document.querySelector('[data-product="sneaker"] button.reserve').disabled`, &disabled))
+	if !disabled {
+		t.Fatal("the reserve button is enabled on a sold-out product")
+	}
+	waitText(t, admin, `[data-product="sneaker"] [data-col="queue"]`, "sold out", 10*time.Second)
+	screenshot(t, admin, "drop-dashboard.png")
+	for name, ctx := range map[string]context.Context{"alice": shoppers["alice"], "bob": shoppers["bob"], "admin": admin} {
+		if v := cspViolations(t, ctx); len(v) != 0 {
+			t.Errorf("the Content-Security-Policy blocked %v on %s's page", v, name)
+		}
+	}
+	env.CheckLedger(t, "sneaker", 1)
+}
+
+// TestReferencePageInABrowser: the API reference and the design page, as the runner serves
+// them, load their style sheet under the pages' Content-Security-Policy with nothing blocked,
+// and the reference shows every operation of the file.
+func TestReferencePageInABrowser(t *testing.T) {
+	s := newServer(quiet, []byte(testSecret), func(context.Context) error { return nil })
+	s.servePages(web.Config{Local: true})
+	srv := httptest.NewServer(withContract(t, s))
+	t.Cleanup(srv.Close)
+	b := browser(t)
+	ctx := tab(t, b)
+	// Close the browser before its profile folder is removed (it writes there until it exits).
+	defer func() {
+		if err := chromedp.Cancel(b); err != nil {
+			t.Logf("close chromium: %v", err)
+		}
+	}()
+
+	var ops int
+	var bg, title string
+	do(t, ctx, "open the reference",
+		chromedp.Navigate(srv.URL+"/reference/"),
+		chromedp.WaitVisible(`#op-post-reservations`, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelectorAll("article.op").length`, &ops),
+		chromedp.Evaluate(`getComputedStyle(document.querySelector(".method.post")).backgroundColor`, &bg),
+		chromedp.Text(`h1`, &title, chromedp.ByQuery))
+	want := 0
+	for _, methods := range contractDoc.routes {
+		want += len(methods)
+	}
+	if ops != want || want == 0 {
+		t.Errorf("the page shows %d operations, the file has %d", ops, want)
+	}
+	if bg != "rgb(36, 86, 200)" {
+		t.Errorf("POST badge background %q: web/assets/reference.css did not apply", bg)
+	}
+	if !strings.Contains(title, "lastunit HTTP API") {
+		t.Errorf("title %q", title)
+	}
+	if v := cspViolations(t, ctx); len(v) > 0 {
+		t.Errorf("the reference page broke the Content-Security-Policy: %v", v)
+	}
+	do(t, ctx, "follow the design link",
+		chromedp.Click(`a[href="design.html"]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`pre.flow`, chromedp.ByQuery),
+		chromedp.Text(`h1`, &title, chromedp.ByQuery))
+	if !strings.Contains(title, "lastunit design") {
+		t.Errorf("design page title %q", title)
+	}
+	if v := cspViolations(t, ctx); len(v) > 0 {
+		t.Errorf("the design page broke the Content-Security-Policy: %v", v)
 	}
 }

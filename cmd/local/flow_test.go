@@ -33,7 +33,7 @@ func startFullServerWith(t *testing.T, env *testenv.Env) (*httptest.Server, *ser
 	s := newServer(quiet, []byte(testSecret), health,
 		handler.Reserve(env.Shop, quiet), handler.Admin(env.Shop, quiet),
 		handler.Checkout(env.Shop, quiet), handler.Webhook(env.Shop, env.Stripe, quiet))
-	srv := httptest.NewUnstartedServer(s)
+	srv := httptest.NewUnstartedServer(withContract(t, s))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	p := &payer{auth: s.identity, orders: env.Shop.Store, secret: testenv.WebhookSecret, webhook: srv.URL + "/webhooks/stripe", client: srv.Client()}

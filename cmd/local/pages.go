@@ -4,12 +4,16 @@ import (
 	"encoding/json"
 	"io/fs"
 	"net/http"
+	"strings"
 
+	"lastunit/shared/apigw"
+	"lastunit/shared/shop"
 	"lastunit/web"
 )
 
 // servePages serves the storefront at /, the admin dashboard at /dashboard, their files
-// under /assets/, and the pages' settings at /config.json.
+// under /assets/, the pages' settings at /config.json, and the API reference (web/api) under
+// /reference/ with its OpenAPI file also at /openapi.yaml.
 func (s *server) servePages(cfg web.Config) {
 	s.pages = cfg
 	page := func(name string) http.HandlerFunc {
@@ -27,6 +31,23 @@ func (s *server) servePages(cfg web.Config) {
 	s.handle("GET /{$}", page("index.html"))
 	s.handle("GET /dashboard", page("dashboard.html"))
 	s.mux.Handle("GET /assets/", http.FileServerFS(web.FS))
+	ref, _ := fs.Sub(web.API, "api")
+	files := http.StripPrefix("/reference/", http.FileServerFS(ref))
+	s.handle("GET /reference/", func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/reference/")
+		if _, err := fs.Stat(ref, name); name != "" && err != nil {
+			apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeNotFound, "no such file in the reference")))
+			return
+		}
+		if strings.HasSuffix(r.URL.Path, ".yaml") { // not in Go's own table of types
+			w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
+		}
+		files.ServeHTTP(w, r)
+	})
+	s.handle("GET /openapi.yaml", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
+		http.ServeFileFS(w, r, ref, "openapi.yaml")
+	})
 	body, _ := json.Marshal(cfg)
 	s.handle("GET /config.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

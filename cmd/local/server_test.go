@@ -38,8 +38,8 @@ func startServer(t *testing.T, env *testenv.Env) *httptest.Server {
 		}
 		return env.Redis.Ping(ctx).Err()
 	}
-	srv := httptest.NewServer(newServer(quiet, []byte(testSecret), health,
-		handler.Reserve(env.Shop, quiet), handler.Admin(env.Shop, quiet)))
+	srv := httptest.NewServer(withContract(t, newServer(quiet, []byte(testSecret), health,
+		handler.Reserve(env.Shop, quiet), handler.Admin(env.Shop, quiet))))
 	t.Cleanup(srv.Close)
 	return srv
 }

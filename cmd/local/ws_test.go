@@ -47,6 +47,10 @@ func attachLive(t *testing.T, env *testenv.Env, s *server, base string) *wsGatew
 		t.Fatal(err)
 	}
 	b := rooms.NewBroadcaster(env.Redis, api, quiet)
+	b.Again = func(ctx context.Context, productID string, delay time.Duration) error { // as config.App.Broadcaster
+		body, _ := json.Marshal(rooms.Notice{ProductID: productID, At: time.Now().UnixMilli()})
+		return env.Queue.SendDelayed(ctx, queue.StockUpdates, string(body), delay)
+	}
 	qurl, err := env.Queue.URL(ctx, queue.StockUpdates)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +64,7 @@ func startLiveServer(t *testing.T, env *testenv.Env) (*httptest.Server, *wsGatew
 	t.Helper()
 	health := func(ctx context.Context) error { return env.Pool.Ping(ctx) }
 	s := newServer(quiet, []byte(testSecret), health, handler.Reserve(env.Shop, quiet), handler.Admin(env.Shop, quiet))
-	srv := httptest.NewServer(s)
+	srv := httptest.NewServer(withContract(t, s))
 	t.Cleanup(srv.Close)
 	return srv, attachLive(t, env, s, srv.URL)
 }
@@ -71,6 +75,8 @@ type wsMsg struct {
 	ProductID string `json:"product_id"`
 	Available int64  `json:"available"`
 	Version   int64  `json:"version"`
+	Serving   int64  `json:"serving"`
+	SoldOut   bool   `json:"sold_out"`
 	Code      string `json:"code"`
 	Message   string `json:"message"`
 	at        time.Time
@@ -86,6 +92,7 @@ type viewer struct {
 	mu   sync.Mutex
 	all  []wsMsg
 	best map[string]wsMsg // product -> highest version seen
+	bad  []string         // messages that leave web/api/asyncapi.yaml
 }
 
 func wsURL(srv *httptest.Server, query string) string {
@@ -106,6 +113,17 @@ func dial(t testing.TB, srv *httptest.Server, query string) *viewer {
 	}
 	v := &viewer{t: t, c: c, msgs: make(chan wsMsg, 4096), done: make(chan struct{}), best: map[string]wsMsg{}}
 	go v.read()
+	t.Cleanup(func() { // after the close below: every message the viewer got fits asyncapi.yaml
+		select {
+		case <-v.done:
+		case <-time.After(5 * time.Second):
+		}
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		for _, b := range v.bad {
+			t.Errorf("web/api/asyncapi.yaml: %s", b)
+		}
+	})
 	t.Cleanup(func() { c.CloseNow() })
 	return v
 }
@@ -116,6 +134,11 @@ func (v *viewer) read() {
 		_, data, err := v.c.Read(context.Background())
 		if err != nil {
 			return
+		}
+		if err := checkWSMessage(data); err != nil {
+			v.mu.Lock()
+			v.bad = append(v.bad, fmt.Sprintf("%s: %v", data, err))
+			v.mu.Unlock()
 		}
 		var m wsMsg
 		if err := json.Unmarshal(data, &m); err != nil {

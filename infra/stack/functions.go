@@ -124,6 +124,8 @@ var HTTPRoutes = []HTTPRoute{
 	{"POST /reservations", "reserve", Shopper},
 	{"GET /reservations", "reserve", Shopper},
 	{"DELETE /reservations/{id}", "reserve", Shopper},
+	{"POST /products/{id}/queue", "reserve", Shopper},
+	{"GET /products/{id}/queue", "reserve", Shopper},
 	{"POST /checkout", "checkout", Shopper},
 	{"GET /orders/{id}", "checkout", Shopper},
 	{"POST /webhooks/stripe", "webhook", Public},

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,8 @@ var Status = map[shop.Code]int{
 	shop.CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
 	shop.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	shop.CodeRateLimited:          http.StatusTooManyRequests,
+	shop.CodeNotOpen:              http.StatusConflict,
+	shop.CodeNotAdmitted:          http.StatusConflict,
 	shop.CodePaymentProviderError: http.StatusBadGateway,
 	shop.CodeUnavailable:          http.StatusServiceUnavailable,
 	shop.CodeInternal:             http.StatusInternalServerError,
@@ -207,7 +210,11 @@ func ErrorResponse(err error) events.APIGatewayV2HTTPResponse {
 		status = http.StatusInternalServerError
 	}
 	b, _ := json.Marshal(ErrorBody{Error: d})
-	return events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: map[string]string{"Content-Type": "application/json"}, Body: string(b)}
+	h := map[string]string{"Content-Type": "application/json"}
+	if secs, ok := d.Details["retry_after"].(int64); ok && d.Code == shop.CodeRateLimited {
+		h["Retry-After"] = strconv.FormatInt(secs, 10)
+	}
+	return events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: h, Body: string(b)}
 }
 
 // Body returns the request body, decoded from base64 when API Gateway encoded it.

@@ -35,6 +35,11 @@ type Config struct {
 	FailedJobAge   time.Duration
 	// FulfillVisibility is how long a failed fulfillment waits before SQS delivers it again.
 	FulfillVisibility time.Duration
+	// Drops: how long an admitted ticket may reserve, and each shopper's token bucket
+	// (requests per second on average, SHOPPER_RATE 0 turns it off; burst).
+	AdmissionWindow time.Duration
+	ShopperRate     float64
+	ShopperBurst    int64
 	// Migrate applies migrations when the App opens (MIGRATE_ON_START): the local runner does;
 	// deployed functions never do (the stack's migrate step runs them once per deploy).
 	Migrate bool
@@ -96,12 +101,19 @@ func Load() (Config, error) {
 		{"JANITOR_EVERY", "24h", &c.JanitorEvery},
 		{"FAILED_JOB_MAX_AGE", "24h", &c.FailedJobAge},
 		{"FULFILL_VISIBILITY", "30s", &c.FulfillVisibility},
+		{"ADMISSION_WINDOW", "2m", &c.AdmissionWindow},
 	} {
 		v, err := time.ParseDuration(env(d.name, d.def))
 		if err != nil || v <= 0 {
 			return c, fmt.Errorf("%s must be a positive Go duration such as %s", d.name, d.def)
 		}
 		*d.dst = v
+	}
+	if c.ShopperRate, err = strconv.ParseFloat(env("SHOPPER_RATE", "5"), 64); err != nil || c.ShopperRate < 0 {
+		return c, fmt.Errorf("SHOPPER_RATE must be a number of requests per second, 0 or more")
+	}
+	if c.ShopperBurst, err = strconv.ParseInt(env("SHOPPER_BURST", "10"), 10, 64); err != nil || c.ShopperBurst < 1 {
+		return c, fmt.Errorf("SHOPPER_BURST must be a whole number of requests, 1 or more")
 	}
 	return c, nil
 }
@@ -164,6 +176,7 @@ func Open(ctx context.Context, c Config, log *slog.Logger) (*App, error) {
 	svc.Log = log
 	svc.HoldTTL = c.ReservationTTL
 	svc.PaymentWindow = c.PaymentWindow
+	svc.AdmissionWindow, svc.ShopperRate, svc.ShopperBurst = c.AdmissionWindow, c.ShopperRate, c.ShopperBurst
 	svc.FailedJobMaxAge = c.FailedJobAge
 	svc.FulfillDeadline = 3*c.FulfillVisibility + 10*time.Minute
 	app := &App{Config: c, Log: log, Pool: pool, Redis: rdb, Shop: svc}

@@ -2,7 +2,9 @@ package config
 
 import (
 	"context"
+	"encoding/json"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
@@ -67,6 +69,10 @@ func (a *App) Broadcaster(ctx context.Context) (*rooms.Broadcaster, error) {
 	}
 	b := rooms.NewBroadcaster(a.Redis, api, a.Log)
 	b.Now = a.Shop.Now
+	b.Again = func(ctx context.Context, productID string, delay time.Duration) error {
+		body, _ := json.Marshal(rooms.Notice{ProductID: productID, At: a.Shop.Now().UnixMilli()})
+		return a.Queue.SendDelayed(ctx, queue.StockUpdates, string(body), delay)
+	}
 	return b, nil
 }
 

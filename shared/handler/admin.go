@@ -2,8 +2,11 @@ package handler
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
+	"reflect"
+	"time"
 
 	"lastunit/shared/apigw"
 	"lastunit/shared/shop"
@@ -28,6 +31,29 @@ type ProductBody struct {
 	Currency   *string `json:"currency"`
 	Stock      *int64  `json:"stock"`
 	MaxPerUser *int64  `json:"max_per_user"`
+	// Optional drop fields (null or absent: no window / no waiting room).
+	OpensAt   *Time  `json:"opens_at"`
+	ClosesAt  *Time  `json:"closes_at"`
+	QueueRate *int64 `json:"queue_rate"`
+}
+
+// Time is an RFC 3339 time in a request body; one that does not parse is a type error, so
+// that the 400 names its field.
+type Time struct{ time.Time }
+
+// UnmarshalJSON reads an RFC 3339 string.
+func (t *Time) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, &t.Time); err != nil {
+		return &json.UnmarshalTypeError{Value: string(b), Type: reflect.TypeOf(t.Time)}
+	}
+	return nil
+}
+
+func (t *Time) ptr() *time.Time {
+	if t == nil {
+		return nil
+	}
+	return &t.Time
 }
 
 // Shop checks that every field is there and returns the shop's input.
@@ -44,7 +70,12 @@ func (b ProductBody) Shop() (shop.ProductInput, error) {
 	case b.MaxPerUser == nil:
 		return shop.ProductInput{}, shop.Invalid("max_per_user", "max_per_user is required")
 	}
-	return shop.ProductInput{Name: *b.Name, PriceCents: *b.PriceCents, Currency: *b.Currency, Stock: *b.Stock, MaxPerUser: *b.MaxPerUser}, nil
+	in := shop.ProductInput{Name: *b.Name, PriceCents: *b.PriceCents, Currency: *b.Currency, Stock: *b.Stock, MaxPerUser: *b.MaxPerUser,
+		OpensAt: b.OpensAt.ptr(), ClosesAt: b.ClosesAt.ptr()}
+	if b.QueueRate != nil {
+		in.QueueRate = *b.QueueRate
+	}
+	return in, nil
 }
 
 // RestockBody is the body of POST /admin/products/{id}/restock.

@@ -649,6 +649,17 @@ func TestAdminBadInput(t *testing.T) {
 		{name: "max_per_user 0", event: put, mod: with("max_per_user", "0"), status: 400, code: shop.CodeInvalidRequest, field: "max_per_user"},
 		{name: "max_per_user negative", event: put, mod: with("max_per_user", "-3"), status: 400, code: shop.CodeInvalidRequest, field: "max_per_user"},
 		{name: "unknown field", event: put, mod: with("sku", `"X1"`), status: 400, code: shop.CodeInvalidRequest, field: "sku"},
+		// Drops.
+		{name: "closes before opens", event: put, mod: withWindow(good, `"2030-01-02T00:00:00Z"`, `"2030-01-01T00:00:00Z"`),
+			status: 400, code: shop.CodeInvalidRequest, field: "closes_at"},
+		{name: "closes at opens", event: put, noProduct: true, mod: withWindow(good, `"2030-01-02T00:00:00Z"`, `"2030-01-02T01:00:00+01:00"`),
+			status: 400, code: shop.CodeInvalidRequest, field: "closes_at"},
+		{name: "opens_at not a time", event: put, mod: with("opens_at", `"tomorrow"`), status: 400, code: shop.CodeInvalidRequest, field: "opens_at"},
+		{name: "closes_at a number", event: put, mod: with("closes_at", `1700000000`), status: 400, code: shop.CodeInvalidRequest, field: "closes_at"},
+		{name: "queue_rate negative", event: put, mod: with("queue_rate", `-1`), status: 400, code: shop.CodeInvalidRequest, field: "queue_rate"},
+		{name: "queue_rate 10001", event: put, mod: with("queue_rate", `10001`), status: 400, code: shop.CodeInvalidRequest, field: "queue_rate"},
+		{name: "queue_rate fractional", event: put, mod: with("queue_rate", `2.5`), status: 400, code: shop.CodeInvalidRequest, field: "queue_rate"},
+		{name: "queue_rate as string", event: put, mod: with("queue_rate", `"5"`), status: 400, code: shop.CodeInvalidRequest, field: "queue_rate"},
 		{name: "sold smuggled", event: put, mod: with("sold", `0`), status: 400, code: shop.CodeInvalidRequest, field: "sold"},
 		{name: "malformed JSON", event: put, mod: body(`{"name":"Tee",`), status: 400, code: shop.CodeInvalidRequest},
 		{name: "array body", event: put, mod: body(`[]`), status: 400, code: shop.CodeInvalidRequest},
@@ -679,6 +690,17 @@ func TestAdminBadInput(t *testing.T) {
 		{name: "restock as text", event: restock, mod: header("Content-Type", "text/plain"), status: 415, code: shop.CodeUnsupportedMediaType},
 	}
 	runBadInput(t, cases)
+}
+
+// withWindow returns a PUT body: good with opens_at and closes_at set (raw JSON values).
+func withWindow(good map[string]any, opens, closes string) func(*caseEnv, *events.APIGatewayV2HTTPRequest) {
+	m := map[string]json.RawMessage{"opens_at": json.RawMessage(opens), "closes_at": json.RawMessage(closes)}
+	for k, x := range good {
+		b, _ := json.Marshal(x)
+		m[k] = b
+	}
+	b, _ := json.Marshal(m)
+	return body(string(b))
 }
 
 // TestSampleEvents keeps testdata/ honest: each sample event, unchanged but for the product

@@ -19,6 +19,8 @@ const (
 	RouteReserve      = "POST /reservations"
 	RouteListMine     = "GET /reservations"
 	RouteRelease      = "DELETE /reservations/{id}"
+	RouteJoinQueue    = "POST /products/{id}/queue"
+	RouteGetTicket    = "GET /products/{id}/queue"
 )
 
 // ReserveRequest is the body of POST /reservations.
@@ -52,6 +54,14 @@ func Reserve(svc *shop.Service, log *slog.Logger) *apigw.Mux {
 	})
 	m.Handle(RouteRelease, apigw.Shopper, func(ctx context.Context, r *apigw.Request) (int, any, error) {
 		return http.StatusNoContent, nil, svc.Release(ctx, r.User.UserID, r.Param("id"))
+	})
+	m.Handle(RouteJoinQueue, apigw.Shopper, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		t, err := svc.JoinQueue(ctx, r.User.UserID, r.Param("id"))
+		return http.StatusOK, t, err
+	})
+	m.Handle(RouteGetTicket, apigw.Shopper, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		t, err := svc.QueueTicket(ctx, r.User.UserID, r.Param("id"))
+		return http.StatusOK, t, err
 	})
 	return m
 }

@@ -39,7 +39,7 @@ func Broadcast(b *rooms.Broadcaster, log *slog.Logger) func(context.Context, eve
 		var resp events.SQSEventResponse
 		for _, r := range b.Broadcast(ctx, order) {
 			attrs := []any{"job", "broadcast", "product_id", r.ProductID, "notices", len(ids[r.ProductID]), "outcome", r.Outcome,
-				"version", r.Version, "available", r.Available, "viewers", r.Viewers, "sent", r.Sent, "gone", r.Gone, "failed", r.Failed,
+				"version", r.Version, "available", r.Available, "viewers", r.Viewers, "sent", r.Sent, "gone", r.Gone, "failed", r.Failed, "queue", r.Queue, "serving", r.Serving,
 				"ms", time.Since(start).Milliseconds()}
 			if at := newest[r.ProductID].At; at > 0 {
 				attrs = append(attrs, "since_change_ms", time.Now().UnixMilli()-at)

@@ -87,3 +87,17 @@ func (q *Queue) SendBatch(ctx context.Context, name string, bodies []string) err
 func (q *Queue) SendStockNotices(ctx context.Context, bodies []string) error {
 	return q.SendBatch(ctx, StockUpdates, bodies)
 }
+
+// SendDelayed sends one body to the named queue, to be delivered after delay (whole seconds,
+// at most 15 minutes: SQS's DelaySeconds).
+func (q *Queue) SendDelayed(ctx context.Context, name, body string, delay time.Duration) error {
+	url, err := q.URL(ctx, name)
+	if err != nil {
+		return err
+	}
+	secs := int32(min(900, max(0, (delay+time.Second-1)/time.Second)))
+	if _, err := q.Client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(body), DelaySeconds: secs}); err != nil {
+		return fmt.Errorf("send to %s: %w", q.Name(name), translate(err))
+	}
+	return nil
+}

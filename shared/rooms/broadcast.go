@@ -11,10 +11,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"lastunit/lua"
+	"lastunit/shared/shop"
 	"lastunit/shared/stock"
 )
 
-var broadcastScript = redis.NewScript(lua.Broadcast)
+var (
+	broadcastScript = redis.NewScript(lua.Broadcast)
+	queueCastScript = redis.NewScript(lua.QueueCast)
+)
 
 // Broadcaster posts products' current available units to the connections in their rooms.
 // Under a burst it sends a product's room at most one message per MinInterval (the latest
@@ -35,13 +39,18 @@ type Broadcaster struct {
 	MinInterval time.Duration
 	// SentTTL is how long a broadcast's marker keeps redelivered notices from sending again.
 	SentTTL time.Duration
+	// QueueInterval is the least time between two waiting-room messages of one product (1 s).
+	QueueInterval time.Duration
+	// Again asks for the product to be broadcast once more after delay (a delayed notice on
+	// the stock-updates queue), while its waiting room moves; nil: only changes trigger it.
+	Again func(ctx context.Context, productID string, delay time.Duration) error
 }
 
 // NewBroadcaster returns a broadcaster over the table on rdb, posting with post.
 func NewBroadcaster(rdb redis.UniversalClient, post Poster, log *slog.Logger) *Broadcaster {
 	return &Broadcaster{
 		Table: NewTable(rdb), rdb: rdb, Post: post, Log: log, Now: time.Now, Sleep: sleep,
-		Parallel: 64, MinInterval: 100 * time.Millisecond, SentTTL: 2 * time.Second,
+		Parallel: 64, MinInterval: 100 * time.Millisecond, SentTTL: 2 * time.Second, QueueInterval: time.Second,
 	}
 }
 
@@ -68,7 +77,11 @@ type Result struct {
 	Sent      int // messages posted
 	Gone      int // connections that answered GoneException, now removed
 	Failed    int // posts that failed otherwise (the viewer's next message or heartbeat heals it)
-	Err       error
+	// Queue is what the waiting-room step did: "send", "same", "wait", "none" or "failed";
+	// Serving is the serving it sent.
+	Queue   string
+	Serving int64
+	Err     error
 }
 
 // Broadcast sends each product's current value to its room, the products in parallel and at
@@ -97,17 +110,26 @@ func (b *Broadcaster) one(ctx context.Context, productID string, sem chan struct
 		return r
 	}
 	r.Outcome = outcome
-	if outcome != "sent" {
-		return r
+	if outcome == "sent" {
+		r.Available, r.Version = msg.Available, msg.Version
+		if err := b.postAll(ctx, productID, msg.JSON(), sem, &r); err != nil {
+			r.Outcome, r.Err = "failed", err
+			return r
+		}
 	}
-	r.Available, r.Version = msg.Available, msg.Version
+	if err := b.queue(ctx, productID, sem, &r); err != nil {
+		r.Queue, r.Err = "failed", err
+	}
+	return r
+}
+
+// postAll posts data to every connection in the product's room, counting into r.
+func (b *Broadcaster) postAll(ctx context.Context, productID string, data []byte, sem chan struct{}, r *Result) error {
 	members, err := b.Table.Members(ctx, productID, b.Now())
 	if err != nil {
-		r.Outcome, r.Err = "failed", err
-		return r
+		return err
 	}
 	r.Viewers = len(members)
-	data := msg.JSON()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, conn := range members {
@@ -143,7 +165,36 @@ func (b *Broadcaster) one(ctx context.Context, productID string, sem chan struct
 		}()
 	}
 	wg.Wait()
-	return r
+	return nil
+}
+
+// queue sends the product's waiting-room message when serving or the sold-out state changed
+// and no other broadcast of it went out in the last QueueInterval (queuecast.lua). While
+// tickets wait and admission moves (or the opening is ahead), it asks Again to look at the
+// product once more later: serving grows with time, and Lambda has no ticker. One look is
+// planned at a time, however many notices arrive.
+func (b *Broadcaster) queue(ctx context.Context, productID string, sem chan struct{}, r *Result) error {
+	keys := append([]string{stock.KeysFor(productID).Gate}, stock.QueueKeys(productID)...)
+	keys = append(keys, "{p:"+productID+"}:qsent")
+	v, err := queueCastScript.Run(ctx, b.rdb, keys, b.Now().UnixMilli(), shop.Seed(), b.QueueInterval.Milliseconds(), (10 * b.QueueInterval).Milliseconds()).Slice()
+	if err != nil {
+		return fmt.Errorf("run queuecast.lua for %s: %w", productID, stock.Translate(err))
+	}
+	r.Queue = lua.Str(v, 0)
+	if r.Queue == "send" {
+		r.Serving = lua.Int(v, 1)
+		m := Queue{Type: TypeQueue, ProductID: productID, Serving: r.Serving, SoldOut: lua.Int(v, 2) == 1}
+		if err := b.postAll(ctx, productID, m.JSON(), sem, r); err != nil {
+			return err
+		}
+	}
+	if again := lua.Int(v, 3); again >= 0 && b.Again != nil {
+		if err := b.Again(context.WithoutCancel(ctx), productID, time.Duration(again)*time.Millisecond); err != nil {
+			// The next touch of the queue plans a look again once this one is overdue.
+			b.Log.Warn("plan the next queue message", "product_id", productID, "err", err.Error())
+		}
+	}
+	return nil
 }
 
 // claim runs broadcast.lua until it says send, skip or missing, waiting out the interval

@@ -10,6 +10,7 @@ import (
 // Message types, the "type" field of every message the server sends (API.md, "Live stock").
 const (
 	TypeStock = "stock"
+	TypeQueue = "queue"
 	TypeError = "error"
 )
 
@@ -29,6 +30,21 @@ func NewStock(productID string, available, version int64) Stock {
 
 // JSON encodes the message.
 func (m Stock) JSON() []byte {
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// Queue is the message a waiting room's viewers get when serving or the sold-out state
+// changes (API.md, "Drops"); a client computes its own place from its ticket's number.
+type Queue struct {
+	Type      string `json:"type"`
+	ProductID string `json:"product_id"`
+	Serving   int64  `json:"serving"`
+	SoldOut   bool   `json:"sold_out"`
+}
+
+// JSON encodes the message.
+func (m Queue) JSON() []byte {
 	b, _ := json.Marshal(m)
 	return b
 }

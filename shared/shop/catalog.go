@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"time"
 )
@@ -140,7 +141,8 @@ func (s *Service) withAvailable(ctx context.Context, ps []Product) ([]Product, e
 }
 
 func (r ProductRow) product() Product {
-	return Product{ID: r.ID, Name: r.Name, PriceCents: r.PriceCents, Currency: r.Currency, MaxPerUser: r.MaxPerUser}
+	return Product{ID: r.ID, Name: r.Name, PriceCents: r.PriceCents, Currency: r.Currency, MaxPerUser: r.MaxPerUser,
+		OpensAt: r.OpensAt, ClosesAt: r.ClosesAt, QueueRate: r.QueueRate}
 }
 
 // Admin returns the admin's view of a row: available is stock on hand minus live holds, as
@@ -159,7 +161,13 @@ func (s *Service) AdminProducts(ctx context.Context) ([]AdminProduct, error) {
 	}
 	out := make([]AdminProduct, 0, len(rows))
 	for _, r := range rows {
-		out = append(out, r.Admin())
+		a := r.Admin()
+		if r.QueueRate > 0 {
+			if a.Queue, err = s.queueStats(ctx, r.ID); err != nil {
+				s.Log.Warn("read waiting room", "product_id", r.ID, "err", err)
+			}
+		}
+		out = append(out, a)
 	}
 	return out, nil
 }
@@ -181,6 +189,10 @@ func (s *Service) UpsertProduct(ctx context.Context, id string, in ProductInput)
 		return AdminProduct{}, Invalid("stock", "stock must be from 0 to %d", MaxStock)
 	case in.MaxPerUser < 1 || in.MaxPerUser > MaxStock:
 		return AdminProduct{}, Invalid("max_per_user", "max_per_user must be from 1 to %d", MaxStock)
+	}
+	in.OpensAt, in.ClosesAt = msUTC(in.OpensAt), msUTC(in.ClosesAt)
+	if err := validDrop(in); err != nil {
+		return AdminProduct{}, err
 	}
 	row, err := s.Store.UpsertProduct(ctx, id, in, s.now())
 	if err != nil {
@@ -233,6 +245,9 @@ type SweepReport struct {
 	UnitsFreed   int `json:"units_freed"`   // units given back to available
 	Orphans      int `json:"orphans"`       // gate holds Postgres never recorded or already ended
 	GatesRebuilt int `json:"gates_rebuilt"` // missing gates set again from Postgres
+	// StaleGates counts gates found lying (an older generation, or missing holds Postgres
+	// has had live for a while: a failover to a replica that missed writes), then rebuilt.
+	StaleGates int `json:"stale_gates"`
 	// OrdersExpired counts payment_pending orders past their deadline that were ended.
 	OrdersExpired int `json:"orders_expired"`
 	// StalePaid counts paid orders not fulfilled within FulfillDeadline, now failed jobs.
@@ -259,6 +274,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 			return rep, err
 		}
 		rep.Expired += len(holds)
+		if err := s.fault("sweep.before_gate"); err != nil {
+			return rep, err // the orphan pass of a later sweep gives the units back
+		}
 		for _, h := range holds {
 			// FromReserved: Postgres expired it from reserved, so a checkout mark in the gate
 			// is a checkout that died before its order (else the units would wait 15 minutes).
@@ -292,7 +310,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	}
 	for _, p := range rows {
 		// One product's trouble must not stop the repair of the others.
-		if err := s.sweepGate(ctx, p.ID, now, &rep); err != nil {
+		if err := s.sweepGate(ctx, p, now, &rep); err != nil {
 			errs = append(errs, fmt.Errorf("sweep gate of %s: %w", p.ID, err))
 		}
 	}
@@ -315,9 +333,67 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 	return rep, nil
 }
 
-// sweepGate repairs one product's gate: rebuilds it if missing, else releases its due holds
-// that Postgres does not have as live.
-func (s *Service) sweepGate(ctx context.Context, productID string, now time.Time, rep *SweepReport) error {
+// settleTime is how long a hold must have been unchanged in Postgres before the sweep
+// expects the gate to have it: a hold enters the gate before Postgres records it and leaves
+// it after Postgres ends it, so only a request stalled longer than this between its two
+// steps could make a healthy gate look stale (and then it is only rebuilt, which is safe).
+const settleTime = time.Minute
+
+// checkGate rebuilds a gate that lies: one of an older generation than Postgres's (restored
+// from an older copy, or an admin change whose refresh failed), one whose version is below
+// one a recorded hold was granted at (restored from a copy older than that reserve), or one
+// missing a hold that Postgres has had live for a while (a failover to a replica that missed
+// the reserve, or a late payment's retake).
+// Postgres never holds more than stock either way; this brings available back to the truth.
+func (s *Service) checkGate(ctx context.Context, p ProductRow, now time.Time, rep *SweepReport) error {
+	// Postgres first: every version it has recorded was handed out by the gate before.
+	floor, err := s.Store.VersionFloor(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	gen, ver, holds, err := s.Gate.Holds(ctx, p.ID)
+	if errors.Is(err, ErrNotFound) {
+		return nil // rebuilt by the next use or sweep
+	}
+	if err != nil {
+		return err
+	}
+	why := ""
+	switch {
+	case gen < p.Gen:
+		why = fmt.Sprintf("gate generation %d, postgres %d", gen, p.Gen)
+	case ver < floor:
+		why = fmt.Sprintf("gate version %d, but postgres recorded a hold granted at %d", ver, floor)
+	default:
+		settled, err := s.Store.SettledHolds(ctx, p.ID, now.Add(-settleTime))
+		if err != nil {
+			return err
+		}
+		for id, q := range settled {
+			if holds[id] != q {
+				why = fmt.Sprintf("hold %s is %d units in postgres, %d in the gate", id, q, holds[id])
+				break
+			}
+		}
+	}
+	if why == "" {
+		return nil
+	}
+	s.Log.Warn("stale gate: rebuilt from postgres", "product_id", p.ID, "why", why)
+	if err := s.Gate.Invalidate(ctx, p.ID, max(gen+1, p.Gen)); err != nil {
+		return err
+	}
+	rep.StaleGates++
+	return s.ensureGate(ctx, p.ID)
+}
+
+// sweepGate repairs one product's gate: rebuilds it if missing or stale, else releases its
+// due holds that Postgres does not have as live.
+func (s *Service) sweepGate(ctx context.Context, p ProductRow, now time.Time, rep *SweepReport) error {
+	productID := p.ID
+	if err := s.checkGate(ctx, p, now, rep); err != nil {
+		return err
+	}
 	due, err := s.Gate.Due(ctx, productID, now)
 	if errors.Is(err, ErrNotFound) {
 		if err := s.ensureGate(ctx, productID); err != nil {
@@ -338,6 +414,7 @@ func (s *Service) sweepGate(ctx context.Context, productID string, now time.Time
 		return err
 	}
 	var fulfilled []Reservation
+	orphans := 0
 	for id, deadline := range due {
 		st, ok := status[id]
 		if ok && (st == StatusReserved || st == StatusCheckedOut) {
@@ -355,9 +432,22 @@ func (s *Service) sweepGate(ctx context.Context, productID string, now time.Time
 		}
 		if res.Outcome == GateReleased {
 			rep.Orphans++
+			orphans++
 			rep.UnitsFreed += int(res.Quantity)
 			s.changed(ctx, productID)
 		}
 	}
-	return s.Gate.Drop(ctx, fulfilled)
+	if err := s.Gate.Drop(ctx, fulfilled); err != nil {
+		return err
+	}
+	if orphans > 0 {
+		// A crash, or a failover to a copy that missed the release: in the second case the
+		// version went back with it, so the gate is rebuilt under a new generation, whose
+		// version is above every one handed out before.
+		if err := s.Gate.Invalidate(ctx, productID, math.MaxInt64); err != nil {
+			return err
+		}
+		return s.ensureGate(ctx, productID)
+	}
+	return nil
 }

@@ -38,6 +38,9 @@ func (s *Service) Checkout(ctx context.Context, req CheckoutRequest) (Order, err
 		}
 		seen[id] = true
 	}
+	if err := s.limitRate(ctx, req.UserID); err != nil {
+		return Order{}, err
+	}
 	if req.IdemKey == "" {
 		return s.checkout(ctx, req)
 	}

@@ -49,10 +49,12 @@ func TestDropReadsNeedNoPostgres(t *testing.T) {
 	}{
 		{"one product", func() error { _, err := down.Product(ctx, "left"); return err }, ""},
 		{"unknown product", func() error { _, err := down.Product(ctx, "nope"); return err }, shop.CodeNotFound},
+		// A product the gate lacks is Postgres's to judge (a failover may have lost its
+		// catalog entry with its gate): with Postgres down that is a 503.
 		{"reserve an unknown product", func() error {
 			_, err := down.Reserve(ctx, shop.ReserveRequest{UserID: "b", ProductID: "nope", Quantity: 1})
 			return err
-		}, shop.CodeNotFound},
+		}, shop.CodeUnavailable},
 		{"sold out", func() error {
 			_, err := down.Reserve(ctx, shop.ReserveRequest{UserID: "b", ProductID: "gone", Quantity: 1})
 			return err
@@ -97,4 +99,39 @@ func TestDropReadsNeedNoPostgres(t *testing.T) {
 	if p, err := down.Product(ctx, "left"); err != nil || p.Name != "Renamed" || p.PriceCents != 2500 {
 		t.Fatalf("after the admin's change: %+v %v", p, err)
 	}
+}
+
+// TestFailoverLosingANewProductStillSellsIt: Redis fails over to a copy taken before a product
+// was created: its catalog entry and its gate are gone, the catalog still says complete. A
+// reserve asks Postgres, rebuilds the gate and writes the entry back, so reads find it again.
+func TestFailoverLosingANewProductStillSellsIt(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	env.Product(t, "old", 3, 3)
+	if _, err := env.Shop.Products(ctx); err != nil { // a complete catalog without "new"
+		t.Fatal(err)
+	}
+	before, err := env.Redis.Dump(ctx, stock.CatalogKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Product(t, "new", 2, 2)
+	// The failover: the older catalog comes back, the new product's keys are gone.
+	if err := env.Redis.RestoreReplace(ctx, stock.CatalogKey, 0, before).Err(); err != nil {
+		t.Fatal(err)
+	}
+	k := stock.KeysFor("new")
+	if err := env.Redis.Del(ctx, k.Gate, k.Holds, k.Deadlines, k.Users, k.Version).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Shop.Product(ctx, "new"); code(err) != shop.CodeNotFound {
+		t.Fatalf("before anything rebuilt it: %v (the catalog says complete and lacks it)", err)
+	}
+	if _, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: "a", ProductID: "new", Quantity: 1}); err != nil {
+		t.Fatalf("reserve the product the failover lost: %v", err)
+	}
+	if p, err := env.Shop.Product(ctx, "new"); err != nil || p.Available != 1 {
+		t.Fatalf("read after the rebuild: %+v %v", p, err)
+	}
+	env.CheckLedger(t, "new", 2)
 }

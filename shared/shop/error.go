@@ -20,6 +20,8 @@ const (
 	CodeReservationExpired   Code = "reservation_expired"
 	CodeInvalidState         Code = "invalid_state"
 	CodeIdempotencyConflict  Code = "idempotency_conflict"
+	CodeNotOpen              Code = "not_open"
+	CodeNotAdmitted          Code = "not_admitted"
 	CodePayloadTooLarge      Code = "payload_too_large"
 	CodeUnsupportedMediaType Code = "unsupported_media_type"
 	CodeRateLimited          Code = "rate_limited"

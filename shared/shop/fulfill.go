@@ -48,6 +48,9 @@ func (s *Service) fulfill(ctx context.Context, orderID string) error {
 	if res.Status != OrderPaid || res.RefundRequested {
 		return nil // fulfilled already, or cancelled/refunded (or being refunded) meanwhile
 	}
+	if err := s.fault("fulfill.before_drop"); err != nil {
+		return nil // the process "dies" after the commit: the sweep drops the holds from the gate
+	}
 	if err := s.Gate.Drop(context.WithoutCancel(ctx), res.Holds); err != nil {
 		// Postgres has it fulfilled; the sweep drops the holds from the gate.
 		s.Log.Error("drop fulfilled holds from the gate", "order_id", orderID, "err", err)

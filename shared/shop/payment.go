@@ -163,7 +163,13 @@ func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID stri
 		case RetakeGone:
 			return false, nil
 		}
-		// RetakeGateChanged: take the units again from the rebuilt gate.
+		// RetakeGateChanged: take the units again from the rebuilt gate; a gate Postgres
+		// found stale is dropped first, so that it is rebuilt from Postgres.
+		if res.Stale != "" {
+			if err := s.Gate.Invalidate(context.WithoutCancel(ctx), res.Stale, res.StaleGen+1); err != nil {
+				return false, err
+			}
+		}
 	}
 	return false, errors.New("retake: gates kept changing")
 }

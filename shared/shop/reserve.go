@@ -49,6 +49,9 @@ type ReserveRequest struct {
 	IdemKey string
 }
 
+// maxReserveTries bounds one reserve's rounds against the gate (rebuilds, refusals, replays).
+const maxReserveTries = 200
+
 // replayWait bounds how long a repeated Idempotency-Key waits for the first request to land.
 const replayWait = 3 * time.Second
 
@@ -70,24 +73,40 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 		hash = requestHash("POST /reservations", req.ProductID, req.Quantity)
 	}
 	giveUp := time.Now().Add(replayWait) // a wait bound, not business time
-	for {
+	charge := true                       // only the first gate call of a request takes a token from the bucket
+	for tries := 0; ; tries++ {
+		if tries == maxReserveTries {
+			// Gates rebuilt or refused again and again: a bug or a storm; the shopper may retry.
+			return Reserved{}, Errorf(CodeUnavailable, "the stock gate keeps changing; try again")
+		}
 		now := s.now()
 		a := GateReserve{
 			ProductID: req.ProductID, ID: NewID("r_"), UserID: req.UserID, Quantity: req.Quantity,
 			Now: now, Deadline: now.Add(s.HoldTTL), IdemKey: req.IdemKey, RequestHash: hash,
+			Seed: Seed(), Charge: charge, AdmissionWindow: s.AdmissionWindow,
+			ShopperRate: s.ShopperRate, ShopperBurst: s.ShopperBurst,
 		}
 		res, err := s.Gate.Reserve(ctx, a)
 		if err != nil {
 			return Reserved{}, err
 		}
+		if res.Outcome != GateMissing {
+			charge = false
+		}
 		switch res.Outcome {
-		case GateMissing:
-			// An unknown product is answered from the catalog, not with a Postgres query.
-			if _, found, err := s.catalogProduct(ctx, req.ProductID); err != nil {
+		case GateRateLimited:
+			return Reserved{}, RateLimited(res.Wait)
+		case GateNotOpen:
+			p, _, err := s.catalogProduct(ctx, req.ProductID)
+			if err != nil {
 				return Reserved{}, err
-			} else if !found {
-				return Reserved{}, Errorf(CodeNotFound, "no product %q", req.ProductID)
 			}
+			return Reserved{}, notOpen(p, res.Which)
+		case GateNotAdmitted:
+			return Reserved{}, notAdmitted(res.Ahead)
+		case GateMissing:
+			// Postgres decides whether the product exists: after a failover to a copy that
+			// missed a new product, the catalog may lack it too (the rebuild writes it back).
 			if err := s.ensureGate(ctx, req.ProductID); err != nil {
 				return Reserved{}, err
 			}
@@ -155,7 +174,7 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 			return Reserved{}, false, err // the process "dies": nothing is undone here
 		}
 	}
-	ok, err := s.Store.InsertHold(ctx, out.Reservation, res.Gen, s.now(), idem)
+	ok, err := s.Store.InsertHold(ctx, out.Reservation, res.Gen, res.Version, s.now(), idem)
 	if err == nil && ok {
 		s.changed(ctx, a.ProductID)
 		return out, false, nil
@@ -172,6 +191,14 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 	case errors.Is(err, ErrIdemTaken):
 		out, err := s.replay(ctx, req, hash)
 		return out, false, err
+	case errors.Is(err, ErrGateStale):
+		// The gate lied (an older copy after a failover): drop it and retry, which rebuilds
+		// it from Postgres under a new generation and answers from the truth.
+		s.Log.Warn("stale gate: postgres refused a hold the gate granted", "product_id", a.ProductID, "gen", res.Gen, "err", err)
+		if err := s.Gate.Invalidate(context.WithoutCancel(ctx), a.ProductID, res.Gen+1); err != nil {
+			return Reserved{}, false, err
+		}
+		return Reserved{}, true, nil
 	case err != nil:
 		return Reserved{}, false, err
 	default:
@@ -226,6 +253,10 @@ func (s *Service) ensureGate(ctx context.Context, productID string) error {
 			set, err := s.Gate.Rebuild(ctx, st, s.now())
 			if set {
 				s.changed(ctx, productID)
+				// The catalog entry comes back with the gate (a failover may have lost both).
+				if err := s.Gate.PutCatalog(ctx, catalogEntries(st.Row), false); err != nil {
+					s.Log.Warn("write catalog entry", "product_id", productID, "err", err)
+				}
 			}
 			return set, err
 		})
@@ -258,6 +289,9 @@ func (s *Service) Release(ctx context.Context, userID, id string) error {
 			e.Details = map[string]any{"status": r.Status}
 			return e
 		}
+	}
+	if err := s.fault("release.before_gate"); err != nil {
+		return err // the process "dies": the sweep gives the units back after the deadline
 	}
 	// FromReserved: a checkout of this hold that marked it in the gate can no longer record its
 	// order, so its mark goes too and the units return now (API.md), not at the payment deadline.

@@ -33,6 +33,11 @@ type Product struct {
 	Currency   string `json:"currency"`
 	Available  int64  `json:"available"`
 	MaxPerUser int64  `json:"max_per_user"`
+	// OpensAt and ClosesAt are the sale window (nil: open from creation / never closes).
+	OpensAt  *time.Time `json:"opens_at"`
+	ClosesAt *time.Time `json:"closes_at"`
+	// QueueRate is the waiting room's admissions per second (0: no waiting room).
+	QueueRate int64 `json:"queue_rate"`
 }
 
 // AdminProduct is a product with its ledger: Available + Held == Stock, and Stock + Sold
@@ -42,6 +47,8 @@ type AdminProduct struct {
 	Stock int64 `json:"stock"`
 	Held  int64 `json:"held"`
 	Sold  int64 `json:"sold"`
+	// Queue is the waiting room's state, for a product with one (dashboard only).
+	Queue *QueueStats `json:"queue,omitempty"`
 }
 
 // ProductInput is what an admin sets on a product.
@@ -51,6 +58,10 @@ type ProductInput struct {
 	Currency   string `json:"currency"`
 	Stock      int64  `json:"stock"`
 	MaxPerUser int64  `json:"max_per_user"`
+	// The drop fields: sale window and waiting room (see Product).
+	OpensAt   *time.Time `json:"opens_at"`
+	ClosesAt  *time.Time `json:"closes_at"`
+	QueueRate int64      `json:"queue_rate"`
 }
 
 // Reservation is one hold of one product by one user.
@@ -82,6 +93,9 @@ type ProductRow struct {
 	Held       int64
 	MaxPerUser int64
 	Gen        int64
+	OpensAt    *time.Time
+	ClosesAt   *time.Time
+	QueueRate  int64
 }
 
 // GateState is what a product's gate is rebuilt from: Postgres's view under a new generation.
@@ -91,6 +105,14 @@ type GateState struct {
 	MaxPerUser int64
 	Gen        int64
 	Holds      []Reservation // live holds: reserved or checked out
+	// The drop fields: the sale window and the waiting room's rate.
+	OpensAt, ClosesAt *time.Time
+	QueueRate         int64
+	// Purchased is, per shopper, the units of the product in fulfilled holds: they left the
+	// gate's holds but still count against max_per_user (paid holds are live holds already).
+	Purchased map[string]int64
+	// Row is the product as the rebuild read it, under the new generation (for the catalog).
+	Row ProductRow
 }
 
 // IdemRecord is a stored answer to a request that carried an Idempotency-Key.
@@ -117,11 +139,15 @@ type Store interface {
 	// RebuildGate locks the product, bumps its generation, reads its live holds and passes the
 	// state to apply; it commits only if apply reports that it set the gate.
 	RebuildGate(ctx context.Context, id string, apply func(GateState) (bool, error)) error
-	// InsertHold records a new hold taken under gate generation gen, with its idempotency
-	// record when idem is not nil. It returns false when the generation is no longer the
-	// product's (the gate was rebuilt meanwhile) or the deadline is not after now, and
-	// ErrIdemTaken when the user already used idem.Key.
-	InsertHold(ctx context.Context, r Reservation, gen int64, now time.Time, idem *IdemRecord) (bool, error)
+	// InsertHold records a new hold taken under gate generation gen at live-stock version
+	// version, with its idempotency record when idem is not nil. It returns false when the generation is no longer the
+	// product's (the gate was rebuilt meanwhile) or the deadline is not after now,
+	// ErrIdemTaken when the user already used idem.Key, and ErrGateStale when Postgres does
+	// not have the units free (it never holds more than stock).
+	InsertHold(ctx context.Context, r Reservation, gen, version int64, now time.Time, idem *IdemRecord) (bool, error)
+	// VersionFloor returns the highest live-stock version at which a gate granted a hold
+	// Postgres recorded (InsertHold's version): a gate below it lost acknowledged writes.
+	VersionFloor(ctx context.Context, productID string) (int64, error)
 	// Idem returns a stored idempotency record; ErrNotFound if there is none.
 	Idem(ctx context.Context, userID, key string) (IdemRecord, error)
 	// ReleaseHold moves the user's hold from reserved to released (compare-and-set). It returns
@@ -135,6 +161,9 @@ type Store interface {
 	ExpireDue(ctx context.Context, now time.Time, limit int) ([]Reservation, error)
 	// HoldStatuses returns the status of each of the given holds that Postgres has.
 	HoldStatuses(ctx context.Context, ids []string) (map[string]string, error)
+	// SettledHolds returns the product's live holds (id -> quantity) that no transition
+	// touched since before.
+	SettledHolds(ctx context.Context, productID string, before time.Time) (map[string]int64, error)
 	// DeleteIdemBefore forgets idempotency records created before t.
 	DeleteIdemBefore(ctx context.Context, t time.Time) (int64, error)
 	// ClaimIdem records a pending idempotency record for (userID, key) unless one exists,
@@ -152,6 +181,11 @@ type Store interface {
 // ErrMaybeWritten marks a write whose outcome is unknown: the statement may have committed
 // before the connection failed. Nothing is undone on it; the sweep settles it.
 var ErrMaybeWritten = errors.New("the write may have been committed")
+
+// ErrGateStale is returned by Store.InsertHold when Postgres refuses the hold because the
+// product's free units (stock minus live holds) cannot cover it: the gate that granted the
+// units is stale (a Redis failover lost acknowledged writes). The gate must be rebuilt.
+var ErrGateStale = errors.New("postgres refused the hold: the gate granted units it does not have")
 
 // ErrIdemTaken is returned by Store.InsertHold when the Idempotency-Key was used already.
 var ErrIdemTaken = Errorf(CodeIdempotencyConflict, "this Idempotency-Key was already used")
@@ -171,9 +205,13 @@ type Gate interface {
 	// Due returns the holds of the product whose deadline is not after now, with their
 	// deadlines; ErrNotFound when the product has no gate.
 	Due(ctx context.Context, productID string, now time.Time) (map[string]time.Time, error)
+	// Holds returns the gate's generation, version and holds (id -> quantity), read
+	// together; ErrNotFound when the product has no gate.
+	Holds(ctx context.Context, productID string) (gen, version int64, holds map[string]int64, err error)
 
 	CartGate
 	Catalog
+	Drops
 }
 
 // Catalog is every product's shopper-facing details kept in Redis beside the gates, so that
@@ -236,6 +274,15 @@ type GateReserve struct {
 	Deadline    time.Time
 	IdemKey     string // "" when the request has none
 	RequestHash string
+	// Seed is a fresh secret random seed (hex) for the waiting room's shuffle, should this
+	// call be the first touch after the opening.
+	Seed string
+	// Charge takes a token from the shopper's bucket (false for a retry of the same request).
+	Charge bool
+	// Limits: the admission window, and the shopper's rate (per second, 0: none) and burst.
+	AdmissionWindow time.Duration
+	ShopperRate     float64
+	ShopperBurst    int64
 }
 
 // Gate outcomes (GateResult.Outcome).
@@ -248,6 +295,13 @@ const (
 	GateMissing    = "missing"
 	GateReleased   = "released"
 	GateAbsent     = "absent"
+	// GateRateLimited: the shopper's token bucket is empty (GateResult.Wait says how long).
+	GateRateLimited = "rate_limited"
+	// GateNotOpen: before opens_at (Which "opens") or from closes_at on (Which "closes").
+	GateNotOpen = "not_open"
+	// GateNotAdmitted: the product has a waiting room and the caller has no admitted ticket
+	// (GateResult.Ahead, -1 before the opening).
+	GateNotAdmitted = "not_admitted"
 )
 
 // GateResult is what a gate script answered.
@@ -260,6 +314,12 @@ type GateResult struct {
 	Quantity  int64
 	// ID is, for a replay, the hold first taken under the same Idempotency-Key.
 	ID string
+	// Wait is, for rate_limited, how long until the shopper's next token.
+	Wait time.Duration
+	// Which is, for not_open, "opens" or "closes".
+	Which string
+	// Ahead is, for not_admitted, how many shoppers are ahead (-1: before the opening).
+	Ahead int64
 	// IdemSeen is, for out_of_stock and limit, whether the request's Idempotency-Key took a
 	// hold before (gone since): only then is its first answer looked up in Postgres.
 	IdemSeen bool
@@ -289,8 +349,18 @@ type Service struct {
 	// FulfillDeadline is how long a paid order may wait for fulfillment before the sweep
 	// lists it as a failed job (more than the queue's retries take: 3 × visibility).
 	FulfillDeadline time.Duration
-	// Fault, when set, is called after the gate took units and before Postgres records the
-	// hold; an error from it stands for the process dying there (tests inject crashes).
+	// AdmissionWindow is how long an admitted ticket may reserve (ADMISSION_WINDOW).
+	AdmissionWindow time.Duration
+	// ShopperRate and ShopperBurst are each shopper's token bucket for POST /reservations,
+	// POST /checkout and POST /products/{id}/queue (SHOPPER_RATE per second, SHOPPER_BURST);
+	// a rate of 0 turns the limit off.
+	ShopperRate  float64
+	ShopperBurst int64
+	// Fault, when set, is called between two steps that a crash could separate (its step
+	// names: reserve.before_record, release.before_gate, sweep.before_gate, checkout.before_order,
+	// checkout.before_payment, fulfill, fulfill.before_drop, cancel.after_request,
+	// cancel.after_refund); an error from it stands for the process dying there (tests inject
+	// crashes).
 	Fault func(step string) error
 
 	rebuilds singleflight.Group // one gate rebuild per product at a time in this process
@@ -298,7 +368,7 @@ type Service struct {
 
 // NewService returns a Service with the default clock, TTLs and logger.
 func NewService(st Store, g Gate) *Service {
-	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute, FailedJobMaxAge: 24 * time.Hour, FulfillDeadline: 15 * time.Minute}
+	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, AdmissionWindow: 2 * time.Minute, ShopperRate: 5, ShopperBurst: 10, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute, FailedJobMaxAge: 24 * time.Hour, FulfillDeadline: 15 * time.Minute}
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Millisecond) }

@@ -23,7 +23,6 @@ import (
 var (
 	reserveScript    = redis.NewScript(lua.Reserve)
 	releaseScript    = redis.NewScript(lua.Release)
-	rebuildScript    = redis.NewScript(lua.Rebuild)
 	invalidateScript = redis.NewScript(lua.Invalidate)
 )
 
@@ -67,7 +66,14 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult, error) {
 	k := KeysFor(a.ProductID)
 	keys := append(k.list(), idemKey(a.ProductID, a.UserID, a.IdemKey))
-	v, err := reserveScript.Run(ctx, g.rdb, keys, a.ID, a.UserID, a.Quantity, ms(a.Deadline), a.RequestHash, g.IdemTTL.Milliseconds()).Slice()
+	keys = append(keys, QueueKeys(a.ProductID)...)
+	keys = append(keys, BucketKey(a.UserID))
+	charge := "0"
+	if a.Charge {
+		charge = "1"
+	}
+	v, err := reserveScript.Run(ctx, g.rdb, keys, a.ID, a.UserID, a.Quantity, ms(a.Deadline), a.RequestHash, g.IdemTTL.Milliseconds(),
+		ms(a.Now), a.Seed, a.AdmissionWindow.Milliseconds(), a.ShopperRate, a.ShopperBurst, charge).Slice()
 	if err != nil {
 		return shop.GateResult{}, fmt.Errorf("run reserve.lua: %w", Translate(err))
 	}
@@ -81,6 +87,12 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 		r.Available, r.IdemSeen = lua.Int(v, 1), lua.Str(v, 2) == "1"
 	case shop.GateLimit:
 		r.Limit, r.IdemSeen = lua.Int(v, 1), lua.Str(v, 3) == "1"
+	case shop.GateRateLimited:
+		r.Wait = time.Duration(lua.Int(v, 1)) * time.Millisecond
+	case shop.GateNotOpen:
+		r.Which = lua.Str(v, 1)
+	case shop.GateNotAdmitted:
+		r.Ahead = lua.Int(v, 1)
 	}
 	return r, nil
 }
@@ -110,18 +122,60 @@ func (g *Gate) Release(ctx context.Context, r shop.GateRelease) (shop.GateResult
 	return res, nil
 }
 
-// Rebuild runs rebuild.lua and reports whether it set the gate.
+// VersionBits is how many low bits of a live-stock version count the changes of one gate
+// generation: a rebuild under generation gen starts the version at max(existing, gen<<30).
+//
+// Why it never goes back: generations come from a Postgres sequence and only grow, so while
+// a generation sees fewer than 2^30 (about 1.07e9) changes of available, every version it
+// hands out is below (gen+1)<<30, the floor of any later generation, even when Redis lost the
+// version or a failover restored an older one. Why it stays a safe JavaScript integer: a
+// version is below 2^53 while gen < 2^23 (8,388,608 generations, for all products together:
+// each admin PUT or restock and each rebuild takes one). At 10,000 changes a second one
+// generation lasts 30 hours before it could pass 2^30; an admin change or a rebuild ends it.
+const VersionBits = 30
+
+// VersionBase is the version floor of gate generation gen.
+func VersionBase(gen int64) int64 { return gen << VersionBits }
+
+// Rebuild runs rebuild.lua and reports whether it set the gate. gatedrop.lua runs in the same
+// MULTI (both as EVAL, so neither can miss its script cache), so that no reserve ever sees the
+// rebuilt gate without its sale window, waiting room and bought units.
 func (g *Gate) Rebuild(ctx context.Context, s shop.GateState, now time.Time) (bool, error) {
 	args := make([]any, 0, 4+5*len(s.Holds))
-	args = append(args, s.Available, s.MaxPerUser, s.Gen, ms(now))
+	args = append(args, s.Available, s.MaxPerUser, s.Gen, VersionBase(s.Gen))
 	for _, h := range s.Holds {
 		args = append(args, h.ID, h.Quantity, ms(h.ExpiresAt), h.Status, h.UserID)
 	}
-	v, err := rebuildScript.Run(ctx, g.rdb, KeysFor(s.ProductID).list(), args...).Slice()
+	k := KeysFor(s.ProductID)
+	var rebuilt *redis.Cmd
+	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		rebuilt = p.Eval(ctx, lua.Rebuild, k.list(), args...)
+		p.Eval(ctx, lua.GateDrop, []string{k.Gate, k.Users}, dropArgs(s)...)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("run rebuild.lua: %w", Translate(err))
+	}
+	v, err := rebuilt.Slice()
 	if err != nil {
 		return false, fmt.Errorf("run rebuild.lua: %w", Translate(err))
 	}
 	return lua.Str(v, 0) == "rebuilt", nil
+}
+
+// dropArgs are gatedrop.lua's ARGV for a state.
+func dropArgs(s shop.GateState) []any {
+	opt := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return strconv.FormatInt(ms(*t), 10)
+	}
+	args := []any{s.Gen, opt(s.OpensAt), opt(s.ClosesAt), s.QueueRate}
+	for u, n := range s.Purchased {
+		args = append(args, u, n)
+	}
+	return args
 }
 
 // Invalidate drops the product's gate if its generation is below gen.
@@ -181,6 +235,40 @@ func (g *Gate) Due(ctx context.Context, productID string, now time.Time) (map[st
 		out[z.Member.(string)] = time.UnixMilli(int64(z.Score)).UTC()
 	}
 	return out, nil
+}
+
+// Holds returns the gate's generation, version and holds (id -> quantity), read together;
+// shop.ErrNotFound when the product has no gate.
+func (g *Gate) Holds(ctx context.Context, productID string) (int64, int64, map[string]int64, error) {
+	k := KeysFor(productID)
+	var gen, ver *redis.StringCmd
+	var holds *redis.MapStringStringCmd
+	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		gen = p.HGet(ctx, k.Gate, "gen")
+		ver = p.Get(ctx, k.Version)
+		holds = p.HGetAll(ctx, k.Holds)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, nil, fmt.Errorf("read gate holds: %w", Translate(err))
+	}
+	n, err := gen.Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, 0, nil, shop.ErrNotFound
+	}
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("read gate generation: %w", err)
+	}
+	v, err := ver.Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, nil, fmt.Errorf("read gate version: %w", err)
+	}
+	out := make(map[string]int64, len(holds.Val()))
+	for id, h := range holds.Val() {
+		q, _ := strconv.ParseInt(strings.SplitN(h, ":", 2)[0], 10, 64)
+		out[id] = q
+	}
+	return n, v, out, nil
 }
 
 // Translate marks errors of a Redis that cannot be reached as shop.ErrUnavailable; other

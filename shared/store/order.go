@@ -275,12 +275,29 @@ func (s *Store) RetakeOrder(ctx context.Context, orderID string, deadline, now t
 			res.Outcome = shop.RetakeGateChanged
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `UPDATE orders SET status = 'paid', updated_at = $2 WHERE id = $1`, orderID, now); err != nil {
+		// The holds' units are taken again in Postgres by the reservations trigger, which
+		// refuses (LU001) when the product's free units cannot cover them: the gate that
+		// granted them is stale. Only that step is undone, under a savepoint.
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return fmt.Errorf("savepoint: %w", translate(err))
+		}
+		if _, err := sp.Exec(ctx, `UPDATE orders SET status = 'paid', updated_at = $2 WHERE id = $1`, orderID, now); err != nil {
 			return fmt.Errorf("retake order: %w", translate(err))
 		}
-		if _, err := tx.Exec(ctx, `UPDATE reservations SET status = 'checked_out', expires_at = $2, updated_at = $3
+		if _, err := sp.Exec(ctx, `UPDATE reservations SET status = 'checked_out', expires_at = $2, updated_at = $3
 			WHERE order_id = $1 AND status = 'expired'`, orderID, deadline, now); err != nil {
+			if pe, ok := isShort(err); ok {
+				if rerr := sp.Rollback(ctx); rerr != nil {
+					return fmt.Errorf("rollback to savepoint: %w", translate(rerr))
+				}
+				res.Outcome, res.Stale, res.StaleGen = shop.RetakeGateChanged, pe.Detail, gens[pe.Detail]
+				return nil
+			}
 			return fmt.Errorf("retake holds: %w", translate(err))
+		}
+		if err := sp.Commit(ctx); err != nil {
+			return fmt.Errorf("release savepoint: %w", translate(err))
 		}
 		res.Outcome = shop.RetakeDone
 		return nil

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"strings"
@@ -22,6 +23,9 @@ import (
 // Store implements shop.Store on a pgx pool.
 type Store struct {
 	pool *pgxpool.Pool
+	// Pause, when set, is called at named points inside transactions (tests widen race
+	// windows with it): "rebuild.locked" after RebuildGate locked the product row.
+	Pause func(step string)
 }
 
 var _ shop.Store = (*Store)(nil)
@@ -105,14 +109,47 @@ func isUniqueViolation(err error, constraint string) bool {
 	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == constraint
 }
 
+// codeShort is the SQLSTATE lu_take_units raises when a product's free units cannot cover a
+// hold becoming live (migration 0004).
+const codeShort = "LU001"
+
+// slotOf is the slot (0..15) a hold takes its units from on the fast path.
+func slotOf(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return int(h.Sum32() % 64)
+}
+
+// isDeadlock reports whether Postgres aborted a statement to break a deadlock.
+func isDeadlock(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "40P01"
+}
+
+// isShort reports whether err is Postgres refusing a hold for want of free units.
+func isShort(err error) (*pgconn.PgError, bool) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == codeShort {
+		return pe, true
+	}
+	return nil, false
+}
+
 const liveStatuses = `('reserved', 'checked_out')`
 
 const productCols = `p.id, p.name, p.price_cents, p.currency, p.stock, p.sold, p.max_per_user, p.gate_gen,
+	p.opens_at, p.closes_at, p.queue_rate,
 	COALESCE((SELECT sum(r.quantity) FROM reservations r WHERE r.product_id = p.id AND r.status IN ` + liveStatuses + `), 0)`
 
 func scanProduct(row pgx.Row) (shop.ProductRow, error) {
 	var p shop.ProductRow
-	err := row.Scan(&p.ID, &p.Name, &p.PriceCents, &p.Currency, &p.Stock, &p.Sold, &p.MaxPerUser, &p.Gen, &p.Held)
+	err := row.Scan(&p.ID, &p.Name, &p.PriceCents, &p.Currency, &p.Stock, &p.Sold, &p.MaxPerUser, &p.Gen,
+		&p.OpensAt, &p.ClosesAt, &p.QueueRate, &p.Held)
+	for _, t := range []*time.Time{p.OpensAt, p.ClosesAt} {
+		if t != nil {
+			*t = t.UTC()
+		}
+	}
 	return p, err
 }
 
@@ -153,25 +190,62 @@ func errBelowHeld(stock, held int64) error {
 	return e
 }
 
-// UpsertProduct creates or updates a product and bumps its gate generation.
+// lockFree locks every slot of a product in slot order (the order every path that locks
+// more than one takes) and returns the product's free units: stock minus live holds, exact
+// while the slots are locked, since every change of a hold's units changes a slot in the
+// same transaction (migration 0004's triggers).
+func lockFree(ctx context.Context, tx pgx.Tx, id string) (int64, error) {
+	var free int64
+	err := tx.QueryRow(ctx, `SELECT COALESCE(sum(free), 0) FROM
+		(SELECT free FROM product_slots WHERE product_id = $1 ORDER BY slot FOR UPDATE) x`, id).Scan(&free)
+	if err != nil {
+		return 0, fmt.Errorf("lock product slots: %w", translate(err))
+	}
+	return free, nil
+}
+
+// spread sets a product's free units (its slots are locked, or it is new).
+func spread(ctx context.Context, tx pgx.Tx, id string, free int64) error {
+	if _, err := tx.Exec(ctx, `SELECT lu_spread($1, $2)`, id, free); err != nil {
+		return fmt.Errorf("set free units: %w", translate(err))
+	}
+	return nil
+}
+
+// UpsertProduct creates or updates a product and bumps its gate generation. The units held
+// are read from the product's slots under their locks, so the check against the new stock
+// and the new free units come from one consistent count.
 func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInput, now time.Time) (shop.ProductRow, error) {
 	var out shop.ProductRow
 	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var held int64
 		cur, err := lockProduct(ctx, tx, id)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		switch {
+		case err == nil:
+			free, err := lockFree(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			held = cur.Stock - free
+		case !errors.Is(err, pgx.ErrNoRows):
 			return fmt.Errorf("lock product: %w", translate(err))
 		}
-		if in.Stock < cur.Held {
-			return errBelowHeld(in.Stock, cur.Held)
+		if in.Stock < held {
+			return errBelowHeld(in.Stock, held)
 		}
 		_, err = tx.Exec(ctx, `
-			INSERT INTO products (id, name, price_cents, currency, stock, max_per_user, gate_gen, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, nextval('gate_generations'), $7, $7)
+			INSERT INTO products (id, name, price_cents, currency, stock, max_per_user, gate_gen, created_at, updated_at,
+				opens_at, closes_at, queue_rate)
+			VALUES ($1, $2, $3, $4, $5, $6, nextval('gate_generations'), $7, $7, $8, $9, $10)
 			ON CONFLICT (id) DO UPDATE SET name = $2, price_cents = $3, currency = $4, stock = $5,
-				max_per_user = $6, gate_gen = nextval('gate_generations'), updated_at = $7`,
-			id, in.Name, in.PriceCents, in.Currency, in.Stock, in.MaxPerUser, now)
+				max_per_user = $6, gate_gen = nextval('gate_generations'), updated_at = $7,
+				opens_at = $8, closes_at = $9, queue_rate = $10`,
+			id, in.Name, in.PriceCents, in.Currency, in.Stock, in.MaxPerUser, now, in.OpensAt, in.ClosesAt, in.QueueRate)
 		if err != nil {
 			return fmt.Errorf("upsert product: %w", translate(err))
+		}
+		if err := spread(ctx, tx, id, in.Stock-held); err != nil {
+			return err
 		}
 		out, err = scanProduct(tx.QueryRow(ctx, `SELECT `+productCols+` FROM products p WHERE p.id = $1`, id))
 		return translate(err)
@@ -179,7 +253,7 @@ func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInp
 	return out, err
 }
 
-// Restock adds delta to stock on hand and bumps the gate generation.
+// Restock adds delta to stock on hand and to the free units, and bumps the gate generation.
 func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Time) (shop.ProductRow, error) {
 	var out shop.ProductRow
 	err := s.tx(ctx, func(tx pgx.Tx) error {
@@ -187,9 +261,14 @@ func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Ti
 		if err != nil {
 			return fmt.Errorf("lock product: %w", translate(err))
 		}
+		free, err := lockFree(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		held := cur.Stock - free
 		stock := cur.Stock + delta
-		if stock < cur.Held || stock < 0 {
-			return errBelowHeld(stock, cur.Held)
+		if stock < held || stock < 0 {
+			return errBelowHeld(stock, held)
 		}
 		if stock > shop.MaxStock {
 			return shop.Invalid("delta", "stock would pass %d", shop.MaxStock)
@@ -198,7 +277,10 @@ func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Ti
 			WHERE id = $1 RETURNING gate_gen`, id, stock, now).Scan(&cur.Gen); err != nil {
 			return fmt.Errorf("restock: %w", translate(err))
 		}
-		cur.Stock = stock
+		if err := spread(ctx, tx, id, stock-held); err != nil {
+			return err
+		}
+		cur.Stock, cur.Held = stock, held
 		out = cur
 		return nil
 	})
@@ -207,17 +289,28 @@ func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Ti
 
 // RebuildGate locks the product, bumps its generation and passes its live holds to apply;
 // it commits only when apply set the gate. Holds recorded under an older generation wait
-// for the lock and are then refused, so the gate never misses a hold.
+// for the lock and are then refused, so the gate never misses a hold. Available units are
+// stock (fixed while the row is locked) minus the holds of one statement, so a hold that
+// ends while the rebuild runs is either in the gate with its units or in neither.
 func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.GateState) (bool, error)) error {
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		p, err := lockProduct(ctx, tx, id)
 		if err != nil {
 			return fmt.Errorf("lock product: %w", translate(err))
 		}
-		st := shop.GateState{ProductID: id, Available: p.Stock - p.Held, MaxPerUser: p.MaxPerUser}
+		if s.Pause != nil {
+			s.Pause("rebuild.locked")
+		}
+		st := shop.GateState{ProductID: id, MaxPerUser: p.MaxPerUser,
+			OpensAt: p.OpensAt, ClosesAt: p.ClosesAt, QueueRate: p.QueueRate}
+		if st.Purchased, err = purchased(ctx, tx, id); err != nil {
+			return err
+		}
 		if err := tx.QueryRow(ctx, `UPDATE products SET gate_gen = nextval('gate_generations') WHERE id = $1 RETURNING gate_gen`, id).Scan(&st.Gen); err != nil {
 			return fmt.Errorf("bump gate generation: %w", translate(err))
 		}
+		st.Row = p
+		st.Row.Gen = st.Gen
 		rows, err := tx.Query(ctx, `SELECT `+reservationCols+` FROM reservations WHERE product_id = $1 AND status IN `+liveStatuses, id)
 		if err != nil {
 			return fmt.Errorf("select live holds: %w", translate(err))
@@ -225,6 +318,10 @@ func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.Gate
 		st.Holds, err = pgx.CollectRows(rows, scanReservation)
 		if err != nil {
 			return fmt.Errorf("select live holds: %w", translate(err))
+		}
+		st.Available = p.Stock
+		for _, h := range st.Holds {
+			st.Available -= h.Quantity
 		}
 		set, err := apply(st)
 		if err != nil {
@@ -243,6 +340,23 @@ func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.Gate
 
 var errNotSet = errors.New("gate already present")
 
+// purchased returns, per shopper, the units of the product in fulfilled holds: bought units
+// that count against max_per_user (drops; paid holds are still live holds).
+func purchased(ctx context.Context, tx pgx.Tx, productID string) (map[string]int64, error) {
+	rows, err := tx.Query(ctx, `SELECT user_id, sum(quantity) FROM reservations
+		WHERE product_id = $1 AND status = 'fulfilled' GROUP BY user_id`, productID)
+	if err != nil {
+		return nil, fmt.Errorf("select bought units: %w", translate(err))
+	}
+	out := map[string]int64{}
+	var u string
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&u, &n}, func() error { out[u] = n; return nil }); err != nil {
+		return nil, fmt.Errorf("select bought units: %w", translate(err))
+	}
+	return out, nil
+}
+
 const reservationCols = `id, product_id, user_id, quantity, status, expires_at, created_at, order_id`
 
 func scanReservation(row pgx.CollectableRow) (shop.Reservation, error) {
@@ -254,26 +368,57 @@ func scanReservation(row pgx.CollectableRow) (shop.Reservation, error) {
 
 // InsertHold records a new hold in one statement, only while the product's gate generation
 // is still gen (checked under FOR KEY SHARE, which a rebuild's FOR UPDATE waits for) and the
-// deadline is after now. With idem, the idempotency record is written in the same statement.
-func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen int64, now time.Time, idem *shop.IdemRecord) (bool, error) {
-	const hold = `
+// deadline is after now; the insert trigger takes its units from the product's slots and
+// records version, the gate's live-stock version when it granted them. With idem, the idempotency record is written in the same statement.
+func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen, version int64, now time.Time, idem *shop.IdemRecord) (bool, error) {
+	// The fast path takes the units from the hold's own slot in the same statement (one row
+	// lock, no trigger work: units_taken tells the trigger they are taken). When that slot is
+	// short, the plain insert lets the trigger look at the other slots, pool them, or refuse.
+	const fast = `
 		WITH p AS (SELECT id FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
-		r AS (INSERT INTO reservations (id, product_id, user_id, quantity, status, expires_at, created_at, updated_at)
-			SELECT $1, p.id, $3, $4, 'reserved', $5, $6, $6 FROM p WHERE $5::timestamptz > $8::timestamptz
+		s AS (UPDATE product_slots SET free = free - $4, ver = greatest(ver, $9)
+			WHERE product_id = $2 AND slot = $10 AND free >= $4 AND $5::timestamptz > $8::timestamptz
+				AND EXISTS (SELECT 1 FROM p)
+			RETURNING slot),
+		r AS (INSERT INTO reservations (id, product_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version, units_taken)
+			SELECT $1, p.id, $3, $4, 'reserved', $5, $6, $6, $9, true FROM p, s
 			RETURNING id)`
-	args := []any{r.ID, r.ProductID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now}
-	q := hold + ` SELECT count(*) FROM r`
-	if idem != nil {
-		q = hold + `,
+	const plain = `
+		WITH p AS (SELECT id FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
+		r AS (INSERT INTO reservations (id, product_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version)
+			SELECT $1, p.id, $3, $4, 'reserved', $5, $6, $6, $9 FROM p WHERE $5::timestamptz > $8::timestamptz
+				AND $10::int >= 0
+			RETURNING id)`
+	const idemCTE = `,
 		i AS (INSERT INTO idempotency_keys (user_id, key, request_hash, status, body, created_at)
-			SELECT $3, $9, $10, $11, $12, $6 FROM r)
-		SELECT count(*) FROM r`
+			SELECT $3, $11, $12, $13, $14, $6 FROM r)`
+	args := []any{r.ID, r.ProductID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now, version, slotOf(r.ID)}
+	tail := ` SELECT (SELECT count(*) FROM p), count(*) FROM r`
+	if idem != nil {
+		tail = idemCTE + tail
 		args = append(args, idem.Key, idem.RequestHash, idem.Status, idem.Body)
 	}
-	var n int
-	if err := s.pool.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+	var found, n int
+	run := func(q string) error {
+		err := s.pool.QueryRow(ctx, q+tail, args...).Scan(&found, &n)
+		for tries := 0; isDeadlock(err) && tries < 3; tries++ {
+			// Postgres aborted the statement (nothing written) to break a lock cycle between
+			// slot takes: try again.
+			err = s.pool.QueryRow(ctx, q+tail, args...).Scan(&found, &n)
+		}
+		return err
+	}
+	err := run(fast)
+	if err == nil && n == 0 && found == 1 && r.ExpiresAt.After(now) {
+		err = run(plain) // the hold's slot is short
+	}
+	if err != nil {
 		if isUniqueViolation(err, "idempotency_keys_pkey") {
 			return false, shop.ErrIdemTaken
+		}
+		if pe, ok := isShort(err); ok {
+			// Postgres counts fewer free units than the gate granted: the gate is stale.
+			return false, fmt.Errorf("insert reservation: %w: %s", shop.ErrGateStale, pe.Message)
 		}
 		if !neverSent(err) {
 			// Sent but unanswered: the autocommit statement may have committed.
@@ -364,6 +509,31 @@ func (s *Store) HoldStatuses(ctx context.Context, ids []string) (map[string]stri
 	_, err = pgx.ForEachRow(rows, []any{&id, &st}, func() error { out[id] = st; return nil })
 	if err != nil {
 		return nil, fmt.Errorf("select hold statuses: %w", translate(err))
+	}
+	return out, nil
+}
+
+// VersionFloor returns the highest live-stock version a gate granted a recorded hold at.
+func (s *Store) VersionFloor(ctx context.Context, productID string) (int64, error) {
+	var v int64
+	if err := s.pool.QueryRow(ctx, `SELECT COALESCE(max(ver), 0) FROM product_slots WHERE product_id = $1`, productID).Scan(&v); err != nil {
+		return 0, fmt.Errorf("select version floor: %w", translate(err))
+	}
+	return v, nil
+}
+
+// SettledHolds returns the product's live holds (id -> quantity) not updated since before.
+func (s *Store) SettledHolds(ctx context.Context, productID string, before time.Time) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, quantity FROM reservations
+		WHERE product_id = $1 AND status IN `+liveStatuses+` AND updated_at < $2`, productID, before)
+	if err != nil {
+		return nil, fmt.Errorf("select settled holds: %w", translate(err))
+	}
+	out := map[string]int64{}
+	var id string
+	var q int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &q}, func() error { out[id] = q; return nil }); err != nil {
+		return nil, fmt.Errorf("select settled holds: %w", translate(err))
 	}
 	return out, nil
 }

@@ -113,7 +113,7 @@ func TestHoldNotSentIsNotMaybeWritten(t *testing.T) {
 	defer cancel()
 	r := shop.Reservation{ID: shop.NewID("r_"), ProductID: "p", UserID: "u", Quantity: 1, Status: shop.StatusReserved,
 		ExpiresAt: testenv.Start.Add(time.Minute), CreatedAt: testenv.Start}
-	_, err = store.New(pool).InsertHold(short, r, 1, testenv.Start, nil)
+	_, err = store.New(pool).InsertHold(short, r, 1, 0, testenv.Start, nil)
 	if err == nil || errors.Is(err, shop.ErrMaybeWritten) {
 		t.Fatalf("a hold that waited for a connection until its deadline: %v, want a certain failure", err)
 	}

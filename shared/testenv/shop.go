@@ -42,6 +42,7 @@ func NewEnv(t testing.TB) *Env {
 	clock := NewClock(Start)
 	svc := shop.NewService(store.New(pool), stock.New(rdb))
 	svc.Now = clock.Now
+	svc.ShopperRate = 0 // the clock stands still in tests: tests of the rate turn it on
 	svc.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	return &Env{Shop: svc, Pool: pool, DBURL: url, Redis: rdb, Clock: clock}
 }
@@ -60,6 +61,8 @@ func (e *Env) Product(t testing.TB, id string, stockUnits, maxPerUser int64) {
 // Ledger is one product's books as Postgres and Redis keep them.
 type Ledger struct {
 	Stock, Sold, HeldPG int64            // Postgres: stock on hand, sold, units in live holds
+	FreePG              int64            // Postgres: free units counted by the product's slots
+	BoughtPG            int64            // Postgres: units in fulfilled holds (count against max_per_user)
 	HoldsPG             map[string]int64 // Postgres: live hold id -> quantity
 	Available           int64            // Redis: available units
 	HoldsRedis          map[string]int64 // Redis: hold id -> quantity
@@ -72,7 +75,8 @@ func (e *Env) ReadLedger(t testing.TB, id string) Ledger {
 	t.Helper()
 	ctx := context.Background()
 	l := Ledger{HoldsPG: map[string]int64{}, HoldsRedis: map[string]int64{}, UsersRedis: map[string]int64{}}
-	if err := e.Pool.QueryRow(ctx, `SELECT stock, sold FROM products WHERE id = $1`, id).Scan(&l.Stock, &l.Sold); err != nil {
+	if err := e.Pool.QueryRow(ctx, `SELECT stock, sold, (SELECT COALESCE(sum(free), 0) FROM product_slots WHERE product_id = $1)
+		FROM products WHERE id = $1`, id).Scan(&l.Stock, &l.Sold, &l.FreePG); err != nil {
 		t.Fatalf("read product %s: %v", id, err)
 	}
 	rows, err := e.Pool.Query(ctx, `SELECT id, quantity FROM reservations WHERE product_id = $1 AND status IN ('reserved', 'checked_out')`, id)
@@ -90,6 +94,9 @@ func (e *Env) ReadLedger(t testing.TB, id string) Ledger {
 	}
 	if rows.Err() != nil {
 		t.Fatalf("read holds: %v", rows.Err())
+	}
+	if err := e.Pool.QueryRow(ctx, `SELECT COALESCE(sum(quantity), 0) FROM reservations WHERE product_id = $1 AND status = 'fulfilled'`, id).Scan(&l.BoughtPG); err != nil {
+		t.Fatalf("read bought units: %v", err)
 	}
 	k := stock.KeysFor(id)
 	avail, err := e.Redis.HGet(ctx, k.Gate, "avail").Result()
@@ -120,7 +127,8 @@ func (e *Env) ReadLedger(t testing.TB, id string) Ledger {
 }
 
 // CheckLedger fails the test unless Redis and Postgres agree on the product at rest:
-// available + held == stock, the same live holds in both, nothing negative, and the stock
+// available + held == stock, Postgres's free units (its slots) + held == stock, the same
+// live holds in both, nothing negative, and the stock
 // plus sold equal to want (the units the product ever had).
 func (e *Env) CheckLedger(t testing.TB, id string, want int64) Ledger {
 	t.Helper()
@@ -130,6 +138,9 @@ func (e *Env) CheckLedger(t testing.TB, id string, want int64) Ledger {
 	}
 	if l.Stock+l.Sold != want {
 		t.Errorf("ledger %s: stock %d + sold %d != %d", id, l.Stock, l.Sold, want)
+	}
+	if l.FreePG+l.HeldPG != l.Stock {
+		t.Errorf("ledger %s: free %d (postgres slots) + held %d (postgres) != stock %d", id, l.FreePG, l.HeldPG, l.Stock)
 	}
 	if l.Available < 0 {
 		t.Errorf("ledger %s: available %d < 0", id, l.Available)
@@ -149,8 +160,75 @@ func (e *Env) CheckLedger(t testing.TB, id string, want int64) Ledger {
 	for _, q := range l.UsersRedis {
 		users += q
 	}
-	if users != l.HeldPG {
-		t.Errorf("ledger %s: per-user counts sum to %d in redis, %d held in postgres", id, users, l.HeldPG)
+	if users != l.HeldPG+l.BoughtPG {
+		t.Errorf("ledger %s: per-user counts sum to %d in redis, %d held + %d bought in postgres", id, users, l.HeldPG, l.BoughtPG)
 	}
 	return l
+}
+
+// PGCount is one product's count in Postgres read in one statement (one snapshot).
+type PGCount struct {
+	Stock, Held, Free int64
+}
+
+// ReadPGCount reads a product's stock, units in live holds and free units (its slots) in
+// one statement, so that it can be sampled while holds change: Held <= Stock and
+// Free + Held == Stock must hold in every snapshot.
+func (e *Env) ReadPGCount(ctx context.Context, id string) (PGCount, error) {
+	var c PGCount
+	err := e.Pool.QueryRow(ctx, `SELECT p.stock,
+		COALESCE((SELECT sum(quantity) FROM reservations WHERE product_id = p.id AND status IN ('reserved', 'checked_out')), 0),
+		COALESCE((SELECT sum(free) FROM product_slots WHERE product_id = p.id), 0)
+		FROM products p WHERE p.id = $1`, id).Scan(&c.Stock, &c.Held, &c.Free)
+	return c, err
+}
+
+// GateCopy is a copy of a product's Redis keys (DUMP), as a replica that missed the writes
+// after it would hold them.
+type GateCopy map[string]string
+
+// productKeys lists every key of the product's hash slot {p:ID}.
+func productKeys(t testing.TB, rdb *redis.Client, id string) []string {
+	t.Helper()
+	keys, err := rdb.Keys(context.Background(), "{p:"+id+"}:*").Result()
+	if err != nil {
+		t.Fatalf("list keys of %s: %v", id, err)
+	}
+	return keys
+}
+
+// DumpProduct copies every key of the product's hash slot.
+func DumpProduct(t testing.TB, rdb *redis.Client, id string) GateCopy {
+	t.Helper()
+	c := GateCopy{}
+	for _, k := range productKeys(t, rdb, id) {
+		v, err := rdb.Dump(context.Background(), k).Result()
+		if err == redis.Nil {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("dump %s: %v", k, err)
+		}
+		c[k] = v
+	}
+	return c
+}
+
+// RestoreProduct stands for a Redis failover to a replica that missed every write to the
+// product since c was taken: the product's keys become exactly c (keys created since vanish).
+func RestoreProduct(t testing.TB, rdb *redis.Client, id string, c GateCopy) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if keys := productKeys(t, rdb, id); len(keys) > 0 {
+			p.Del(ctx, keys...)
+		}
+		for k, v := range c {
+			p.RestoreReplace(ctx, k, 0, v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("restore %s: %v", id, err)
+	}
 }

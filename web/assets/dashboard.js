@@ -1,5 +1,7 @@
 // dashboard.js: the admin dashboard. Product ledger and restock, failed jobs with retry,
-// cancel (refund) and redrive, orders by status. Refreshes every two seconds.
+// cancel (refund) and redrive, orders by status. Drops: the sale window and the waiting
+// room's rate per product, and each queue (joined, serving, admitted, sold out). Refreshes
+// every two seconds.
 import { api, ApiError, el, loadConfig, money, say, state } from "./api.js";
 import { initAuth, signIn, signOut, user } from "./auth.js";
 
@@ -37,12 +39,32 @@ function renderProducts(list) {
       el("td", { "data-col": "held" }, String(p.held)),
       el("td", { "data-col": "sold" }, String(p.sold)),
       el("td", { "data-col": "available" }, String(p.available)),
+      el("td", { "data-col": "window" }, windowText(p)),
+      el("td", { "data-col": "queue" }, queueText(p)),
       el("td", {}, el("span", { class: "row" },
         el("label", { for: id, class: "visually-hidden" }, "Units to add to " + p.name),
         el("input", { id, type: "number", value: "5" }),
         el("button", { type: "button", onclick: () => act("Restocked " + p.id + ".", () => api("POST", `/admin/products/${p.id}/restock`, { delta: Number($(id).value) })) }, "Restock"))));
   }));
 }
+
+function windowText(p) {
+  const f = (t) => new Date(t).toLocaleString();
+  if (!p.opens_at && !p.closes_at) return "always";
+  return (p.opens_at ? "from " + f(p.opens_at) : "") + (p.opens_at && p.closes_at ? " " : "") + (p.closes_at ? "until " + f(p.closes_at) : "");
+}
+
+function queueText(p) {
+  if (!(p.queue_rate > 0)) return "none";
+  const q = p.queue;
+  const head = p.queue_rate + "/s";
+  if (!q) return head;
+  if (!q.opened) return `${head} · ${q.joined} waiting for the opening`;
+  return `${head} · joined ${q.joined} · serving ${q.serving} · admitted ${q.admitted}` + (q.sold_out ? " · sold out" : "");
+}
+
+// isoOrNull turns a datetime-local value (the admin's local time) into RFC 3339, "" into null.
+function isoOrNull(v) { return v ? new Date(v).toISOString() : null; }
 
 function renderJobs(jobs) {
   $("jobs").replaceChildren(...jobs.map((j) => el("tr", { "data-job": j.order_id },
@@ -111,6 +133,7 @@ async function main() {
     act("Saved " + id + ".", () => api("PUT", "/admin/products/" + id, {
       name: $("p-name").value, price_cents: Number($("p-price").value), currency: "usd",
       stock: Number($("p-stock").value), max_per_user: Number($("p-max").value),
+      opens_at: isoOrNull($("p-opens").value), closes_at: isoOrNull($("p-closes").value), queue_rate: Number($("p-rate").value),
     }));
   });
   $("redrive").addEventListener("click", () => act("Redriven.", async () => {

@@ -1,5 +1,7 @@
 // store.js: the storefront. Products with live stock over the WebSocket, holds with a
 // countdown, checkout, and payment (Stripe's Payment Element, or "Pay (test)" locally).
+// Drops: a countdown to the opening, the waiting room (join, place in line live from the
+// room's "queue" messages and the ticket's number, the admission timer, sold out).
 import { api, ApiError, el, loadConfig, money, say, state } from "./api.js";
 import { accessToken, initAuth, signIn, signOut, signedIn, user } from "./auth.js";
 
@@ -18,6 +20,9 @@ function explain(err) {
     case "reservation_expired": return "Your hold expired before checkout. Reserve again.";
     case "unauthenticated": return "Please sign in first.";
     case "payment_provider_error": return "The payment provider failed; your holds are kept. Try again.";
+    case "not_open": return err.details.opens_at ? "The sale opens at " + new Date(err.details.opens_at).toLocaleString() + "." : "The sale has closed.";
+    case "not_admitted": return err.details.ahead == null ? "Join the queue: places are drawn at the opening." : `Not your turn yet: ${err.details.ahead} ahead of you.`;
+    case "rate_limited": return "Too many requests: wait a moment and try again.";
     default: return err.message;
   }
 }
@@ -33,7 +38,87 @@ function setAvailable(id, available, version) {
   const n = p.node.querySelector(".available");
   n.textContent = available > 0 ? `${available} available` : "Sold out";
   n.classList.toggle("zero", available <= 0);
-  p.node.querySelector("button").disabled = available <= 0 || !signedIn();
+  renderDrop(id);
+}
+
+// canReserve: in stock, signed in, inside the sale window, and admitted where there is a queue.
+function canReserve(p) {
+  const pr = p.product, now = Date.now();
+  if (pr.available <= 0 || !signedIn()) return false;
+  if (pr.opens_at && now < new Date(pr.opens_at).getTime()) return false;
+  if (pr.closes_at && now >= new Date(pr.closes_at).getTime()) return false;
+  return !(pr.queue_rate > 0) || (p.ticket && p.ticket.state === "admitted");
+}
+
+function clock(ms) {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  return (h ? h + ":" + String(m).padStart(2, "0") : String(m)) + ":" + String(s % 60).padStart(2, "0");
+}
+
+// renderDrop shows a product's sale window and the caller's place in its waiting room.
+function renderDrop(id) {
+  const p = products.get(id);
+  if (!p) return;
+  p.node.querySelector("button.reserve").disabled = !canReserve(p);
+  const d = p.node.querySelector(".drop");
+  if (!d) return;
+  const pr = p.product, now = Date.now();
+  const opens = pr.opens_at ? new Date(pr.opens_at).getTime() : 0;
+  const closes = pr.closes_at ? new Date(pr.closes_at).getTime() : 0;
+  const when = d.querySelector(".opens");
+  when.textContent = opens > now ? "Opens in " + clock(opens - now) : closes && closes <= now ? "Sale closed" : closes ? "Closes in " + clock(closes - now) : "On sale";
+  when.dataset.open = opens > now ? "no" : closes && closes <= now ? "closed" : "yes";
+  if (!(pr.queue_rate > 0)) return;
+  const t = p.ticket, line = d.querySelector(".ticket"), join = d.querySelector("button.join");
+  join.hidden = !signedIn() || (t && t.state !== "expired");
+  join.textContent = t && t.state === "expired" ? "Join again" : "Join the queue";
+  line.dataset.state = t ? t.state : "none";
+  line.dataset.number = t && t.number != null ? String(t.number) : "";
+  if (!t) { line.textContent = signedIn() ? "Join the queue to buy." : "Sign in to join the queue."; return; }
+  const serving = Math.max(t.serving || 0, p.serving || 0);
+  switch (t.state) {
+    case "waiting":
+      if (t.number == null) { line.textContent = "You are in the queue. Places are drawn at random at the opening."; break; }
+      line.textContent = `Place ${t.number} in line · ${Math.max(0, t.number - serving)} ahead of you`;
+      if (t.number <= serving) refreshTicket(id);
+      break;
+    case "sold_out": line.textContent = `Sold out for now · place ${t.number}; you keep it in case units come back`; break;
+    case "admitted": line.textContent = "Your turn! Reserve within " + clock(new Date(t.admitted_until).getTime() - now); break;
+    case "expired": line.textContent = "Your turn has passed."; break;
+  }
+  if (t.state === "admitted" && new Date(t.admitted_until).getTime() <= now) refreshTicket(id);
+}
+
+// refreshTicket reads the caller's ticket (at most one request per product in flight).
+async function refreshTicket(id) {
+  const p = products.get(id);
+  if (!p || !signedIn() || p.loading) return;
+  p.loading = true;
+  try {
+    p.ticket = await api("GET", `/products/${id}/queue`);
+    p.product.opens_at = p.ticket.opens_at; // the operator may have moved the opening
+  } catch (err) {
+    if (err.code === "not_found") p.ticket = null;
+  } finally { p.loading = false; }
+  renderDrop(id);
+}
+
+async function joinQueue(id) {
+  try {
+    const p = products.get(id);
+    p.ticket = await api("POST", `/products/${id}/queue`);
+    p.product.opens_at = p.ticket.opens_at;
+    say($("msg"), "You joined the queue.", "good");
+  } catch (err) { say($("msg"), explain(err), "bad"); }
+  renderDrop(id);
+}
+
+function loadTickets() {
+  for (const [id, p] of products) {
+    p.ticket = null;
+    if (p.product.queue_rate > 0 && signedIn()) refreshTicket(id); else renderDrop(id);
+  }
 }
 
 function renderProducts(list) {
@@ -49,8 +134,14 @@ function renderProducts(list) {
       el("div", { class: "row" },
         el("label", { for: qid }, "Quantity"),
         el("input", { id: qid, type: "number", min: "1", max: String(Math.min(p.max_per_user, 1000)), value: "1", inputmode: "numeric" }),
-        el("button", { type: "button", onclick: () => reserve(p.id, Number($(qid).value)) }, "Reserve")));
-    products.set(p.id, { product: p, version: undefined, node });
+        el("button", { type: "button", class: "reserve", onclick: () => reserve(p.id, Number($(qid).value)) }, "Reserve")));
+    if (p.opens_at || p.closes_at || p.queue_rate > 0) {
+      node.append(el("div", { class: "drop", "data-drop": p.id },
+        el("div", { class: "opens countdown", "aria-live": "off" }),
+        p.queue_rate > 0 ? el("div", { class: "ticket", "aria-live": "polite" }) : "",
+        p.queue_rate > 0 ? el("button", { type: "button", class: "join secondary", onclick: () => joinQueue(p.id) }, "Join the queue") : ""));
+    }
+    products.set(p.id, { product: p, version: undefined, node, ticket: null, serving: 0 });
     root.append(node);
     setAvailable(p.id, p.available);
   }
@@ -64,7 +155,21 @@ function renderProducts(list) {
 async function loadProducts() {
   const res = await api("GET", "/products");
   renderProducts(res.products);
+  loadTickets();
 }
+
+// Drops tick every second (countdowns); a ticket that waits is read again every 5 s, in case
+// a live message was missed, and at the opening (when the numbers are drawn).
+let ticks = 0;
+setInterval(() => {
+  ticks++;
+  for (const [id, p] of products) {
+    const t = p.ticket, pr = p.product;
+    const opened = pr.opens_at && Math.abs(Date.now() - new Date(pr.opens_at).getTime()) < 1000;
+    if (t && (opened || (ticks % 5 === 0 && (t.state === "waiting" || t.state === "sold_out")))) refreshTicket(id);
+    renderDrop(id);
+  }
+}, 1000);
 
 // Live stock: subscribe to every product shown; re-subscribe as a heartbeat so that a room
 // membership lost on the server heals, and reconnect when the socket closes.
@@ -77,6 +182,12 @@ async function connect() {
     let m;
     try { m = JSON.parse(e.data); } catch (_) { return; }
     if (m.type === "stock") setAvailable(m.product_id, m.available, m.version);
+    if (m.type === "queue" && products.has(m.product_id)) {
+      const p = products.get(m.product_id);
+      p.serving = m.serving;
+      if (p.ticket && (p.ticket.state === "sold_out") !== m.sold_out) refreshTicket(m.product_id);
+      renderDrop(m.product_id);
+    }
   };
   socket.onclose = () => { $("live").textContent = "Live stock: reconnecting…"; setTimeout(connect, 1000); };
 }
@@ -96,6 +207,7 @@ async function reserve(productID, quantity) {
   } catch (err) {
     say($("msg"), explain(err), "bad");
     if (err.code === "out_of_stock") setAvailable(productID, err.details.available);
+    if (err.code === "not_admitted") refreshTicket(productID);
   }
 }
 
@@ -225,6 +337,7 @@ function showUser() {
   $("whoami").hidden = !u;
   $("who").textContent = u ? "Signed in as " + u.name : "";
   for (const p of products.values()) setAvailable(p.product.id, p.product.available);
+  loadTickets();
 }
 
 // The session ended without the shopper asking (expired, refused): back to the prompt.
