@@ -10,6 +10,8 @@
 -- KEYS[7..10]  {p:ID}:q, {p:ID}:qt, {p:ID}:qpre, {p:ID}:qseg: the waiting room (waitroom.lua)
 -- KEYS[11] {s:USER}:rate  the shopper's token bucket (another slot: this script runs on the
 --          non-cluster Redis the stack deploys, as checkout.lua and join.lua do)
+-- KEYS[12] {p:ID}:idemlost  set (idemlost.lua) when Redis lost this product's keys less than an
+--          idempotency entry's lifetime ago: a key without an entry may have had one
 --
 -- ARGV[1]  new reservation id      ARGV[2]  user id         ARGV[3]  quantity (> 0)
 -- ARGV[4]  deadline (ms since epoch)
@@ -31,7 +33,8 @@
 --   {"out_of_stock", available, seen}
 --   {"limit", max_per_user, held, seen}
 --     seen is "1" when the Idempotency-Key has an entry whose hold is gone (the key succeeded
---     before: the caller answers from Postgres's record), else "0" (no Postgres read needed)
+--     before: the caller answers from Postgres's record) or may have had one that Redis lost
+--     (KEYS[12]), else "0" (no Postgres read needed)
 --   {"missing"}                           no gate for this product: rebuild it from Postgres, then retry
 --   {"rate_limited", ms}                  the shopper's bucket is empty: retry after ms; nothing changed
 --   {"not_open", "opens"|"closes"}        before the opening or after the close
@@ -57,7 +60,7 @@ end
 local seen = '0'
 if rhash ~= '' then
   local e = redis.call('HMGET', KEYS[6], 'hash', 'rid')
-  if e[2] then
+  if e[2] or redis.call('EXISTS', KEYS[12]) == 1 then
     seen = '1'
   end
   if e[2] and redis.call('HEXISTS', KEYS[2], e[2]) == 1 then

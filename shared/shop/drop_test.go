@@ -135,3 +135,29 @@ func TestFailoverLosingANewProductStillSellsIt(t *testing.T) {
 	}
 	env.CheckLedger(t, "new", 2)
 }
+
+// TestIdempotencyKeyAnswersAfterRedisLoss: the first answer of an Idempotency-Key stands for a
+// day even when Redis lost the key's entry and the product is sold out since: the rebuild
+// marks the product as having lost its entries, and the sold-out path then asks Postgres.
+func TestIdempotencyKeyAnswersAfterRedisLoss(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	env.Product(t, "last", 1, 1)
+	req := shop.ReserveRequest{UserID: "ana", ProductID: "last", Quantity: 1, IdemKey: "k-1"}
+	first, err := env.Shop.Reserve(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Redis.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := env.Shop.Reserve(ctx, req)
+	if err != nil || again.ID != first.ID {
+		t.Fatalf("the same key after a Redis loss: %+v %v, want the first hold %s", again, err, first.ID)
+	}
+	// Another shopper's new key on the sold-out product is still answered 409.
+	if _, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: "bo", ProductID: "last", Quantity: 1, IdemKey: "k-2"}); code(err) != shop.CodeOutOfStock {
+		t.Fatalf("a new key on the sold-out product: %v", err)
+	}
+	env.CheckLedger(t, "last", 1)
+}

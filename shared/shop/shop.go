@@ -113,6 +113,9 @@ type GateState struct {
 	Purchased map[string]int64
 	// Row is the product as the rebuild read it, under the new generation (for the catalog).
 	Row ProductRow
+	// HasHistory says the product ever had a hold: if Redis lost its keys, it may have lost
+	// Idempotency-Key entries with them, whose answers Postgres keeps.
+	HasHistory bool
 }
 
 // IdemRecord is a stored answer to a request that carried an Idempotency-Key.

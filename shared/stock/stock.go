@@ -67,7 +67,7 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 	k := KeysFor(a.ProductID)
 	keys := append(k.list(), idemKey(a.ProductID, a.UserID, a.IdemKey))
 	keys = append(keys, QueueKeys(a.ProductID)...)
-	keys = append(keys, BucketKey(a.UserID))
+	keys = append(keys, BucketKey(a.UserID), idemLostKey(a.ProductID))
 	charge := "0"
 	if a.Charge {
 		charge = "1"
@@ -149,6 +149,9 @@ func (g *Gate) Rebuild(ctx context.Context, s shop.GateState, now time.Time) (bo
 	k := KeysFor(s.ProductID)
 	var rebuilt *redis.Cmd
 	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if s.HasHistory {
+			p.Eval(ctx, lua.IdemLost, []string{k.Version, idemLostKey(s.ProductID)}, g.IdemTTL.Milliseconds())
+		}
 		rebuilt = p.Eval(ctx, lua.Rebuild, k.list(), args...)
 		p.Eval(ctx, lua.GateDrop, []string{k.Gate, k.Users}, dropArgs(s)...)
 		return nil
@@ -162,6 +165,9 @@ func (g *Gate) Rebuild(ctx context.Context, s shop.GateState, now time.Time) (bo
 	}
 	return lua.Str(v, 0) == "rebuilt", nil
 }
+
+// idemLostKey marks a product whose Redis state was lost (idemlost.lua).
+func idemLostKey(productID string) string { return "{p:" + productID + "}:idemlost" }
 
 // dropArgs are gatedrop.lua's ARGV for a state.
 func dropArgs(s shop.GateState) []any {

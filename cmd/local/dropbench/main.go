@@ -86,6 +86,7 @@ type row struct {
 	available, stock     int64
 	coldP50, coldP99     time.Duration
 	invokeP50, invokeP99 time.Duration
+	coldInFirst          bool // the emulator starts the process on the first event: no separate cold start
 }
 
 func run(ctx context.Context, o options) error {
@@ -159,6 +160,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return errors.Join(err, check(rows))
 		}
+		r.coldInFirst = true
 		rows = append(rows, r)
 		printTable(os.Stdout, rows[1:], o.poolerCap)
 	}
@@ -244,7 +246,7 @@ func printTable(w io.Writer, rows []row, poolerCap int) {
 		}
 		rate := float64(r.res.Invocations) / r.res.Wall.Seconds()
 		cold := ms(r.coldP50) + " / " + ms(r.coldP99)
-		if r.coldP99 == 0 {
+		if r.coldInFirst {
 			cold = "in the first invocation" // the emulator starts the process on the first event
 		}
 		fmt.Fprintf(w, "| %s | %d | %d | %d | %s | %s | %s / %s | %s | %.0f | %d (%d) | %d | %d / %d | %d |\n",
