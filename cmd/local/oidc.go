@@ -270,7 +270,7 @@ func (p *oidcProvider) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodGet {
-		p.signInPage(w, a, "")
+		p.signInPage(w, http.StatusOK, a, "")
 		return
 	}
 	if q.Get("cancel") != "" {
@@ -279,8 +279,7 @@ func (p *oidcProvider) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	name := strings.TrimSpace(q.Get("username"))
 	if !userName.MatchString(name) {
-		w.WriteHeader(http.StatusBadRequest)
-		p.signInPage(w, a, "A user name is 1 to 64 letters, digits or . _ @ -")
+		p.signInPage(w, http.StatusBadRequest, a, "A user name is 1 to 64 letters, digits or . _ @ -")
 		return
 	}
 	var groups []string
@@ -372,9 +371,10 @@ var signInTemplate = template.Must(template.New("signin").Parse(`<!doctype html>
 </html>
 `))
 
-func (p *oidcProvider) signInPage(w http.ResponseWriter, a authorizeParams, problem string) {
+func (p *oidcProvider) signInPage(w http.ResponseWriter, status int, a authorizeParams, problem string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
 	signInTemplate.Execute(w, map[string]any{"P": a, "Problem": problem}) //nolint:errcheck
 }
 

@@ -36,12 +36,13 @@ var testKey = sync.OnceValue(func() *rsa.PrivateKey {
 	return k
 })
 
-// startOIDCServer is startServer plus the runner's OpenID provider, its issuer the server's URL.
+// startOIDCServer is startServer plus the runner's OpenID provider, its issuer the server's URL;
+// its traffic is held to the reference like every runner test's.
 func startOIDCServer(t *testing.T, env *testenv.Env) (*httptest.Server, *server) {
 	t.Helper()
 	s := newServer(quiet, []byte(testSecret), func(ctx context.Context) error { return env.Pool.Ping(ctx) },
 		handler.Reserve(env.Shop, quiet), handler.Admin(env.Shop, quiet))
-	srv := httptest.NewServer(s)
+	srv := httptest.NewServer(withContract(t, s)) // every exchange checked against web/api/openapi.yaml
 	t.Cleanup(srv.Close)
 	s.serveOIDC(newOIDCProviderWithKey(srv.URL, testKey()))
 	return srv, s
