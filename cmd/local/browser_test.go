@@ -227,6 +227,21 @@ func TestStorefrontInABrowser(t *testing.T) {
 	if strings.TrimSpace(msg) != "" {
 		t.Fatalf("after signing in the dashboard says %q", msg)
 	}
+	// The create form lines up with the products table: the same left edge, every field inside
+	// the table's width, and no sideways scrolling of the page.
+	var aligned string
+	do(t, admin, "form alignment", chromedp.Evaluate(`(() => {
+		const t = document.querySelector("#products").closest("table").getBoundingClientRect();
+		const f = document.querySelector("#create").getBoundingClientRect();
+		const out = [...document.querySelectorAll("#create input, #create button")].filter((e) => e.getBoundingClientRect().right > t.right + 1).map((e) => e.id || e.textContent);
+		if (Math.abs(f.left - t.left) > 1) return "form left " + f.left + ", table left " + t.left;
+		if (out.length) return "past the table's right edge: " + out.join(", ");
+		if (document.documentElement.scrollWidth > innerWidth) return "the page scrolls sideways";
+		return "ok";
+	})()`, &aligned))
+	if aligned != "ok" {
+		t.Fatalf("the create form is not aligned with the table: %s", aligned)
+	}
 	// The admin creates the hoodie with the dashboard's form.
 	do(t, admin, "create the hoodie",
 		chromedp.SendKeys("#p-id", "hoodie", chromedp.ByQuery), chromedp.SendKeys("#p-name", "Hoodie", chromedp.ByQuery),
