@@ -178,6 +178,9 @@ func (s *Service) finishCancel(ctx context.Context, o Order, forget bool) error 
 		return fmt.Errorf("order %s has no payment intent to refund", o.ID)
 	}
 	if err := s.Pay.Refund(ctx, o.ID, *o.PaymentIntentID); err != nil {
+		if nerr := s.Store.NoteRefundFailure(context.WithoutCancel(ctx), o.ID, err.Error(), s.now()); nerr != nil {
+			s.Log.Warn("note refund failure", "order_id", o.ID, "err", nerr)
+		}
 		return &Error{Code: CodePaymentProviderError, Message: "the refund failed; the cancel stands and is retried", Err: err}
 	}
 	if err := s.fault("cancel.after_refund"); err != nil {

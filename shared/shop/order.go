@@ -111,6 +111,9 @@ type OrderStore interface {
 	// RefundsDue returns up to limit paid orders with a refund requested: cancels a crash
 	// left unfinished (or in progress now).
 	RefundsDue(ctx context.Context, limit int) ([]Order, error)
+	// NoteRefundFailure records a requested refund's failed attempt (last_error, updated_at),
+	// so that RefundsDue tries the orders least recently tried first.
+	NoteRefundFailure(ctx context.Context, orderID, reason string, now time.Time) error
 	// Orders lists orders, newest first, optionally of one status.
 	Orders(ctx context.Context, status string, limit int) ([]Order, error)
 	// TryLock takes the lease named key for ttl unless another holder's lease is still

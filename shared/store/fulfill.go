@@ -152,8 +152,10 @@ func (s *Store) FinishCancel(ctx context.Context, orderID string, now time.Time)
 
 // RefundsDue returns up to limit paid orders with a refund requested, oldest request first.
 func (s *Store) RefundsDue(ctx context.Context, limit int) ([]shop.Order, error) {
+	// Least recently tried first (a failed refund touches updated_at): an order Stripe keeps
+	// refusing never starves the newer ones.
 	rows, err := s.pool.Query(ctx, `SELECT `+orderCols+` FROM orders
-		WHERE status = 'paid' AND refund_requested_at IS NOT NULL ORDER BY refund_requested_at, id LIMIT $1`, limit)
+		WHERE status = 'paid' AND refund_requested_at IS NOT NULL ORDER BY updated_at, id LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("select requested refunds: %w", translate(err))
 	}
@@ -162,6 +164,19 @@ func (s *Store) RefundsDue(ctx context.Context, limit int) ([]shop.Order, error)
 		return nil, fmt.Errorf("select requested refunds: %w", translate(err))
 	}
 	return out, nil
+}
+
+// NoteRefundFailure records a requested refund's failed attempt on its order (last_error,
+// updated_at): admins see why the cancel waits, and RefundsDue tries it after the others.
+func (s *Store) NoteRefundFailure(ctx context.Context, orderID, reason string, now time.Time) error {
+	if len(reason) > 500 {
+		reason = reason[:500]
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE orders SET last_error = $2, updated_at = $3
+		WHERE id = $1 AND status = 'paid' AND refund_requested_at IS NOT NULL`, orderID, "refund: "+reason, now); err != nil {
+		return fmt.Errorf("note refund failure: %w", translate(err))
+	}
+	return nil
 }
 
 // Orders lists up to limit orders, newest first, optionally of one status, with items.

@@ -119,3 +119,42 @@ func TestHoldNotSentIsNotMaybeWritten(t *testing.T) {
 	}
 	busy.Release()
 }
+
+// TestRefundsDueLeastRecentlyTriedFirst: a requested refund that Stripe keeps refusing goes
+// to the back after each failed try, so it never starves the cancels requested after it.
+func TestRefundsDueLeastRecentlyTriedFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := testenv.Postgres(t)
+	s := store.New(pool)
+	t0 := testenv.Start
+	for i, id := range []string{"o_stuck", "o_newer"} {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		if _, err := pool.Exec(ctx, `INSERT INTO orders (id, user_id, status, amount_cents, currency, payment_intent_id,
+			payment_expires_at, created_at, updated_at, refund_requested_at)
+			VALUES ($1, 'u', 'paid', 100, 'usd', 'pi_'||$1, $2, $2, $2, $2)`, id, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() string {
+		t.Helper()
+		due, err := s.RefundsDue(ctx, 1)
+		if err != nil || len(due) != 1 {
+			t.Fatalf("refunds due: %v %v", due, err)
+		}
+		return due[0].ID
+	}
+	if got := next(); got != "o_stuck" {
+		t.Fatalf("first due: %s", got)
+	}
+	if err := s.NoteRefundFailure(ctx, "o_stuck", "charge_disputed", t0.Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(); got != "o_newer" {
+		t.Fatalf("after the stuck one failed, due first: %s, want o_newer", got)
+	}
+	var last string
+	if err := pool.QueryRow(ctx, `SELECT last_error FROM orders WHERE id = 'o_stuck'`).Scan(&last); err != nil || last != "refund: charge_disputed" {
+		t.Fatalf("last_error %q %v", last, err)
+	}
+}
