@@ -380,6 +380,7 @@ func (s *Service) checkGate(ctx context.Context, p ProductRow, now time.Time, re
 		return nil
 	}
 	s.Log.Warn("stale gate: rebuilt from postgres", "product_id", p.ID, "why", why)
+	s.markLost(ctx, p.ID)
 	if err := s.Gate.Invalidate(ctx, p.ID, max(gen+1, p.Gen)); err != nil {
 		return err
 	}
@@ -444,6 +445,7 @@ func (s *Service) sweepGate(ctx context.Context, p ProductRow, now time.Time, re
 		// A crash, or a failover to a copy that missed the release: in the second case the
 		// version went back with it, so the gate is rebuilt under a new generation, whose
 		// version is above every one handed out before.
+		s.markLost(ctx, productID)
 		if err := s.Gate.Invalidate(ctx, productID, math.MaxInt64); err != nil {
 			return err
 		}

@@ -195,6 +195,7 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 		// The gate lied (an older copy after a failover): drop it and retry, which rebuilds
 		// it from Postgres under a new generation and answers from the truth.
 		s.Log.Warn("stale gate: postgres refused a hold the gate granted", "product_id", a.ProductID, "gen", res.Gen, "err", err)
+		s.markLost(ctx, a.ProductID)
 		if err := s.Gate.Invalidate(context.WithoutCancel(ctx), a.ProductID, res.Gen+1); err != nil {
 			return Reserved{}, false, err
 		}
@@ -207,6 +208,14 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 			return Reserved{}, false, err
 		}
 		return Reserved{}, true, nil
+	}
+}
+
+// markLost notes that a product's gate was found stale, so its idempotency entries may be
+// too (a failure only logs: the gate's rebuild goes on).
+func (s *Service) markLost(ctx context.Context, productID string) {
+	if err := s.Gate.MarkLost(context.WithoutCancel(ctx), productID); err != nil {
+		s.Log.Warn("mark lost idempotency entries", "product_id", productID, "err", err)
 	}
 }
 

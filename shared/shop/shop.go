@@ -203,6 +203,9 @@ type Gate interface {
 	Rebuild(ctx context.Context, s GateState, now time.Time) (bool, error)
 	// Invalidate drops the product's gate if its generation is below gen.
 	Invalidate(ctx context.Context, productID string, gen int64) error
+	// MarkLost says the product's gate was found stale (an older copy after a failover), so
+	// its Idempotency-Key entries may be stale too: keyed sold-out answers then ask Postgres.
+	MarkLost(ctx context.Context, productID string) error
 	// Available returns the available units of each product that has a gate.
 	Available(ctx context.Context, ids []string) (map[string]int64, error)
 	// Due returns the holds of the product whose deadline is not after now, with their

@@ -75,7 +75,7 @@ func (s *storm) answer(op string, err error) {
 		s.count(op + " " + string(code(err)))
 	default:
 		s.count(op + " unexpected")
-		s.t.Logf("%s: unexpected error: %v", op, err)
+		s.t.Errorf("%s: unexpected error: %v", op, err)
 	}
 }
 

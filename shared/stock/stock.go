@@ -166,7 +166,17 @@ func (g *Gate) Rebuild(ctx context.Context, s shop.GateState, now time.Time) (bo
 	return lua.Str(v, 0) == "rebuilt", nil
 }
 
-// idemLostKey marks a product whose Redis state was lost (idemlost.lua).
+// MarkLost marks a product whose gate was found stale (an older copy after a failover): its
+// Idempotency-Key entries may be older too, so for as long as entries live a keyed sold-out
+// answer asks Postgres for the key's first answer. The lifetime is relative (PX).
+func (g *Gate) MarkLost(ctx context.Context, productID string) error {
+	if err := g.rdb.Set(ctx, idemLostKey(productID), "1", g.IdemTTL).Err(); err != nil {
+		return fmt.Errorf("mark lost entries of %s: %w", productID, Translate(err))
+	}
+	return nil
+}
+
+// idemLostKey marks a product whose Redis state was lost (idemlost.lua, MarkLost).
 func idemLostKey(productID string) string { return "{p:" + productID + "}:idemlost" }
 
 // dropArgs are gatedrop.lua's ARGV for a state.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -170,7 +171,7 @@ func (s *Store) RefundsDue(ctx context.Context, limit int) ([]shop.Order, error)
 // updated_at): admins see why the cancel waits, and RefundsDue tries it after the others.
 func (s *Store) NoteRefundFailure(ctx context.Context, orderID, reason string, now time.Time) error {
 	if len(reason) > 500 {
-		reason = reason[:500]
+		reason = strings.ToValidUTF8(reason[:500], "") // never half a character: Postgres refuses it
 	}
 	if _, err := s.pool.Exec(ctx, `UPDATE orders SET last_error = $2, updated_at = $3
 		WHERE id = $1 AND status = 'paid' AND refund_requested_at IS NOT NULL`, orderID, "refund: "+reason, now); err != nil {

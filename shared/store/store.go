@@ -218,31 +218,37 @@ func spread(ctx context.Context, tx pgx.Tx, id string, free int64) error {
 func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInput, now time.Time) (shop.ProductRow, error) {
 	var out shop.ProductRow
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		var held int64
+		// Create the row first (empty) unless it exists, then always lock it and its slots: two
+		// creating PUTs are serialized on the row, and a reserve that took units from a new
+		// product in between is counted, never overwritten.
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO products (id, name, price_cents, currency, stock, max_per_user, gate_gen, created_at, updated_at,
+				opens_at, closes_at, queue_rate)
+			VALUES ($1, $2, $3, $4, 0, $5, nextval('gate_generations'), $6, $6, $7, $8, $9)
+			ON CONFLICT (id) DO NOTHING`,
+			id, in.Name, in.PriceCents, in.Currency, in.MaxPerUser, now, in.OpensAt, in.ClosesAt, in.QueueRate); err != nil {
+			return fmt.Errorf("create product: %w", translate(err))
+		}
 		cur, err := lockProduct(ctx, tx, id)
-		switch {
-		case err == nil:
-			free, err := lockFree(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			held = cur.Stock - free
-		case !errors.Is(err, pgx.ErrNoRows):
+		if err != nil {
 			return fmt.Errorf("lock product: %w", translate(err))
 		}
+		free, err := lockFree(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		held := cur.Stock - free
 		if in.Stock < held {
 			return errBelowHeld(in.Stock, held)
 		}
 		_, err = tx.Exec(ctx, `
-			INSERT INTO products (id, name, price_cents, currency, stock, max_per_user, gate_gen, created_at, updated_at,
-				opens_at, closes_at, queue_rate)
-			VALUES ($1, $2, $3, $4, $5, $6, nextval('gate_generations'), $7, $7, $8, $9, $10)
-			ON CONFLICT (id) DO UPDATE SET name = $2, price_cents = $3, currency = $4, stock = $5,
+			UPDATE products SET name = $2, price_cents = $3, currency = $4, stock = $5,
 				max_per_user = $6, gate_gen = nextval('gate_generations'), updated_at = $7,
-				opens_at = $8, closes_at = $9, queue_rate = $10`,
+				opens_at = $8, closes_at = $9, queue_rate = $10
+			WHERE id = $1`,
 			id, in.Name, in.PriceCents, in.Currency, in.Stock, in.MaxPerUser, now, in.OpensAt, in.ClosesAt, in.QueueRate)
 		if err != nil {
-			return fmt.Errorf("upsert product: %w", translate(err))
+			return fmt.Errorf("update product: %w", translate(err))
 		}
 		if err := spread(ctx, tx, id, in.Stock-held); err != nil {
 			return err
