@@ -1,6 +1,7 @@
 package shop_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -209,4 +210,45 @@ func TestIdempotencyKeyAnswersAfterAFailover(t *testing.T) {
 		t.Fatalf("the same key after a failover: %+v %v, want the first hold %s", again, err, first.ID)
 	}
 	env.CheckLedger(t, "one", 1)
+}
+
+// rebuildHook runs before once, just before the gate it wraps is rebuilt (inside the
+// rebuild's transaction, after Postgres was read).
+type rebuildHook struct {
+	shop.Gate
+	before func()
+}
+
+func (g *rebuildHook) Rebuild(ctx context.Context, st shop.GateState, now time.Time) (bool, error) {
+	if f := g.before; f != nil {
+		g.before = nil
+		f()
+	}
+	return g.Gate.Rebuild(ctx, st, now)
+}
+
+// TestReleaseDuringARebuildReturnsItsUnits: a hold released after the rebuild read Postgres
+// and before it set the gate finds no gate to give its units to; the rebuild settles it, so
+// the units are back at once (not at the hold's deadline).
+func TestReleaseDuringARebuildReturnsItsUnits(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	env.Product(t, "mid", 3, 3)
+	r, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: "ana", ProductID: "mid", Quantity: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := &rebuildHook{Gate: env.Shop.Gate}
+	hook.before = func() {
+		if err := env.Shop.Release(ctx, "ana", r.ID); err != nil {
+			t.Errorf("release inside the rebuild: %v", err)
+		}
+	}
+	env.Shop.Gate = hook
+	if _, err := env.Shop.Restock(ctx, "mid", 1); err != nil { // rebuilds the gate
+		t.Fatal(err)
+	}
+	if l := env.CheckLedger(t, "mid", 4); l.Available != 4 || l.HeldPG != 0 {
+		t.Fatalf("after a release inside the rebuild: available %d, held %d, want 4 and 0", l.Available, l.HeldPG)
+	}
 }

@@ -258,9 +258,11 @@ func requestHash(route string, fields ...any) string {
 // ensureGate rebuilds a product's missing gate from Postgres; ErrNotFound → 404.
 func (s *Service) ensureGate(ctx context.Context, productID string) error {
 	_, err, _ := s.rebuilds.Do(productID, func() (any, error) {
-		return nil, s.Store.RebuildGate(ctx, productID, func(st GateState) (bool, error) {
+		var holds []Reservation // the live holds a gate was set with
+		err := s.Store.RebuildGate(ctx, productID, func(st GateState) (bool, error) {
 			set, err := s.Gate.Rebuild(ctx, st, s.now())
 			if set {
+				holds = st.Holds
 				s.changed(ctx, productID)
 				// The catalog entry comes back with the gate (a failover may have lost both).
 				if err := s.Gate.PutCatalog(ctx, catalogEntries(st.Row), false); err != nil {
@@ -269,11 +271,50 @@ func (s *Service) ensureGate(ctx context.Context, productID string) error {
 			}
 			return set, err
 		})
+		if err == nil && len(holds) > 0 {
+			err = s.settleRebuilt(ctx, productID, holds)
+		}
+		return nil, err
 	})
 	if errors.Is(err, ErrNotFound) {
 		return Errorf(CodeNotFound, "no product %q", productID)
 	}
 	return err
+}
+
+// settleRebuilt ends, in a gate just set, the holds that ended in Postgres while it was being
+// rebuilt: their own release found no gate to give the units back to, so they would stay held
+// until their deadline. A release that commits after this read finds the gate and does it itself.
+func (s *Service) settleRebuilt(ctx context.Context, productID string, holds []Reservation) error {
+	ids := make([]string, len(holds))
+	for i, h := range holds {
+		ids[i] = h.ID
+	}
+	status, err := s.Store.HoldStatuses(ctx, ids)
+	if err != nil {
+		return err
+	}
+	var fulfilled []Reservation
+	for _, h := range holds {
+		switch status[h.ID] {
+		case StatusReserved, StatusCheckedOut:
+			continue
+		case StatusFulfilled:
+			fulfilled = append(fulfilled, Reservation{ID: h.ID, ProductID: productID}) // sold: no units back
+			continue
+		}
+		res, err := s.Gate.Release(ctx, GateRelease{ProductID: productID, ID: h.ID, Deadline: h.ExpiresAt})
+		if err != nil {
+			return err
+		}
+		if res.Outcome == GateReleased {
+			s.changed(ctx, productID)
+		}
+	}
+	if len(fulfilled) > 0 {
+		return s.Gate.Drop(ctx, fulfilled)
+	}
+	return nil
 }
 
 // Release ends the user's reserved hold now and gives its units back. Releasing a hold that
