@@ -100,6 +100,20 @@ end
 -- while units were available, and stays where it was while available was 0.
 local function wr_touch(K, now, G, seed)
   local s = redis.call('HMGET', K.q, 'open', 'at', 'p', 'run', 'rate', 'm')
+  if s[1] and G.opens >= 0 and now < G.opens and tonumber(s[1]) ~= G.opens then
+    -- The operator moved the opening into the future after the queue opened (or was touched
+    -- with no opening set): every ticket waits for the new opening again, unnumbered, and is
+    -- shuffled with the others then, so the fair start holds.
+    local t = redis.call('HGETALL', K.t)
+    redis.call('DEL', K.pre)
+    for i = 1, #t, 2 do
+      local joined = string.match(t[i + 1], ':(.*)$') or wr_num(now)
+      redis.call('RPUSH', K.pre, t[i])
+      redis.call('HSET', K.t, t[i], '0:' .. joined)
+    end
+    redis.call('DEL', K.q, K.seg)
+    s = {false}
+  end
   if not s[1] then
     if G.opens >= 0 and now < G.opens then
       return {opened = false, serving = 0, m = 0, paused = G.avail <= 0, open_ms = G.opens}

@@ -499,3 +499,37 @@ func TestRateHoldsAcrossInstances(t *testing.T) {
 		t.Fatalf("%d holds", len(ids))
 	}
 }
+
+// TestOpeningMovedLaterKeepsTheFairStart: an operator creates a waiting room with no opening,
+// the dashboard looks at it (which opens it), then sets an opening an hour ahead. Shoppers who
+// join now wait unnumbered for that opening, as the fair start says, instead of being
+// numbered in arrival order and expiring before the sale opens.
+func TestOpeningMovedLaterKeepsTheFairStart(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	dropProduct(t, env, "moved", 5, 1, nil, nil, 1)
+	early, err := env.Shop.JoinQueue(ctx, "early", "moved") // opens the queue at once
+	if err != nil || early.Number == nil {
+		t.Fatalf("a queue with no opening opens at the first touch: %+v %v", early, err)
+	}
+	opens := env.Clock.Now().Add(time.Hour)
+	dropProduct(t, env, "moved", 5, 1, &opens, nil, 1)
+	for _, u := range []string{"a", "b", "c"} {
+		tk, err := env.Shop.JoinQueue(ctx, u, "moved")
+		if err != nil || tk.Number != nil || tk.State != "waiting" {
+			t.Fatalf("%s joins before the new opening: %+v %v, want waiting with no number", u, tk, err)
+		}
+	}
+	if tk, err := env.Shop.QueueTicket(ctx, "early", "moved"); err != nil || tk.Number != nil {
+		t.Fatalf("the early ticket waits for the new opening too: %+v %v", tk, err)
+	}
+	env.Clock.Advance(time.Hour + time.Second)
+	seen := map[int64]bool{}
+	for _, u := range []string{"early", "a", "b", "c"} {
+		tk, err := env.Shop.QueueTicket(ctx, u, "moved")
+		if err != nil || tk.Number == nil || *tk.Number < 1 || *tk.Number > 4 || seen[*tk.Number] {
+			t.Fatalf("%s after the opening: %+v %v, want one of the numbers 1..4", u, tk, err)
+		}
+		seen[*tk.Number] = true
+	}
+}
