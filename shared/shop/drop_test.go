@@ -252,3 +252,29 @@ func TestReleaseDuringARebuildReturnsItsUnits(t *testing.T) {
 		t.Fatalf("after a release inside the rebuild: available %d, held %d, want 4 and 0", l.Available, l.HeldPG)
 	}
 }
+
+// TestLimitHoldsAfterAFailover: a failover to a copy taken before a shopper's holds loses the
+// gate's count of them; Postgres still counts the shopper's units and refuses a hold past
+// max_per_user, the stale gate is rebuilt, and the shopper is answered limit_exceeded.
+func TestLimitHoldsAfterAFailover(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	env.Product(t, "cap", 10, 2)
+	older := testenv.DumpProduct(t, env.Redis, "cap")
+	if _, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: "ana", ProductID: "cap", Quantity: 2}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.RestoreProduct(t, env.Redis, "cap", older)
+	if _, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: "ana", ProductID: "cap", Quantity: 2}); code(err) != shop.CodeLimitExceeded {
+		t.Fatalf("past the limit after a failover: %v, want limit_exceeded", err)
+	}
+	var units int64
+	if err := env.Pool.QueryRow(ctx, `SELECT COALESCE(sum(quantity), 0) FROM reservations WHERE product_id = 'cap' AND user_id = 'ana'
+		AND status IN ('reserved', 'checked_out', 'fulfilled')`).Scan(&units); err != nil || units != 2 {
+		t.Fatalf("ana's units in postgres: %d %v, want 2", units, err)
+	}
+	if _, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: "bo", ProductID: "cap", Quantity: 2}); err != nil {
+		t.Fatalf("another shopper: %v", err)
+	}
+	env.CheckLedger(t, "cap", 10)
+}

@@ -110,8 +110,13 @@ func isUniqueViolation(err error, constraint string) bool {
 }
 
 // codeShort is the SQLSTATE lu_take_units raises when a product's free units cannot cover a
-// hold becoming live (migration 0004).
-const codeShort = "LU001"
+// hold becoming live (migration 0004); codeOverLimit the one lu_user_units raises when a hold
+// would take its shopper past max_per_user (migration 0031). Either means the gate that
+// granted the hold counted from an older state.
+const (
+	codeShort     = "LU001"
+	codeOverLimit = "LU003"
+)
 
 // slotOf is the slot (0..15) a hold takes its units from on the fast path.
 func slotOf(id string) int {
@@ -126,10 +131,11 @@ func isDeadlock(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "40P01"
 }
 
-// isShort reports whether err is Postgres refusing a hold for want of free units.
+// isShort reports whether err is Postgres refusing a hold for want of free units, or because
+// it would take its shopper past max_per_user.
 func isShort(err error) (*pgconn.PgError, bool) {
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == codeShort {
+	if errors.As(err, &pe) && (pe.Code == codeShort || pe.Code == codeOverLimit) {
 		return pe, true
 	}
 	return nil, false
