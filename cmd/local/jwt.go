@@ -34,6 +34,12 @@ func verifyToken(secret []byte, header string) (map[string]string, error) {
 	if !ok {
 		return nil, errors.New("unexpected claims")
 	}
+	return gatewayClaims(mc)
+}
+
+// gatewayClaims checks the claims every token needs (exact groups, a sub) and turns them into
+// the strings API Gateway passes to the functions.
+func gatewayClaims(mc jwt.MapClaims) (map[string]string, error) {
 	if g, ok := mc["cognito:groups"]; ok {
 		if err := checkGroups(g); err != nil {
 			return nil, err

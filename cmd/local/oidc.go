@@ -531,19 +531,7 @@ func (p *oidcProvider) verify(raw, client string) (map[string]string, error) {
 	if !ok {
 		return nil, errors.New("not for this route's client")
 	}
-	if g, ok := mc["cognito:groups"]; ok {
-		if err := checkGroups(g); err != nil {
-			return nil, err
-		}
-	}
-	out := make(map[string]string, len(mc))
-	for k, v := range mc {
-		out[k] = claimString(v)
-	}
-	if out["sub"] == "" {
-		return nil, errors.New("token has no sub")
-	}
-	return out, nil
+	return gatewayClaims(mc)
 }
 
 // tokenAlg is the alg of a JWT's header, unverified ("" when it is not a JWT).
