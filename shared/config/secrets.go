@@ -28,8 +28,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -231,7 +233,8 @@ func newSecretsManager(ctx context.Context) (SecretGetter, error) {
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	signer := v4.NewSigner()
-	return func(ctx context.Context, arn string) (string, error) {
+	var once SecretGetter
+	once = func(ctx context.Context, arn string) (string, error) {
 		body, _ := json.Marshal(map[string]string{"SecretId": arn})
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/", bytes.NewReader(body))
 		if err != nil {
@@ -263,11 +266,55 @@ func newSecretsManager(ctx context.Context) (SecretGetter, error) {
 		}
 		_ = json.Unmarshal(raw, &out)
 		if resp.StatusCode != http.StatusOK {
-			return "", fmt.Errorf("get secret: %s %s: %s", resp.Status, out.Type, out.Message)
+			err := fmt.Errorf("get secret: %s %s: %s", resp.Status, out.Type, out.Message)
+			if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || strings.Contains(out.Type, "Throttling") {
+				err = fmt.Errorf("%w: %w", errRetrySecret, err)
+			}
+			return "", err
 		}
 		if out.SecretString == nil {
 			return "", fmt.Errorf("get secret: no SecretString (binary secrets are not supported)")
 		}
 		return *out.SecretString, nil
-	}, nil
+	}
+	return retrySecrets(once, secretTries, secretBackoff), nil
+}
+
+// A thousand cold starts at a drop read their secrets at once: a throttled or failed read is
+// tried again (secretTries in all, the waits growing from secretBackoff) before the cold start
+// gives up, well inside Lambda's 10 s for an environment's init.
+const (
+	secretTries   = 4
+	secretBackoff = 200 * time.Millisecond
+)
+
+// errRetrySecret marks a Secrets Manager answer worth trying again: throttled or a server error.
+var errRetrySecret = errors.New("secrets manager busy")
+
+// retrySecrets tries get again, up to tries in all, after a network error or an answer marked
+// errRetrySecret, waiting backoff, then 3×, 9× as long (bounded by ctx).
+func retrySecrets(get SecretGetter, tries int, backoff time.Duration) SecretGetter {
+	return func(ctx context.Context, arn string) (string, error) {
+		var err error
+		wait := backoff
+		for i := 0; i < tries; i++ {
+			var v string
+			if v, err = get(ctx, arn); err == nil {
+				return v, nil
+			}
+			var ne net.Error
+			if !errors.Is(err, errRetrySecret) && !errors.As(err, &ne) || i == tries-1 {
+				break
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return "", err
+			case <-t.C:
+			}
+			wait *= 3
+		}
+		return "", err
+	}
 }

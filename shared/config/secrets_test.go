@@ -298,3 +298,52 @@ func TestSecretsManagerCall(t *testing.T) {
 		})
 	}
 }
+
+// TestSecretsManagerCallRetries: at a drop a thousand cold starts read their secrets at once;
+// a throttled or failing answer is tried again, a final one (not found) is not, and a
+// Secrets Manager that stays down fails after the tries.
+func TestSecretsManagerCallRetries(t *testing.T) {
+	tests := []struct {
+		name      string
+		answers   []int // status of each answer in turn (the last repeats)
+		throttle  bool  // 400 answers say ThrottlingException, else ResourceNotFoundException
+		wantCalls int
+		wantErr   bool
+	}{
+		{"throttled twice", []int{400, 400, 200}, true, 3, false},
+		{"a server error", []int{503, 200}, false, 2, false},
+		{"not found is final", []int{400}, false, 1, true},
+		{"down", []int{500}, false, secretTries, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls int
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				st := tt.answers[min(calls, len(tt.answers)-1)]
+				calls++
+				w.WriteHeader(st)
+				switch {
+				case st == 200:
+					_, _ = w.Write([]byte(`{"SecretString":"v"}`))
+				case tt.throttle:
+					_, _ = w.Write([]byte(`{"__type":"ThrottlingException","message":"Rate exceeded"}`))
+				default:
+					_, _ = w.Write([]byte(`{"__type":"ResourceNotFoundException","message":"no"}`))
+				}
+			}))
+			defer srv.Close()
+			t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", srv.URL)
+			t.Setenv("AWS_ACCESS_KEY_ID", "test")
+			t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+			t.Setenv("AWS_REGION", "eu-west-1")
+			get, err := newSecretsManager(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = get(context.Background(), "arn:test")
+			if (err != nil) != tt.wantErr || calls != tt.wantCalls {
+				t.Fatalf("err %v after %d calls; want error %v after %d", err, calls, tt.wantErr, tt.wantCalls)
+			}
+		})
+	}
+}
