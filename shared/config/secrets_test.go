@@ -277,14 +277,7 @@ func TestSecretsManagerCall(t *testing.T) {
 				_, _ = w.Write([]byte(tt.body))
 			}))
 			defer srv.Close()
-			t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", srv.URL)
-			t.Setenv("AWS_ACCESS_KEY_ID", "test")
-			t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-			t.Setenv("AWS_REGION", "eu-west-1")
-			get, err := newSecretsManager(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
+			get := secretsManagerAt(t, srv.URL)
 			got, err := get(context.Background(), "arn:test")
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
@@ -332,18 +325,26 @@ func TestSecretsManagerCallRetries(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", srv.URL)
-			t.Setenv("AWS_ACCESS_KEY_ID", "test")
-			t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-			t.Setenv("AWS_REGION", "eu-west-1")
-			get, err := newSecretsManager(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = get(context.Background(), "arn:test")
+			get := secretsManagerAt(t, srv.URL)
+			_, err := get(context.Background(), "arn:test")
 			if (err != nil) != tt.wantErr || calls != tt.wantCalls {
 				t.Fatalf("err %v after %d calls; want error %v after %d", err, calls, tt.wantErr, tt.wantCalls)
 			}
 		})
 	}
+}
+
+// secretsManagerAt is the real Secrets Manager call, signed with test credentials, aimed at a
+// stand-in server.
+func secretsManagerAt(t *testing.T, endpoint string) SecretGetter {
+	t.Helper()
+	t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint)
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_REGION", "eu-west-1")
+	get, err := newSecretsManager(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return get
 }
