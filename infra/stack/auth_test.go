@@ -2,6 +2,7 @@ package stack
 
 import (
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -156,6 +157,44 @@ func TestSignIn(t *testing.T) {
 			}
 		})
 	}
+	// The outside review: the admins' client signs in by SRP only (no USER_PASSWORD_AUTH), the
+	// admins' pool has threat protection enforced (the Plus plan); both pools want symbols too.
+	t.Run("auth flows", func(t *testing.T) {
+		want := map[string][]string{
+			webClient:   {"ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"},
+			adminClient: {"ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_SRP_AUTH"},
+		}
+		for id, flows := range want {
+			got := map[string]bool{}
+			for _, f := range asList(d.Resources[id].Properties["ExplicitAuthFlows"]) {
+				got[fmt.Sprint(f)] = true
+			}
+			if strings.Join(sorted(got), " ") != strings.Join(flows, " ") {
+				t.Errorf("%s allows %v, want %v", id, sorted(got), flows)
+			}
+		}
+	})
+	t.Run("threat protection on the admins' pool", func(t *testing.T) {
+		has(t, "admins", func() {
+			tp.HasResourceProperties(jsii.String("AWS::Cognito::UserPool"), props(map[string]any{
+				"UserPoolName": "lastunit-admins", "UserPoolTier": "PLUS",
+				"UserPoolAddOns": map[string]any{"AdvancedSecurityMode": "ENFORCED"},
+			}))
+		})
+	})
+	t.Run("password policies", func(t *testing.T) {
+		for pool, min := range map[string]float64{users: 12, admins: 14} {
+			pp, _ := d.Resources[pool].Properties["Policies"].(map[string]any)["PasswordPolicy"].(map[string]any)
+			for _, k := range []string{"RequireLowercase", "RequireUppercase", "RequireNumbers", "RequireSymbols"} {
+				if pp[k] != true {
+					t.Errorf("%s: %s is %v", pool, k, pp[k])
+				}
+			}
+			if pp["MinimumLength"] != min {
+				t.Errorf("%s: minimum length %v, want %v", pool, pp["MinimumLength"], min)
+			}
+		}
+	})
 	t.Run("the sign-in origins match the domains", func(t *testing.T) {
 		for _, o := range s.SignInOrigins() {
 			raw, _ := json.Marshal(s.Stack.Resolve(o))

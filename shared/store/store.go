@@ -40,10 +40,13 @@ func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 // Queries run in a mode that never creates a named prepared statement (the statement's
 // description is cached and it runs as the unnamed statement in one round trip), so the pool
 // works through PgBouncer in transaction pooling mode and does not pin RDS Proxy sessions.
-func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+func Open(ctx context.Context, url string, maxConns int32, opts ...Option) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
@@ -58,6 +61,26 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 		return nil, fmt.Errorf("open postgres: %w", translate(err))
 	}
 	return pool, nil
+}
+
+// Option changes the pool Open builds.
+type Option func(*pgxpool.Config)
+
+// WithPassword makes each new connection take its password from password instead of the
+// URL: in AWS the database secret rotates under a warm function, whose open connections keep
+// working while new ones need the new password. An error from password fails that
+// connection as shop.ErrUnavailable (the request answers 503).
+func WithPassword(password func(context.Context) (string, error)) Option {
+	return func(cfg *pgxpool.Config) {
+		cfg.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+			pw, err := password(ctx)
+			if err != nil {
+				return fmt.Errorf("%w: database password: %w", shop.ErrUnavailable, err)
+			}
+			cc.Password = pw
+			return nil
+		}
+	}
 }
 
 // Ping checks that the database answers (for health checks; never at a cold start).

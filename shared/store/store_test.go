@@ -158,3 +158,53 @@ func TestRefundsDueLeastRecentlyTriedFirst(t *testing.T) {
 		t.Fatalf("last_error %q %v", last, err)
 	}
 }
+
+// TestWithPassword: each new connection asks for its password (a rotated secret reaches a
+// warm function's next connection), an open connection does not ask again, and a password
+// that cannot be had fails that connection as unavailable (503), not as a crash.
+func TestWithPassword(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, url := testenv.Postgres(t)
+	var mu sync.Mutex
+	asked := 0
+	pool, err := store.Open(ctx, url, 1, store.WithPassword(func(context.Context) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		return "", nil // the test server trusts loopback: no password is checked here
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if asked != 0 {
+		t.Fatalf("asked %d times before any connection (a cold start must not connect)", asked)
+	}
+	for range 3 {
+		if err := store.Ping(ctx, pool); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if asked != 1 {
+		t.Fatalf("asked %d times for one connection used three times, want 1", asked)
+	}
+	pool.Reset() // the proxy closed the connection: the next one asks again
+	if err := store.Ping(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if asked != 2 {
+		t.Fatalf("asked %d times after a new connection, want 2", asked)
+	}
+
+	failing, err := store.Open(ctx, url, 1, store.WithPassword(func(context.Context) (string, error) {
+		return "", errors.New("secrets manager: throttled")
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer failing.Close()
+	if err := store.Ping(ctx, failing); !errors.Is(err, shop.ErrUnavailable) {
+		t.Fatalf("ping without a password: %v, want shop.ErrUnavailable", err)
+	}
+}
