@@ -105,7 +105,7 @@ stripe-keys: $(NODE) ## put the Stripe secret key and the webhook signing secret
 		|| { echo "no StripeSecretArn or StripeWebhookSecretArn in build/outputs.json: run make deploy first" >&2; exit 1; }; \
 	read -rsp "Stripe secret key (sk_...): " sk; echo; read -rsp "webhook signing secret (whsec_...): " wh; echo; \
 	printf '{"secret_key":"%s"}' "$$sk" | \
-		$(AWS_ENV) aws secretsmanager put-secret-value --secret-id "$$arn" --secret-string file:///dev/stdin --query Name --output text; \
+		$(AWS_ENV) aws secretsmanager put-secret-value --secret-id "$$arn" --secret-string file:///dev/stdin --query Name --output text && \
 	printf '{"webhook_secret":"%s"}' "$$wh" | \
 		$(AWS_ENV) aws secretsmanager put-secret-value --secret-id "$$hook" --secret-string file:///dev/stdin --query Name --output text
 	@$(MAKE) -s reload-secrets
