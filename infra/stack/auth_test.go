@@ -16,7 +16,9 @@ import (
 // and holds the admin group; the admin routes' JWT authorizer takes only the admins' pool and
 // its client, the other protected routes' only the shoppers'. Both clients sign in through a
 // Cognito domain with managed login, the code flow only, openid email profile, and their
-// page on the distribution as callback and sign-out URL.
+// page on the distribution as callback and sign-out URL. The admins' client allows SRP only
+// (no USER_PASSWORD_AUTH) and their pool enforces threat protection (the Plus plan); both
+// pools' passwords need upper and lower case, digits and symbols.
 func TestSignIn(t *testing.T) {
 	s, tp, d := synth(t)
 	users, admins := logicalID(s, s.APIs.UserPool), logicalID(s, s.APIs.AdminPool)
