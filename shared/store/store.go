@@ -92,7 +92,9 @@ func Ping(ctx context.Context, pool *pgxpool.Pool) error {
 }
 
 // translate maps driver errors to the shop's: no rows → ErrNotFound, a database that cannot
-// be reached → ErrUnavailable. Anything else is returned as it is, for the logs.
+// be reached or refuses the login (class 28: a password rotation's moment between the
+// database's change and the secret's, WithPassword) → ErrUnavailable. Anything else is
+// returned as it is, for the logs.
 func translate(err error) error {
 	if err == nil {
 		return nil
@@ -102,7 +104,7 @@ func translate(err error) error {
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		if strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") || pe.Code == "53300" {
+		if strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") || pe.Code == "53300" || strings.HasPrefix(pe.Code, "28") {
 			return fmt.Errorf("%w: %w", shop.ErrUnavailable, err)
 		}
 		return err

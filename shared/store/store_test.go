@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	neturl "net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -206,5 +208,26 @@ func TestWithPassword(t *testing.T) {
 	defer failing.Close()
 	if err := store.Ping(ctx, failing); !errors.Is(err, shop.ErrUnavailable) {
 		t.Fatalf("ping without a password: %v, want shop.ErrUnavailable", err)
+	}
+
+	// A login Postgres refuses (class 28, here a role it does not know: the test server
+	// trusts loopback, so a wrong password cannot be shown) is a 503 too: a rotation's
+	// window, not a bug in the request. Straight to Postgres: PgBouncer answers 08P01.
+	server := testenv.DefaultDatabaseURL
+	if v := os.Getenv("TEST_DATABASE_URL"); v != "" {
+		server = v
+	}
+	u, err := neturl.Parse(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.UserPassword("lu_no_such_role", "stale-password")
+	refused, err := store.Open(ctx, u.String(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refused.Close()
+	if err := store.Ping(ctx, refused); !errors.Is(err, shop.ErrUnavailable) {
+		t.Fatalf("refused login: %v, want shop.ErrUnavailable", err)
 	}
 }
