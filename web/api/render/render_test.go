@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/pb33f/go-yaml"
 )
 
 // TestPageIsCurrent: web/api/index.html is what openapi.yaml and asyncapi.yaml render to, so
@@ -60,5 +62,40 @@ func TestPagesNeedNoOutsideFiles(t *testing.T) {
 		if !strings.Contains(s, `href="../assets/reference.css"`) {
 			t.Errorf("%s does not use ../assets/reference.css", name)
 		}
+	}
+}
+
+// keyName is what a mapping key in the contract files may be: a name, a path, a media type,
+// a status code or a $ref, never prose.
+var keyName = regexp.MustCompile(`^[A-Za-z0-9_./{}$:+*-]+$`)
+
+// TestNoProseKeys: YAML cuts an unquoted flow value at a comma ({description: When set, checkout
+// uses …} is a description "When set" and a key "checkout uses …"), so a description loses its
+// end and the file says something else than its text. Every key of openapi.yaml and
+// asyncapi.yaml must be a name; a key with a space is such a cut description.
+func TestNoProseKeys(t *testing.T) {
+	for _, name := range []string{"../openapi.yaml", "../asyncapi.yaml"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var root yaml.Node
+		if err := yaml.Unmarshal(b, &root); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var walk func(n *yaml.Node)
+		walk = func(n *yaml.Node) {
+			if n.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if k := n.Content[i]; !keyName.MatchString(k.Value) {
+						t.Errorf("%s:%d: the key %q is prose: a description cut at a comma? Quote it", name, k.Line, k.Value)
+					}
+				}
+			}
+			for _, c := range n.Content {
+				walk(c)
+			}
+		}
+		walk(&root)
 	}
 }
