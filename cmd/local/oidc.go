@@ -61,6 +61,10 @@ type oidcProvider struct {
 	kid    string
 	now    func() time.Time
 
+	// adminSecret is what the sign-in page's admin box needs typed in before it grants the
+	// admin group: the runner's LOCAL_JWT_SECRET (serveOIDC sets it). Empty: never.
+	adminSecret []byte
+
 	mu       sync.Mutex
 	ttl      time.Duration // the access and ID tokens' lifetime (one hour, as the stack's clients)
 	codes    map[string]authCode
@@ -135,9 +139,12 @@ func (p *oidcProvider) setTTL(d time.Duration) {
 	p.ttl = d
 }
 
-// serveOIDC mounts the provider's endpoints on the runner.
+// serveOIDC mounts the provider's endpoints on the runner; the admin box of its sign-in page
+// asks for the runner's secret (LOCAL_JWT_SECRET), so that reaching the runner is not enough
+// to become an admin.
 func (s *server) serveOIDC(p *oidcProvider) {
 	s.oidc = p
+	p.adminSecret = s.secret
 	s.handle("GET /.well-known/openid-configuration", p.discovery)
 	s.handle("GET /.well-known/jwks.json", p.jwks)
 	s.mux.HandleFunc("/oauth2/authorize", p.authorize) // GET shows the page, POST signs in
@@ -284,6 +291,10 @@ func (p *oidcProvider) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	var groups []string
 	if q.Get("admin") != "" {
+		if !p.adminAllowed(q.Get("admin_secret")) {
+			p.signInPage(w, http.StatusBadRequest, a, "The admin box needs the runner's secret (LOCAL_JWT_SECRET).")
+			return
+		}
 		groups = []string{apigw.AdminGroup}
 	}
 	code := randomToken()
@@ -295,6 +306,11 @@ func (p *oidcProvider) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Unlock()
 	back(url.Values{"code": {code}})
+}
+
+// adminAllowed reports whether secret is the provider's admin secret (never when it has none).
+func (p *oidcProvider) adminAllowed(secret string) bool {
+	return len(p.adminSecret) > 0 && subtle.ConstantTimeCompare([]byte(secret), p.adminSecret) == 1
 }
 
 func hasScope(scope, want string) bool {
@@ -363,6 +379,8 @@ var signInTemplate = template.Must(template.New("signin").Parse(`<!doctype html>
       <input id="username" name="username" autocomplete="username" required pattern="[A-Za-z0-9_.@\-]{1,64}" autofocus></p>
     <p class="row"><input type="checkbox" id="admin" name="admin" value="1">
       <label for="admin">admin (adds the user to the admin group; local only)</label></p>
+    <p class="row"><label for="admin-secret">Runner's secret (LOCAL_JWT_SECRET), needed with the admin box</label>
+      <input type="password" id="admin-secret" name="admin_secret" autocomplete="off"></p>
     <p class="row"><button type="submit" id="oidc-submit">Sign in</button>
       <button type="submit" class="secondary" name="cancel" value="1" formnovalidate>Cancel</button></p>
   </form>

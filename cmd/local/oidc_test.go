@@ -70,6 +70,7 @@ func authorizeCode(t *testing.T, srv *httptest.Server, client, redirect, challen
 		"code_challenge": {challenge}, "code_challenge_method": {"S256"}, "scope": {"openid email profile"}, "username": {user}}
 	if admin {
 		form.Set("admin", "1")
+		form.Set("admin_secret", testSecret)
 	}
 	resp, err := noRedirects(srv).PostForm(srv.URL+"/oauth2/authorize", form)
 	if err != nil {
@@ -477,5 +478,63 @@ func TestOIDCKeyFromEnvironment(t *testing.T) {
 	fresh, err := newOIDCProvider("http://x", "")
 	if err != nil || fresh.kid == want {
 		t.Fatalf("no key: %v, kid %s (want a fresh key)", err, fresh.kid)
+	}
+}
+
+// TestOIDCAdminBoxNeedsTheSecret: reaching the runner is not enough to become an admin. The
+// sign-in page's admin box grants the admin group only with the runner's secret
+// (LOCAL_JWT_SECRET) typed in beside it; without it, or with another value, the sign-in is
+// refused (the page again, no code), and a provider with no secret never grants it.
+func TestOIDCAdminBoxNeedsTheSecret(t *testing.T) {
+	env := testenv.NewEnv(t)
+	srv, s := startOIDCServer(t, env)
+	redirect := srv.URL + localClients[AdminClientID]
+	_, challenge := pkcePair()
+	post := func(user string, extra url.Values) *http.Response {
+		t.Helper()
+		form := url.Values{"response_type": {"code"}, "client_id": {AdminClientID}, "redirect_uri": {redirect}, "state": {"st"},
+			"code_challenge": {challenge}, "code_challenge_method": {"S256"}, "scope": {"openid"}, "username": {user}}
+		for k, v := range extra {
+			form[k] = v
+		}
+		resp, err := noRedirects(srv).PostForm(srv.URL+"/oauth2/authorize", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, tc := range []struct {
+		name  string
+		extra url.Values
+	}{
+		{"no secret", url.Values{"admin": {"1"}}},
+		{"empty secret", url.Values{"admin": {"1"}, "admin_secret": {""}}},
+		{"wrong secret", url.Values{"admin": {"1"}, "admin_secret": {"guess"}}},
+		{"the default secret", url.Values{"admin": {"1"}, "admin_secret": {DefaultJWTSecret}}},
+		{"the secret's prefix", url.Values{"admin": {"1"}, "admin_secret": {testSecret[:len(testSecret)-1]}}},
+	} {
+		if resp := post("mallory", tc.extra); resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+			t.Errorf("%s: %d to %q, want 400 and the page again", tc.name, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	s.oidc.mu.Lock()
+	codes := len(s.oidc.codes)
+	s.oidc.mu.Unlock()
+	if codes != 0 {
+		t.Fatalf("%d codes issued for refused sign-ins", codes)
+	}
+	// The secret, and the box, make an admin; the secret alone does not.
+	ada := signInOIDC(t, srv, AdminClientID, "ada", true)
+	if r := call(t, srv, "GET", "/admin/products", "Bearer "+ada.AccessToken, ""); r.status != http.StatusOK {
+		t.Fatalf("admin with the secret: %d %s", r.status, r.body)
+	}
+	if resp := post("bob", url.Values{"admin_secret": {testSecret}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the secret without the box: %d", resp.StatusCode)
+	}
+	// A provider without a secret grants admin to no one.
+	p := newOIDCProviderWithKey(srv.URL, testKey())
+	if p.adminAllowed("") || p.adminAllowed(testSecret) {
+		t.Fatal("a provider without a secret lets the admin box through")
 	}
 }
