@@ -42,6 +42,9 @@ type AuthConfig struct {
 	AuthorizeURL string `json:"authorize_url"`
 	TokenURL     string `json:"token_url"`
 	LogoutURL    string `json:"logout_url"`
+	// RevokeURL is the provider's /oauth2/revoke, where signing out revokes the refresh
+	// token; when empty the pages use /oauth2/revoke beside TokenURL (Cognito's).
+	RevokeURL string `json:"revoke_url,omitempty"`
 	// ClientID is the app client (the JWT audience of the routes the page calls).
 	ClientID string `json:"client_id"`
 	// RedirectURI is where the provider sends the browser back with the code (the page

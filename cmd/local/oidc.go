@@ -149,6 +149,7 @@ func (s *server) serveOIDC(p *oidcProvider) {
 	s.handle("GET /.well-known/jwks.json", p.jwks)
 	s.mux.HandleFunc("/oauth2/authorize", p.authorize) // GET shows the page, POST signs in
 	s.handle("POST /oauth2/token", p.token)
+	s.handle("POST /oauth2/revoke", p.revoke)
 	s.handle("GET /logout", p.logout)
 }
 
@@ -156,7 +157,7 @@ func (s *server) serveOIDC(p *oidcProvider) {
 // stack's config.json, with paths on the pages' own origin.
 func authConfig(client string) *web.AuthConfig {
 	return &web.AuthConfig{
-		AuthorizeURL: "/oauth2/authorize", TokenURL: "/oauth2/token", LogoutURL: "/logout",
+		AuthorizeURL: "/oauth2/authorize", TokenURL: "/oauth2/token", RevokeURL: "/oauth2/revoke", LogoutURL: "/logout",
 		ClientID: client, RedirectURI: localClients[client], LogoutURI: localClients[client], Scope: "openid email profile",
 	}
 }
@@ -168,6 +169,7 @@ func (p *oidcProvider) discovery(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                        p.issuer + "/oauth2/token",
 		"jwks_uri":                              p.issuer + "/.well-known/jwks.json",
 		"end_session_endpoint":                  p.issuer + "/logout",
+		"revocation_endpoint":                   p.issuer + "/oauth2/revoke",
 		"response_types_supported":              []string{"code"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
 		"subject_types_supported":               []string{"public"},
@@ -471,6 +473,44 @@ func (p *oidcProvider) token(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// revoke is /oauth2/revoke (RFC 7009, as Cognito's): a client revokes one of its refresh
+// tokens, which the provider forgets at once; refreshing with it is invalid_grant from then on.
+// An unknown token is 200 as well (it is worth nothing already); another client's is refused
+// and stays valid. Access tokens already issued live until they expire.
+func (p *oidcProvider) revoke(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "bad form")
+		return
+	}
+	client, tok := r.PostForm.Get("client_id"), r.PostForm.Get("token")
+	if _, ok := localClients[client]; !ok {
+		oauthError(w, http.StatusBadRequest, "invalid_client", "unknown client_id")
+		return
+	}
+	if tok == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return
+	}
+	p.mu.Lock()
+	g, ok := p.refreshs[tok]
+	mine := !ok || g.client == client
+	if ok && mine {
+		delete(p.refreshs, tok)
+	}
+	p.mu.Unlock()
+	if !mine {
+		oauthError(w, http.StatusBadRequest, "unauthorized_client", "the token is not this client's")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
 }
 
 // pkceMatches checks RFC 7636's S256: BASE64URL(SHA256(verifier)) == challenge, with a
