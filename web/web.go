@@ -38,13 +38,11 @@ type Config struct {
 // be relative to the pages' origin (the runner's are).
 type AuthConfig struct {
 	// AuthorizeURL, TokenURL and LogoutURL are the provider's /oauth2/authorize,
-	// /oauth2/token and /logout.
+	// /oauth2/token and /logout. Signing out revokes the refresh token at /oauth2/revoke
+	// beside TokenURL, where Cognito and the runner's provider have it.
 	AuthorizeURL string `json:"authorize_url"`
 	TokenURL     string `json:"token_url"`
 	LogoutURL    string `json:"logout_url"`
-	// RevokeURL is the provider's /oauth2/revoke, where signing out revokes the refresh
-	// token; when empty the pages use /oauth2/revoke beside TokenURL (Cognito's).
-	RevokeURL string `json:"revoke_url,omitempty"`
 	// ClientID is the app client (the JWT audience of the routes the page calls).
 	ClientID string `json:"client_id"`
 	// RedirectURI is where the provider sends the browser back with the code (the page

@@ -157,7 +157,7 @@ func (s *server) serveOIDC(p *oidcProvider) {
 // stack's config.json, with paths on the pages' own origin.
 func authConfig(client string) *web.AuthConfig {
 	return &web.AuthConfig{
-		AuthorizeURL: "/oauth2/authorize", TokenURL: "/oauth2/token", RevokeURL: "/oauth2/revoke", LogoutURL: "/logout",
+		AuthorizeURL: "/oauth2/authorize", TokenURL: "/oauth2/token", LogoutURL: "/logout",
 		ClientID: client, RedirectURI: localClients[client], LogoutURI: localClients[client], Scope: "openid email profile",
 	}
 }

@@ -121,10 +121,10 @@ export async function signIn() {
   location.assign(u.href);
 }
 
-// revokeURL is the provider's revocation endpoint: config's revoke_url, else /oauth2/revoke
-// beside the token URL (Cognito's).
+// revokeURL is the provider's revocation endpoint: /oauth2/revoke beside its token URL, where
+// Cognito and the runner's provider have it.
 function revokeURL() {
-  return abs(cfg.revoke_url || cfg.token_url.replace(/\/oauth2\/token$/, "/oauth2/revoke"));
+  return abs(cfg.token_url.replace(/\/oauth2\/token$/, "/oauth2/revoke"));
 }
 
 // signOut forgets the tokens, revokes the refresh token (so that a copy of it is worth nothing:
