@@ -99,3 +99,47 @@ func TestNoProseKeys(t *testing.T) {
 		walk(&root)
 	}
 }
+
+// TestPageShowsLinks: the page lists where each answer leads (the file's OpenAPI links), each
+// to an operation on the page: a hold leads to its checkout, a checkout to its order.
+func TestPageShowsLinks(t *testing.T) {
+	oa, err := os.ReadFile("../openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aa, err := os.ReadFile("../asyncapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := render(oa, aa)
+	if err != nil {
+		t.Fatal(err)
+	}
+	articles := regexp.MustCompile(`(?s)<article class="op" id="([^"]+)">(.*?)</article>`).FindAllStringSubmatch(string(page), -1)
+	ids := map[string]string{}
+	for _, a := range articles {
+		ids[a[1]] = a[2]
+	}
+	for _, c := range [][2]string{
+		{"op-post-reservations", "op-post-checkout"},
+		{"op-post-reservations", "op-delete-reservations-id"},
+		{"op-post-checkout", "op-get-orders-id"},
+		{"op-put-admin-products-id", "op-post-reservations"},
+	} {
+		body, ok := ids[c[0]]
+		if !ok {
+			t.Fatalf("no operation %s on the page", c[0])
+		}
+		next, _, _ := strings.Cut(body[strings.Index(body, "Next calls")+1:], "</table>")
+		if !strings.Contains(body, "Next calls") || !strings.Contains(next, `href="#`+c[1]+`"`) {
+			t.Errorf("%s does not lead to %s on the page", c[0], c[1])
+		}
+	}
+	for _, m := range regexp.MustCompile(`<h4>Next calls</h4>(?s:.*?)</table>`).FindAllString(string(page), -1) {
+		for _, h := range regexp.MustCompile(`href="#([^"]+)"`).FindAllStringSubmatch(m, -1) {
+			if _, ok := ids[h[1]]; !ok {
+				t.Errorf("a link leads to #%s, which is not on the page", h[1])
+			}
+		}
+	}
+}
