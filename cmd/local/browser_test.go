@@ -161,7 +161,7 @@ func signInAs(t *testing.T, ctx context.Context, url, name string, admin bool) {
 		chromedp.SendKeys("#username", name, chromedp.ByQuery),
 	}
 	if admin {
-		actions = append(actions, chromedp.Click("#admin", chromedp.ByQuery))
+		actions = append(actions, chromedp.Click("#admin", chromedp.ByQuery), chromedp.SendKeys("#admin-secret", testSecret, chromedp.ByQuery))
 	}
 	actions = append(actions, chromedp.Click("#oidc-submit", chromedp.ByQuery), chromedp.WaitVisible("#whoami", chromedp.ByQuery))
 	do(t, ctx, "sign in "+name, actions...)

@@ -403,3 +403,43 @@ func TestReferenceIsServed(t *testing.T) {
 		t.Errorf("GET /assets/reference.css: %d %q", r.status, r.header.Get("Content-Type"))
 	}
 }
+
+// TestAssetsAnswerInTheErrorShape: under /assets/ the runner serves the pages' files and
+// nothing else: an unknown file, a folder or the folder itself is a 404 in the error shape
+// (never a plain-text 404 or a directory listing), and other methods are 405.
+func TestAssetsAnswerInTheErrorShape(t *testing.T) {
+	t.Parallel()
+	s := newServer(quiet, []byte(testSecret), func(context.Context) error { return nil })
+	s.servePages(web.Config{Local: true})
+	srv := httptest.NewServer(withContract(t, s))
+	t.Cleanup(srv.Close)
+	for _, path := range []string{"/assets/nope.js", "/assets/", "/assets/nope/", "/assets/app.css/", "/assets/%00"} {
+		r := call(t, srv, "GET", path, "", "")
+		wantError(t, r, http.StatusNotFound, shop.CodeNotFound, "")
+		if bytes.Contains(r.body, []byte("store.js")) {
+			t.Errorf("GET %s lists the folder: %s", path, r.body)
+		}
+	}
+	for _, m := range []string{"POST", "PUT", "DELETE"} {
+		wantError(t, call(t, srv, m, "/assets/app.css", "", ""), http.StatusMethodNotAllowed, shop.CodeMethodNotAllowed, "")
+	}
+	entries, err := fs.ReadDir(web.FS, "assets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		want, _ := fs.ReadFile(web.FS, "assets/"+e.Name())
+		if r := call(t, srv, "GET", "/assets/"+e.Name(), "", ""); r.status != http.StatusOK || !bytes.Equal(r.body, want) {
+			t.Errorf("GET /assets/%s: %d, %d bytes; want 200 and the file (%d bytes)", e.Name(), r.status, len(r.body), len(want))
+		}
+	}
+	req, _ := http.NewRequest(http.MethodHead, srv.URL+"/assets/app.css", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("HEAD /assets/app.css: %d, want 200", resp.StatusCode)
+	}
+}
