@@ -14,7 +14,7 @@ REDIS_PORT ?= 6379
 PGBOUNCER_PORT ?= 6432
 SQS_PORT  ?= 9324
 STRIPE_MOCK_PORT ?= 12111
-# Pinned local stand-ins (DESIGN.md): installed into the git-ignored .tools on first use.
+# Pinned local stand-ins (docs/local-runner.md): installed into the git-ignored .tools on first use.
 NODE_VERSION        := 22.23.3
 FAUXQS_VERSION      := 2.4.1
 STRIPE_MOCK_VERSION := v0.203.0
