@@ -146,10 +146,12 @@ browser: ## install headless Chromium from Debian's packages for the browser tes
 
 # A first run on a fresh clone spends most of its time compiling every package with the race
 # detector (about ten minutes on 2 cores; Go's build cache makes later runs start at once), so
-# that step prints its progress, and a line every minute while the tests run.
-test: services vet browser ## run every test against real Postgres, Redis, the SQS emulator, stripe-mock and Chromium
+# that step prints its progress, and a line every minute while the tests run. The services'
+# test starts its own fauxqs and stripe-mock, so `test` installs them even where `services`
+# found them running.
+test: services vet browser $(NODE) $(FAUXQS) $(STRIPE_MOCK) ## run every test against real Postgres, Redis, the SQS emulator, stripe-mock and Chromium
 	@echo "compiling with the race detector (a first run takes about ten minutes on 2 cores; later runs are cached)"
-	@$(GO) build -race -v ./... 2>&1 | awk '/ / { print; next } { n++; if (n % 20 == 1) printf "  %d packages compiled (now %s)\n", n, $$0 } END { printf "  %d packages compiled, %s\n", n, (n ? "the rest were cached" : "all cached") }'
+	@$(GO) build -race -v $$($(GO) list -deps -test ./... | grep -v -e ' ' -e '\.test$$') 2>&1 | awk '/ / { print; fflush(); next } { n++; if (n % 20 == 1) printf "  %d packages compiled (now %s)\n", n, $$0; fflush() } END { printf "  %d packages compiled, %s\n", n, (n ? "the rest were cached" : "all cached") }'
 	@echo "go test $(TEST_FLAGS) ./... (each package prints a line when its tests end)"
 	@start=$$(date +%s); ( while sleep 60; do echo "  ... go test running for $$(( ($$(date +%s) - start) / 60 )) min"; done ) & hb=$$!; \
 	status=0; $(GO) test $(TEST_FLAGS) ./... || status=$$?; kill $$hb 2>/dev/null || true; exit $$status
