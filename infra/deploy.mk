@@ -75,7 +75,7 @@ cdk-bootstrap: $(CDK) $(NODE) ## once per AWS account and region: the CDK's boot
 
 # Unattended: no approval prompt for the IAM and security-group changes (review them with
 # `make synth` or `cdk diff` first when that matters).
-deploy: package $(CDK) $(NODE) ## deploy the stack to REGION with the AWS credentials of the environment, no prompts (see README: Deploying)
+deploy: package $(CDK) $(NODE) ## deploy the stack to REGION with the AWS credentials of the environment, no prompts (see docs/deploying.md)
 	$(AWS_CHECK)
 	cd infra && $(INFRA_ENV) $(AWS_ENV) $(CDK) deploy --require-approval never -c arch=$(LAMBDA_ARCH) -c prefix=$(PREFIX) \
 		--outputs-file ../build/outputs.json $(CDKFLAGS)

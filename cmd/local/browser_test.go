@@ -132,7 +132,7 @@ func waitText(t *testing.T, ctx context.Context, sel, want string, d time.Durati
 	return 0
 }
 
-// screenshot saves the page to $SCREENSHOTS (the README's pictures come from here).
+// screenshot saves the page to $SCREENSHOTS (docs/pages.md's pictures come from here).
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	dir := os.Getenv("SCREENSHOTS")

@@ -170,7 +170,7 @@ func (c *contractChecker) check(r *http.Request, reqBody []byte, rec *teeWriter)
 	c.mu.Unlock()
 	header := rec.header
 	if header == nil {
-		header = rec.ResponseWriter.Header()
+		header = rec.Header()
 	}
 	what := fmt.Sprintf("%s %s -> %d", r.Method, r.URL.RequestURI(), rec.status)
 	req := r.Clone(r.Context())

@@ -1,6 +1,9 @@
 // Command local is the local runner: the whole of lastunit in one process on one machine.
 // It serves every function's handler unchanged, the way API Gateway, EventBridge and SQS
-// would invoke it, against real Postgres and Redis. See API.md, "The local runner".
+// would invoke it, against real Postgres and Redis, plus what only a developer's machine needs:
+// a stand-in OpenID provider for the pages' sign-in (oidc.go), dev tokens, test payments and
+// injected faults (the runner-only routes of web/api/openapi.yaml). `make dev` builds and runs
+// it; docs/local-runner.md describes it. The benchmark programs live in cmd/bench.
 package main
 
 import (

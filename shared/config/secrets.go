@@ -313,8 +313,7 @@ func newSecretsManager(ctx context.Context) (SecretGetter, error) {
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	signer := v4.NewSigner()
-	var once SecretGetter
-	once = func(ctx context.Context, arn string) (string, error) {
+	once := func(ctx context.Context, arn string) (string, error) {
 		body, _ := json.Marshal(map[string]string{"SecretId": arn})
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/", bytes.NewReader(body))
 		if err != nil {
