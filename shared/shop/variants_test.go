@@ -177,7 +177,9 @@ func TestUpsertAndRestockVariants(t *testing.T) {
 		return in
 	}
 	withStock := func(n int64) shop.ProductInput { in := base; in.Stock = n; return in }
-	v := func(id string, stock int64) shop.VariantInput { return shop.VariantInput{ID: id, Name: id, Stock: stock} }
+	v := func(id string, stock int64) shop.VariantInput {
+		return shop.VariantInput{ID: id, Name: id, Stock: stock}
+	}
 	env.ProductInSizes(t, "shoe", 5, []shop.VariantInput{v("a", 3), v("b", 3), v("c", 3)})
 	if _, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: "u", ProductID: "shoe", VariantID: "a", Quantity: 2}); err != nil {
 		t.Fatal(err)
