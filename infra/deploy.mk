@@ -75,7 +75,7 @@ cdk-bootstrap: $(CDK) $(NODE) ## once per AWS account and region: the CDK's boot
 
 # Unattended: no approval prompt for the IAM and security-group changes (review them with
 # `make synth` or `cdk diff` first when that matters).
-deploy: package $(CDK) $(NODE) ## deploy the stack to REGION with the AWS credentials of the environment, no prompts (see README: Deploying)
+deploy: package $(CDK) $(NODE) ## deploy the stack to REGION with the AWS credentials of the environment, no prompts (see docs/deploying.md)
 	$(AWS_CHECK)
 	cd infra && $(INFRA_ENV) $(AWS_ENV) $(CDK) deploy --require-approval never -c arch=$(LAMBDA_ARCH) -c prefix=$(PREFIX) \
 		--outputs-file ../build/outputs.json $(CDKFLAGS)
@@ -93,16 +93,21 @@ reload-secrets: $(NODE) ## after a secret changed (the Stripe keys): every funct
 		$(AWS_ENV) aws lambda wait function-updated --function-name $$fn; echo "$$fn: new environments from now ($$stamp)"; \
 	done
 
-# The secret is the stack's output StripeSecretArn (build/outputs.json, written by `make deploy`):
-# `<prefix>/stripe`, or yours with -c stripeSecretArn=... The keys are read from the terminal (not
-# the command line, not the shell's history).
-stripe-keys: $(NODE) ## put the Stripe secret key and webhook signing secret into the stack's secret, then reload-secrets
+# The secrets are the stack's outputs StripeSecretArn (the API key, read by every function that
+# calls Stripe) and StripeWebhookSecretArn (the signing secret, read by the webhook function
+# only), in build/outputs.json (written by `make deploy`): `<prefix>/stripe` and
+# `<prefix>/stripe-webhook`, or yours with -c stripeSecretArn=... -c stripeWebhookSecretArn=...
+# The keys are read from the terminal (not the command line, not the shell's history).
+stripe-keys: $(NODE) ## put the Stripe secret key and the webhook signing secret into the stack's two secrets, then reload-secrets
 	$(AWS_CHECK)
-	@arn=$$($(NODE) -p 'Object.values(require("./build/outputs.json"))[0].StripeSecretArn' 2>/dev/null) && [ -n "$$arn" ] && [ "$$arn" != undefined ] \
-		|| { echo "no StripeSecretArn in build/outputs.json: run make deploy first" >&2; exit 1; }; \
+	@out() { $(NODE) -p "Object.values(require('./build/outputs.json'))[0].$$1" 2>/dev/null; }; \
+	arn=$$(out StripeSecretArn) && hook=$$(out StripeWebhookSecretArn) && [ -n "$$arn" ] && [ "$$arn" != undefined ] && [ -n "$$hook" ] && [ "$$hook" != undefined ] \
+		|| { echo "no StripeSecretArn or StripeWebhookSecretArn in build/outputs.json: run make deploy first" >&2; exit 1; }; \
 	read -rsp "Stripe secret key (sk_...): " sk; echo; read -rsp "webhook signing secret (whsec_...): " wh; echo; \
-	printf '{"secret_key":"%s","webhook_secret":"%s"}' "$$sk" "$$wh" | \
-		$(AWS_ENV) aws secretsmanager put-secret-value --secret-id "$$arn" --secret-string file:///dev/stdin --query Name --output text
+	printf '{"secret_key":"%s"}' "$$sk" | \
+		$(AWS_ENV) aws secretsmanager put-secret-value --secret-id "$$arn" --secret-string file:///dev/stdin --query Name --output text && \
+	printf '{"webhook_secret":"%s"}' "$$wh" | \
+		$(AWS_ENV) aws secretsmanager put-secret-value --secret-id "$$hook" --secret-string file:///dev/stdin --query Name --output text
 	@$(MAKE) -s reload-secrets
 
 prewarm: package $(CDK) $(NODE) ## deploy with provisioned concurrency for reserve and checkout: FROM and UNTIL (RFC 3339, UTC), N each or N="reserve=40,checkout=15"

@@ -1,11 +1,14 @@
 // Command infra is lastunit's CDK app: `cdk synth` (make synth) and `cdk deploy` (make deploy)
 // run it. It deploys the packages that `make package` builds into ../build/<name>.zip.
 //
-// Context (cdk.json or -c): prefix, stripeSecretArn, alarmEmail, production (true/false),
+// Context (cdk.json or -c): prefix, stripeSecretArn (the Stripe API key's secret),
+// stripeWebhookSecretArn (the webhook signing secret's, read by the webhook function only), alarmEmail, production (true/false),
 // logRetentionDays, buildDir, stackName, arch (arm64 or x86_64, as `make package` built),
 // localstack (true: the LocalStack variant, see localstack/README.md), localstackApis
 // (true: keep Cognito and API Gateway v2, which need LocalStack Pro), webDir (the pages,
-// ../web) and stripePublishableKey (into the pages' config.json and its CSP).
+// ../web), stripePublishableKey (into the pages' config.json and its CSP), siteDomain and
+// siteCertificateArn (the pages on a domain of one's own, an ACM certificate in us-east-1:
+// TLS 1.2 or later for viewers).
 //
 // dbSslMode (verify-full: the functions check the RDS Proxy's certificate; require).
 //
@@ -87,16 +90,19 @@ func main() {
 			// Account and region come from the CLI's environment at deploy time; synth needs neither.
 			Env: &awscdk.Environment{Account: envOrNil("CDK_DEFAULT_ACCOUNT"), Region: envOrNil("CDK_DEFAULT_REGION")},
 		},
-		Prefix:               ctx("prefix", "lastunit"),
-		StripeSecretArn:      ctx("stripeSecretArn", ""),
-		AlarmEmail:           ctx("alarmEmail", ""),
-		Production:           ctx("production", "false") == "true",
-		LogRetentionDays:     days,
-		Architecture:         ctx("arch", "arm64"),
-		LocalStack:           ctx("localstack", "false") == "true",
-		LocalStackAPIs:       ctx("localstackApis", "false") == "true",
-		WebDir:               ctx("webDir", "../web"),
-		StripePublishableKey: ctx("stripePublishableKey", ""),
+		Prefix:                 ctx("prefix", "lastunit"),
+		StripeSecretArn:        ctx("stripeSecretArn", ""),
+		StripeWebhookSecretArn: ctx("stripeWebhookSecretArn", ""),
+		AlarmEmail:             ctx("alarmEmail", ""),
+		Production:             ctx("production", "false") == "true",
+		LogRetentionDays:       days,
+		Architecture:           ctx("arch", "arm64"),
+		LocalStack:             ctx("localstack", "false") == "true",
+		LocalStackAPIs:         ctx("localstackApis", "false") == "true",
+		WebDir:                 ctx("webDir", "../web"),
+		StripePublishableKey:   ctx("stripePublishableKey", ""),
+		SiteDomain:             ctx("siteDomain", ""),
+		SiteCertificateArn:     ctx("siteCertificateArn", ""),
 
 		DBInstanceClass:            ctx("dbInstanceClass", stack.DefaultInstanceClass),
 		DBSSLMode:                  ctx("dbSslMode", "verify-full"),

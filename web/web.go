@@ -38,7 +38,8 @@ type Config struct {
 // be relative to the pages' origin (the runner's are).
 type AuthConfig struct {
 	// AuthorizeURL, TokenURL and LogoutURL are the provider's /oauth2/authorize,
-	// /oauth2/token and /logout.
+	// /oauth2/token and /logout. Signing out revokes the refresh token at /oauth2/revoke
+	// beside TokenURL, where Cognito and the runner's provider have it.
 	AuthorizeURL string `json:"authorize_url"`
 	TokenURL     string `json:"token_url"`
 	LogoutURL    string `json:"logout_url"`

@@ -132,7 +132,7 @@ func waitText(t *testing.T, ctx context.Context, sel, want string, d time.Durati
 	return 0
 }
 
-// screenshot saves the page to $SCREENSHOTS (the README's pictures come from here).
+// screenshot saves the page to $SCREENSHOTS (docs/pages.md's pictures come from here).
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	dir := os.Getenv("SCREENSHOTS")
@@ -161,7 +161,7 @@ func signInAs(t *testing.T, ctx context.Context, url, name string, admin bool) {
 		chromedp.SendKeys("#username", name, chromedp.ByQuery),
 	}
 	if admin {
-		actions = append(actions, chromedp.Click("#admin", chromedp.ByQuery))
+		actions = append(actions, chromedp.Click("#admin", chromedp.ByQuery), chromedp.SendKeys("#admin-secret", testSecret, chromedp.ByQuery))
 	}
 	actions = append(actions, chromedp.Click("#oidc-submit", chromedp.ByQuery), chromedp.WaitVisible("#whoami", chromedp.ByQuery))
 	do(t, ctx, "sign in "+name, actions...)

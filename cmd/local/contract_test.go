@@ -170,7 +170,7 @@ func (c *contractChecker) check(r *http.Request, reqBody []byte, rec *teeWriter)
 	c.mu.Unlock()
 	header := rec.header
 	if header == nil {
-		header = rec.ResponseWriter.Header()
+		header = rec.Header()
 	}
 	what := fmt.Sprintf("%s %s -> %d", r.Method, r.URL.RequestURI(), rec.status)
 	req := r.Clone(r.Context())
@@ -401,5 +401,45 @@ func TestReferenceIsServed(t *testing.T) {
 	wantError(t, call(t, srv, "POST", "/reference/", "", ""), http.StatusMethodNotAllowed, shop.CodeMethodNotAllowed, "")
 	if r := call(t, srv, "GET", "/assets/reference.css", "", ""); r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/css") {
 		t.Errorf("GET /assets/reference.css: %d %q", r.status, r.header.Get("Content-Type"))
+	}
+}
+
+// TestAssetsAnswerInTheErrorShape: under /assets/ the runner serves the pages' files and
+// nothing else: an unknown file, a folder or the folder itself is a 404 in the error shape
+// (never a plain-text 404 or a directory listing), and other methods are 405.
+func TestAssetsAnswerInTheErrorShape(t *testing.T) {
+	t.Parallel()
+	s := newServer(quiet, []byte(testSecret), func(context.Context) error { return nil })
+	s.servePages(web.Config{Local: true})
+	srv := httptest.NewServer(withContract(t, s))
+	t.Cleanup(srv.Close)
+	for _, path := range []string{"/assets/nope.js", "/assets/", "/assets/nope/", "/assets/app.css/", "/assets/%00"} {
+		r := call(t, srv, "GET", path, "", "")
+		wantError(t, r, http.StatusNotFound, shop.CodeNotFound, "")
+		if bytes.Contains(r.body, []byte("store.js")) {
+			t.Errorf("GET %s lists the folder: %s", path, r.body)
+		}
+	}
+	for _, m := range []string{"POST", "PUT", "DELETE"} {
+		wantError(t, call(t, srv, m, "/assets/app.css", "", ""), http.StatusMethodNotAllowed, shop.CodeMethodNotAllowed, "")
+	}
+	entries, err := fs.ReadDir(web.FS, "assets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		want, _ := fs.ReadFile(web.FS, "assets/"+e.Name())
+		if r := call(t, srv, "GET", "/assets/"+e.Name(), "", ""); r.status != http.StatusOK || !bytes.Equal(r.body, want) {
+			t.Errorf("GET /assets/%s: %d, %d bytes; want 200 and the file (%d bytes)", e.Name(), r.status, len(r.body), len(want))
+		}
+	}
+	req, _ := http.NewRequest(http.MethodHead, srv.URL+"/assets/app.css", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("HEAD /assets/app.css: %d, want 200", resp.StatusCode)
 	}
 }

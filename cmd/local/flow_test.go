@@ -89,7 +89,9 @@ func TestPaymentFailureAndAdminToolsOverHTTP(t *testing.T) {
 
 	status := func(id string) string {
 		var o shop.Order
-		json.Unmarshal(call(t, srv, "GET", "/orders/"+id, alice, "").body, &o)
+		if err := json.Unmarshal(call(t, srv, "GET", "/orders/"+id, alice, "").body, &o); err != nil {
+			t.Fatal(err)
+		}
 		return o.Status
 	}
 	payAs := alice
@@ -104,7 +106,9 @@ func TestPaymentFailureAndAdminToolsOverHTTP(t *testing.T) {
 			t.Fatalf("checkout: %d %s", r.status, r.body)
 		}
 		var o shop.Order
-		json.Unmarshal(r.body, &o)
+		if err := json.Unmarshal(r.body, &o); err != nil {
+			t.Fatal(err)
+		}
 		// Only the owner (or an admin) may pay: no token is 401, another shopper's 404,
 		// and neither moves the order.
 		wantError(t, call(t, srv, "POST", "/_local/pay/"+o.ID, "", ""), 401, shop.CodeUnauthenticated, "")
@@ -130,7 +134,9 @@ func TestPaymentFailureAndAdminToolsOverHTTP(t *testing.T) {
 		FailedJobs []shop.FailedJob `json:"failed_jobs"`
 	}
 	eventually(t, 20*time.Second, "two failed jobs listed", func() bool {
-		json.Unmarshal(call(t, srv, "GET", "/admin/failed-jobs", admin, "").body, &jobs)
+		if err := json.Unmarshal(call(t, srv, "GET", "/admin/failed-jobs", admin, "").body, &jobs); err != nil {
+			t.Fatal(err)
+		}
 		return len(jobs.FailedJobs) == 2
 	})
 	for _, j := range jobs.FailedJobs {
@@ -169,7 +175,9 @@ func TestPaymentFailureAndAdminToolsOverHTTP(t *testing.T) {
 	payAs = admin // an admin may pay a shopper's order
 	o4, o5 := buy(1), buy(1)
 	eventually(t, 20*time.Second, "two new failed jobs", func() bool {
-		json.Unmarshal(call(t, srv, "GET", "/admin/failed-jobs", admin, "").body, &jobs)
+		if err := json.Unmarshal(call(t, srv, "GET", "/admin/failed-jobs", admin, "").body, &jobs); err != nil {
+			t.Fatal(err)
+		}
 		return len(jobs.FailedJobs) == 2
 	})
 	call(t, srv, "PUT", "/_local/faults", "", `{"fulfill":"ok"}`)
@@ -179,7 +187,9 @@ func TestPaymentFailureAndAdminToolsOverHTTP(t *testing.T) {
 	eventually(t, 10*time.Second, "both dead letters redriven", func() bool {
 		var moved struct{ Moved int }
 		r := call(t, srv, "POST", "/admin/failed-jobs/redrive", admin, "")
-		json.Unmarshal(r.body, &moved)
+		if err := json.Unmarshal(r.body, &moved); err != nil {
+			t.Fatal(err)
+		}
 		if r.status != http.StatusAccepted {
 			t.Fatalf("redrive: %d %s", r.status, r.body)
 		}
@@ -190,7 +200,9 @@ func TestPaymentFailureAndAdminToolsOverHTTP(t *testing.T) {
 		return status(o4.ID) == shop.OrderFulfilled && status(o5.ID) == shop.OrderFulfilled
 	})
 	var orders struct{ Orders []shop.Order }
-	json.Unmarshal(call(t, srv, "GET", "/admin/orders?status=fulfilled", admin, "").body, &orders)
+	if err := json.Unmarshal(call(t, srv, "GET", "/admin/orders?status=fulfilled", admin, "").body, &orders); err != nil {
+		t.Fatal(err)
+	}
 	if len(orders.Orders) != 4 {
 		t.Fatalf("%d fulfilled orders listed, want 4", len(orders.Orders))
 	}

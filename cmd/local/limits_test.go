@@ -39,7 +39,9 @@ func startLimited(t *testing.T, l limits) *httptest.Server {
 // within d; what it answered first is returned.
 func closedWithin(t *testing.T, c net.Conn, d time.Duration) (string, bool) {
 	t.Helper()
-	c.SetReadDeadline(time.Now().Add(d))
+	if err := c.SetReadDeadline(time.Now().Add(d)); err != nil {
+		t.Fatal(err)
+	}
 	b, err := io.ReadAll(c)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
@@ -89,7 +91,7 @@ func TestServerLimitsIdle(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz: %v %v", resp, err)
 	}
-	io.Copy(io.Discard, resp.Body)
+	_, _ = io.Copy(io.Discard, resp.Body)
 	if _, closed := closedWithin(t, c, 10*time.Second); !closed {
 		t.Fatal("an idle keep-alive connection stayed open")
 	}

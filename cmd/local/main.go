@@ -1,15 +1,20 @@
 // Command local is the local runner: the whole of lastunit in one process on one machine.
 // It serves every function's handler unchanged, the way API Gateway, EventBridge and SQS
-// would invoke it, against real Postgres and Redis. See API.md, "The local runner".
+// would invoke it, against real Postgres and Redis, plus what only a developer's machine needs:
+// a stand-in OpenID provider for the pages' sign-in (oidc.go), dev tokens, test payments and
+// injected faults (the runner-only routes of web/api/openapi.yaml). `make dev` builds and runs
+// it; docs/local-runner.md describes it. The benchmark programs live in cmd/bench.
 package main
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -57,6 +62,7 @@ func run(log *slog.Logger) error {
 	}
 
 	addr := os.Getenv("LOCAL_ADDR")
+	warnExposure(log, addr, os.Getenv("LOCAL_JWT_SECRET"))
 	srv := newServer(app.Log, []byte(os.Getenv("LOCAL_JWT_SECRET")), health(app),
 		handler.Reserve(app.Shop, app.Log), handler.Admin(app.Shop, app.Log),
 		handler.Checkout(app.Shop, app.Log), handler.Webhook(app.Shop, app.Stripe, app.Log))
@@ -131,6 +137,37 @@ func localDefaults() {
 	// The runner's OpenID provider names itself after the runner's address (oidc.go).
 	if os.Getenv("LOCAL_OIDC_ISSUER") == "" {
 		os.Setenv("LOCAL_OIDC_ISSUER", "http://"+os.Getenv("LOCAL_ADDR"))
+	}
+}
+
+// beyondLoopback reports whether a runner listening on addr can be reached from other
+// machines: any address but a loopback IP or "localhost" (an empty host, 0.0.0.0 and :: are
+// every interface; a host name may resolve anywhere).
+func beyondLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return true
+	}
+	if strings.EqualFold(host, "localhost") {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
+
+// warnExposure warns, at start, when the runner listens beyond loopback: whoever reaches it
+// can mint tokens (admin ones too) at POST /_local/token, pay orders, inject faults, and with
+// the secret sign in as an admin. It says louder when the secret is the public default.
+func warnExposure(log *slog.Logger, addr, secret string) {
+	if !beyondLoopback(addr) {
+		return
+	}
+	log.Warn("the runner listens beyond loopback: anyone who can reach it can mint tokens, admin ones too, "+
+		"at POST /_local/token, pay orders and inject faults (docs/security-notes.md); listen on 127.0.0.1 unless you mean it",
+		"addr", addr)
+	if secret == DefaultJWTSecret {
+		log.Warn("LOCAL_JWT_SECRET is the public default: anyone who can reach the runner can also sign tokens "+
+			"and tick the sign-in page's admin box; set a secret of your own", "addr", addr)
 	}
 }
 

@@ -61,6 +61,10 @@ type oidcProvider struct {
 	kid    string
 	now    func() time.Time
 
+	// adminSecret is what the sign-in page's admin box needs typed in before it grants the
+	// admin group: the runner's LOCAL_JWT_SECRET (serveOIDC sets it). Empty: never.
+	adminSecret []byte
+
 	mu       sync.Mutex
 	ttl      time.Duration // the access and ID tokens' lifetime (one hour, as the stack's clients)
 	codes    map[string]authCode
@@ -135,13 +139,17 @@ func (p *oidcProvider) setTTL(d time.Duration) {
 	p.ttl = d
 }
 
-// serveOIDC mounts the provider's endpoints on the runner.
+// serveOIDC mounts the provider's endpoints on the runner; the admin box of its sign-in page
+// asks for the runner's secret (LOCAL_JWT_SECRET), so that reaching the runner is not enough
+// to become an admin.
 func (s *server) serveOIDC(p *oidcProvider) {
 	s.oidc = p
+	p.adminSecret = s.secret
 	s.handle("GET /.well-known/openid-configuration", p.discovery)
 	s.handle("GET /.well-known/jwks.json", p.jwks)
 	s.mux.HandleFunc("/oauth2/authorize", p.authorize) // GET shows the page, POST signs in
 	s.handle("POST /oauth2/token", p.token)
+	s.handle("POST /oauth2/revoke", p.revoke)
 	s.handle("GET /logout", p.logout)
 }
 
@@ -161,6 +169,7 @@ func (p *oidcProvider) discovery(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                        p.issuer + "/oauth2/token",
 		"jwks_uri":                              p.issuer + "/.well-known/jwks.json",
 		"end_session_endpoint":                  p.issuer + "/logout",
+		"revocation_endpoint":                   p.issuer + "/oauth2/revoke",
 		"response_types_supported":              []string{"code"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token"},
 		"subject_types_supported":               []string{"public"},
@@ -284,6 +293,10 @@ func (p *oidcProvider) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	var groups []string
 	if q.Get("admin") != "" {
+		if !p.adminAllowed(q.Get("admin_secret")) {
+			p.signInPage(w, http.StatusBadRequest, a, "The admin box needs the runner's secret (LOCAL_JWT_SECRET).")
+			return
+		}
 		groups = []string{apigw.AdminGroup}
 	}
 	code := randomToken()
@@ -295,6 +308,11 @@ func (p *oidcProvider) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Unlock()
 	back(url.Values{"code": {code}})
+}
+
+// adminAllowed reports whether secret is the provider's admin secret (never when it has none).
+func (p *oidcProvider) adminAllowed(secret string) bool {
+	return len(p.adminSecret) > 0 && subtle.ConstantTimeCompare([]byte(secret), p.adminSecret) == 1
 }
 
 func hasScope(scope, want string) bool {
@@ -363,6 +381,8 @@ var signInTemplate = template.Must(template.New("signin").Parse(`<!doctype html>
       <input id="username" name="username" autocomplete="username" required pattern="[A-Za-z0-9_.@\-]{1,64}" autofocus></p>
     <p class="row"><input type="checkbox" id="admin" name="admin" value="1">
       <label for="admin">admin (adds the user to the admin group; local only)</label></p>
+    <p class="row"><label for="admin-secret">Runner's secret (LOCAL_JWT_SECRET), needed with the admin box</label>
+      <input type="password" id="admin-secret" name="admin_secret" autocomplete="off"></p>
     <p class="row"><button type="submit" id="oidc-submit">Sign in</button>
       <button type="submit" class="secondary" name="cancel" value="1" formnovalidate>Cancel</button></p>
   </form>
@@ -453,6 +473,44 @@ func (p *oidcProvider) token(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// revoke is /oauth2/revoke (RFC 7009, as Cognito's): a client revokes one of its refresh
+// tokens, which the provider forgets at once; refreshing with it is invalid_grant from then on.
+// An unknown token is 200 as well (it is worth nothing already); another client's is refused
+// and stays valid. Access tokens already issued live until they expire.
+func (p *oidcProvider) revoke(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "bad form")
+		return
+	}
+	client, tok := r.PostForm.Get("client_id"), r.PostForm.Get("token")
+	if _, ok := localClients[client]; !ok {
+		oauthError(w, http.StatusBadRequest, "invalid_client", "unknown client_id")
+		return
+	}
+	if tok == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return
+	}
+	p.mu.Lock()
+	g, ok := p.refreshs[tok]
+	mine := !ok || g.client == client
+	if ok && mine {
+		delete(p.refreshs, tok)
+	}
+	p.mu.Unlock()
+	if !mine {
+		oauthError(w, http.StatusBadRequest, "unauthorized_client", "the token is not this client's")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
 }
 
 // pkceMatches checks RFC 7636's S256: BASE64URL(SHA256(verifier)) == challenge, with a

@@ -70,6 +70,7 @@ func authorizeCode(t *testing.T, srv *httptest.Server, client, redirect, challen
 		"code_challenge": {challenge}, "code_challenge_method": {"S256"}, "scope": {"openid email profile"}, "username": {user}}
 	if admin {
 		form.Set("admin", "1")
+		form.Set("admin_secret", testSecret)
 	}
 	resp, err := noRedirects(srv).PostForm(srv.URL+"/oauth2/authorize", form)
 	if err != nil {
@@ -145,6 +146,7 @@ func TestOIDCDiscoveryAndJWKS(t *testing.T) {
 	for k, want := range map[string]string{
 		"issuer": srv.URL, "authorization_endpoint": srv.URL + "/oauth2/authorize", "token_endpoint": srv.URL + "/oauth2/token",
 		"jwks_uri": srv.URL + "/.well-known/jwks.json", "end_session_endpoint": srv.URL + "/logout",
+		"revocation_endpoint": srv.URL + "/oauth2/revoke",
 	} {
 		if d[k] != want {
 			t.Errorf("discovery %s = %v, want %s", k, d[k], want)
@@ -477,5 +479,140 @@ func TestOIDCKeyFromEnvironment(t *testing.T) {
 	fresh, err := newOIDCProvider("http://x", "")
 	if err != nil || fresh.kid == want {
 		t.Fatalf("no key: %v, kid %s (want a fresh key)", err, fresh.kid)
+	}
+}
+
+// TestOIDCAdminBoxNeedsTheSecret: reaching the runner is not enough to become an admin. The
+// sign-in page's admin box grants the admin group only with the runner's secret
+// (LOCAL_JWT_SECRET) typed in beside it; without it, or with another value, the sign-in is
+// refused (the page again, no code), and a provider with no secret never grants it.
+func TestOIDCAdminBoxNeedsTheSecret(t *testing.T) {
+	env := testenv.NewEnv(t)
+	srv, s := startOIDCServer(t, env)
+	redirect := srv.URL + localClients[AdminClientID]
+	_, challenge := pkcePair()
+	post := func(user string, extra url.Values) *http.Response {
+		t.Helper()
+		form := url.Values{"response_type": {"code"}, "client_id": {AdminClientID}, "redirect_uri": {redirect}, "state": {"st"},
+			"code_challenge": {challenge}, "code_challenge_method": {"S256"}, "scope": {"openid"}, "username": {user}}
+		for k, v := range extra {
+			form[k] = v
+		}
+		resp, err := noRedirects(srv).PostForm(srv.URL+"/oauth2/authorize", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, tc := range []struct {
+		name  string
+		extra url.Values
+	}{
+		{"no secret", url.Values{"admin": {"1"}}},
+		{"empty secret", url.Values{"admin": {"1"}, "admin_secret": {""}}},
+		{"wrong secret", url.Values{"admin": {"1"}, "admin_secret": {"guess"}}},
+		{"the default secret", url.Values{"admin": {"1"}, "admin_secret": {DefaultJWTSecret}}},
+		{"the secret's prefix", url.Values{"admin": {"1"}, "admin_secret": {testSecret[:len(testSecret)-1]}}},
+	} {
+		if resp := post("mallory", tc.extra); resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+			t.Errorf("%s: %d to %q, want 400 and the page again", tc.name, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	s.oidc.mu.Lock()
+	codes := len(s.oidc.codes)
+	s.oidc.mu.Unlock()
+	if codes != 0 {
+		t.Fatalf("%d codes issued for refused sign-ins", codes)
+	}
+	// The secret, and the box, make an admin; the secret alone does not.
+	ada := signInOIDC(t, srv, AdminClientID, "ada", true)
+	if r := call(t, srv, "GET", "/admin/products", "Bearer "+ada.AccessToken, ""); r.status != http.StatusOK {
+		t.Fatalf("admin with the secret: %d %s", r.status, r.body)
+	}
+	if resp := post("bob", url.Values{"admin_secret": {testSecret}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the secret without the box: %d", resp.StatusCode)
+	}
+	// A provider without a secret grants admin to no one.
+	p := newOIDCProviderWithKey(srv.URL, testKey())
+	if p.adminAllowed("") || p.adminAllowed(testSecret) {
+		t.Fatal("a provider without a secret lets the admin box through")
+	}
+}
+
+// revokeToken posts RFC 7009's revocation request and returns the status and the OAuth error.
+func revokeToken(t *testing.T, srv *httptest.Server, form url.Values) (int, string) {
+	t.Helper()
+	resp, err := srv.Client().PostForm(srv.URL+"/oauth2/revoke", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e struct{ Error string }
+	json.NewDecoder(resp.Body).Decode(&e) //nolint:errcheck // 200 has no body
+	return resp.StatusCode, e.Error
+}
+
+// TestOIDCRevoke: signing out revokes the refresh token (/oauth2/revoke, as Cognito's): the
+// provider forgets it at once and refreshing with it is invalid_grant; the client's other
+// sessions and another client's token are untouched; bad requests are refused.
+func TestOIDCRevoke(t *testing.T) {
+	env := testenv.NewEnv(t)
+	srv, _ := startOIDCServer(t, env)
+	refresh := func(client, tok string) tokenReply {
+		t.Helper()
+		return postToken(t, srv, url.Values{"grant_type": {"refresh_token"}, "client_id": {client}, "refresh_token": {tok}})
+	}
+	alice := signInOIDC(t, srv, StoreClientID, "alice", false)
+	other := signInOIDC(t, srv, StoreClientID, "alice", false) // another tab's session
+	ada := signInOIDC(t, srv, AdminClientID, "ada", true)
+
+	// Bad requests change nothing.
+	for _, tc := range []struct {
+		name string
+		form url.Values
+		want string
+	}{
+		{"no client", url.Values{"token": {alice.RefreshToken}}, "invalid_client"},
+		{"unknown client", url.Values{"token": {alice.RefreshToken}, "client_id": {"nope"}}, "invalid_client"},
+		{"no token", url.Values{"client_id": {StoreClientID}}, "invalid_request"},
+		{"another client's token", url.Values{"token": {alice.RefreshToken}, "client_id": {AdminClientID}}, "unauthorized_client"},
+	} {
+		if status, code := revokeToken(t, srv, tc.form); status != http.StatusBadRequest || code != tc.want {
+			t.Errorf("%s: %d %q, want 400 %s", tc.name, status, code, tc.want)
+		}
+	}
+	if r := refresh(StoreClientID, alice.RefreshToken); r.status != http.StatusOK {
+		t.Fatalf("refused revocations revoked the token: %d %s", r.status, r.Error)
+	}
+
+	if status, _ := revokeToken(t, srv, url.Values{"token": {alice.RefreshToken}, "client_id": {StoreClientID}}); status != http.StatusOK {
+		t.Fatalf("revoke: %d", status)
+	}
+	if r := refresh(StoreClientID, alice.RefreshToken); r.status != http.StatusBadRequest || r.Error != "invalid_grant" {
+		t.Fatalf("refresh with a revoked token: %d %q, want 400 invalid_grant", r.status, r.Error)
+	}
+	// Again, and an unknown token: 200 (worth nothing already).
+	for _, tok := range []string{alice.RefreshToken, "never-issued"} {
+		if status, _ := revokeToken(t, srv, url.Values{"token": {tok}, "client_id": {StoreClientID}}); status != http.StatusOK {
+			t.Errorf("revoke %q: %d, want 200", tok, status)
+		}
+	}
+	for _, s := range []struct {
+		client string
+		r      tokenReply
+	}{{StoreClientID, other}, {AdminClientID, ada}} {
+		if r := refresh(s.client, s.r.RefreshToken); r.status != http.StatusOK {
+			t.Errorf("another session (%s) was revoked too: %d %q", s.client, r.status, r.Error)
+		}
+	}
+	// A form that is not one is refused.
+	resp, err := srv.Client().Post(srv.URL+"/oauth2/revoke", "application/json", strings.NewReader(`{"token":"x","client_id":"`+StoreClientID+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("JSON body: %d, want 400", resp.StatusCode)
 	}
 }

@@ -30,7 +30,22 @@ func (s *server) servePages(cfg web.Config) {
 	}
 	s.handle("GET /{$}", page("index.html"))
 	s.handle("GET /dashboard", page("dashboard.html"))
-	s.mux.Handle("GET /assets/", http.FileServerFS(web.FS))
+	// The pages' files, and nothing else: an unknown name, a folder or the folder itself is a
+	// 404 in the error shape (http.FileServer would answer plain text, or list the folder).
+	assets, _ := fs.Sub(web.FS, "assets")
+	assetFiles := http.StripPrefix("/assets/", http.FileServerFS(assets))
+	s.mux.HandleFunc("/assets/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeMethodNotAllowed, "%s is not allowed on /assets/", r.Method)))
+			return
+		}
+		name := strings.TrimPrefix(r.URL.Path, "/assets/")
+		if st, err := fs.Stat(assets, name); name == "" || err != nil || st.IsDir() {
+			apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Errorf(shop.CodeNotFound, "no such file in /assets/")))
+			return
+		}
+		assetFiles.ServeHTTP(w, r)
+	})
 	ref, _ := fs.Sub(web.API, "api")
 	files := http.StripPrefix("/reference/", http.FileServerFS(ref))
 	s.handle("GET /reference/", func(w http.ResponseWriter, r *http.Request) {

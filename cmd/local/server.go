@@ -173,6 +173,9 @@ func (s *server) identity(r *http.Request) (apigw.Identity, error) {
 	if err != nil {
 		return apigw.Identity{}, shop.Errorf(shop.CodeUnauthenticated, "missing, malformed, expired or badly signed token")
 	}
+	if !shop.ValidText(c["sub"]) {
+		return apigw.Identity{}, shop.Invalid("sub", "the token's sub must not contain control characters")
+	}
 	return apigw.Identity{UserID: c["sub"], Groups: apigw.ParseGroups(c["cognito:groups"])}, nil
 }
 
@@ -263,8 +266,8 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 	if !decodeRequest(w, r, &req) {
 		return
 	}
-	if req.Sub == "" || len(req.Sub) > 128 {
-		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("sub", "sub must be 1 to 128 characters")))
+	if req.Sub == "" || len(req.Sub) > 128 || !shop.ValidText(req.Sub) {
+		apigw.WriteHTTP(w, apigw.ErrorResponse(shop.Invalid("sub", "sub must be 1 to 128 characters, none of them a control character")))
 		return
 	}
 	for _, g := range req.Groups {

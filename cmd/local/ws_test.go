@@ -230,7 +230,9 @@ func reserveOne(t testing.TB, srv *httptest.Server, auth, product string) int64 
 	var out struct {
 		Available int64 `json:"available"`
 	}
-	json.Unmarshal(r.body, &out)
+	if err := json.Unmarshal(r.body, &out); err != nil {
+		t.Fatal(err)
+	}
 	return out.Available
 }
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"lastunit/shared/herd"
+	"lastunit/cmd/bench/herd"
 	"lastunit/shared/testenv"
 )
 

@@ -10,6 +10,6 @@ import (
 )
 
 func main() {
-	app := config.MustOpen(config.NeedStripe)
+	app := config.MustOpen(config.NeedStripe, config.NeedStripeWebhook)
 	lambda.Start(app.Handler(handler.Webhook(app.Shop, app.Stripe, app.Log).Serve))
 }

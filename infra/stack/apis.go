@@ -4,10 +4,12 @@ import (
 	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigateway"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2authorizers"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2integrations"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscognito"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/jsii-runtime-go"
 )
@@ -43,6 +45,10 @@ type APIs struct {
 	WebSocketStage awsapigatewayv2.WebSocketStage
 	// Routes is the HTTP API's routes (the migrate trigger runs before them).
 	Routes []awsapigatewayv2.HttpRoute
+	// WebSocketLogs is the WebSocket stage's access log group; LogRole the account's API
+	// Gateway CloudWatch role that writes it.
+	WebSocketLogs awslogs.LogGroup
+	LogRole       awsiam.Role
 }
 
 // newWebSocketAPI builds the WebSocket API (route selection on the message's action) and its
@@ -62,6 +68,33 @@ func (s *Stack) newWebSocketAPI() {
 			RateLimit: jsii.Number(float64(s.Props.WSRate)), BurstLimit: jsii.Number(float64(s.Props.WSBurst)),
 		},
 	})
+	// Access logs: one JSON line per connect, message and disconnect. Unlike an HTTP API's, a
+	// WebSocket stage logs through the account's API Gateway CloudWatch role (a setting of
+	// the account and region, which this stack sets: docs/deploy-checks.md).
+	a.WebSocketLogs = awslogs.NewLogGroup(s.Stack, jsii.String("WebSocketAccessLogs"), &awslogs.LogGroupProps{
+		Retention: retention(s.Props.LogRetentionDays), RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+	a.LogRole = awsiam.NewRole(s.Stack, jsii.String("ApiGatewayLogRole"), &awsiam.RoleProps{
+		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("apigateway.amazonaws.com"), nil),
+		Description: jsii.String("API Gateway's CloudWatch Logs role of this account and region (the WebSocket stage's access logs)"),
+		ManagedPolicies: &[]awsiam.IManagedPolicy{
+			awsiam.ManagedPolicy_FromAwsManagedPolicyName(jsii.String("service-role/AmazonAPIGatewayPushToCloudWatchLogs")),
+		},
+	})
+	// Kept when the stack is deleted: the account's setting outlives the stack and would
+	// otherwise name a deleted role, which breaks every other API's logging in the account.
+	a.LogRole.ApplyRemovalPolicy(awscdk.RemovalPolicy_RETAIN)
+	account := awsapigateway.NewCfnAccount(s.Stack, jsii.String("ApiGatewayAccount"), &awsapigateway.CfnAccountProps{
+		CloudWatchRoleArn: a.LogRole.RoleArn(),
+	})
+	stage := a.WebSocketStage.Node().DefaultChild().(awsapigatewayv2.CfnStage)
+	stage.SetAccessLogSettings(&awsapigatewayv2.CfnStage_AccessLogSettingsProperty{
+		DestinationArn: a.WebSocketLogs.LogGroupArn(),
+		Format: jsii.String(`{"requestId":"$context.requestId","routeKey":"$context.routeKey","eventType":"$context.eventType",` +
+			`"connectionId":"$context.connectionId","status":"$context.status","integrationLatencyMs":"$context.integrationLatency",` +
+			`"error":"$context.error.message","ip":"$context.identity.sourceIp"}`),
+	})
+	stage.Node().AddDependency(account)
 }
 
 // wireWebSocketAPI adds the WebSocket routes.

@@ -31,16 +31,21 @@ var SignInScopes = []string{"openid", "email", "profile"}
 // unique per region across all accounts.
 const DomainPrefixContext = "authDomainPrefix"
 
-// newIdentity builds both user pools and their web clients (public: no secret; SRP and
-// USER_PASSWORD_AUTH for the CLI). The clients' OAuth settings name the pages' URLs, so they
-// are completed by newSignIn once the distribution exists; without the site (LocalStack)
-// the clients have no OAuth flow at all.
+// newIdentity builds both user pools and their web clients (public: no secret). The shoppers'
+// client allows SRP and USER_PASSWORD_AUTH (the CLI's initiate-auth); the admins' client SRP
+// only, so an admin's password never travels to Cognito, not even inside TLS. The admins'
+// pool is on the Plus feature plan with threat protection enforced (compromised credentials,
+// adaptive authentication: a risky sign-in is blocked); the shoppers' pool stays on
+// Essentials, whose price does not grow with a drop's crowd (docs/deploy-checks.md). Both
+// pools require upper and lower case letters, digits and symbols. The clients' OAuth settings
+// name the pages' URLs, so they are completed by newSignIn once the distribution exists;
+// without the site (LocalStack) the clients have no OAuth flow at all.
 func newIdentity(s awscdk.Stack, prefix string, withSite bool) *APIs {
 	a := &APIs{}
 	password := func(min float64) *awscognito.PasswordPolicy {
 		return &awscognito.PasswordPolicy{
 			MinLength: jsii.Number(min), RequireDigits: jsii.Bool(true), RequireLowercase: jsii.Bool(true),
-			RequireUppercase: jsii.Bool(true), RequireSymbols: jsii.Bool(false),
+			RequireUppercase: jsii.Bool(true), RequireSymbols: jsii.Bool(true),
 		}
 	}
 	a.UserPool = awscognito.NewUserPool(s, jsii.String("Users"), &awscognito.UserPoolProps{
@@ -63,11 +68,14 @@ func newIdentity(s awscdk.Stack, prefix string, withSite bool) *APIs {
 		MfaSecondFactor:   &awscognito.MfaSecondFactor{Otp: jsii.Bool(true), Sms: jsii.Bool(false)},
 		PasswordPolicy:    password(14),
 		RemovalPolicy:     awscdk.RemovalPolicy_RETAIN,
+		// Threat protection needs the Plus plan; a handful of admins costs little on it.
+		FeaturePlan:                  awscognito.FeaturePlan_PLUS,
+		StandardThreatProtectionMode: awscognito.StandardThreatProtectionMode_FULL_FUNCTION,
 	})
-	client := func(pool awscognito.UserPool, id, suffix string) awscognito.UserPoolClient {
+	client := func(pool awscognito.UserPool, id, suffix string, passwordAuth bool) awscognito.UserPoolClient {
 		opts := &awscognito.UserPoolClientOptions{
 			UserPoolClientName:         name(prefix, suffix),
-			AuthFlows:                  &awscognito.AuthFlow{UserSrp: jsii.Bool(true), UserPassword: jsii.Bool(true)}, // the CLI's initiate-auth
+			AuthFlows:                  &awscognito.AuthFlow{UserSrp: jsii.Bool(true), UserPassword: jsii.Bool(passwordAuth)},
 			GenerateSecret:             jsii.Bool(false),
 			PreventUserExistenceErrors: jsii.Bool(true),
 			AccessTokenValidity:        awscdk.Duration_Hours(jsii.Number(1)),
@@ -88,8 +96,8 @@ func newIdentity(s awscdk.Stack, prefix string, withSite bool) *APIs {
 		}
 		return pool.AddClient(jsii.String(id), opts)
 	}
-	a.UserPoolClient = client(a.UserPool, "WebClient", "web")
-	a.AdminClient = client(a.AdminPool, "AdminWebClient", "admin-web")
+	a.UserPoolClient = client(a.UserPool, "WebClient", "web", true) // USER_PASSWORD_AUTH: the CLI's initiate-auth
+	a.AdminClient = client(a.AdminPool, "AdminWebClient", "admin-web", false)
 	awscognito.NewCfnUserPoolGroup(s, jsii.String("AdminGroup"), &awscognito.CfnUserPoolGroupProps{
 		UserPoolId:  a.AdminPool.UserPoolId(),
 		GroupName:   jsii.String(AdminGroup),

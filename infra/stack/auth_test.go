@@ -2,6 +2,7 @@ package stack
 
 import (
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -15,7 +16,9 @@ import (
 // and holds the admin group; the admin routes' JWT authorizer takes only the admins' pool and
 // its client, the other protected routes' only the shoppers'. Both clients sign in through a
 // Cognito domain with managed login, the code flow only, openid email profile, and their
-// page on the distribution as callback and sign-out URL.
+// page on the distribution as callback and sign-out URL. The admins' client allows SRP only
+// (no USER_PASSWORD_AUTH) and their pool enforces threat protection (the Plus plan); both
+// pools' passwords need upper and lower case, digits and symbols.
 func TestSignIn(t *testing.T) {
 	s, tp, d := synth(t)
 	users, admins := logicalID(s, s.APIs.UserPool), logicalID(s, s.APIs.AdminPool)
@@ -156,6 +159,44 @@ func TestSignIn(t *testing.T) {
 			}
 		})
 	}
+	// The outside review: the admins' client signs in by SRP only (no USER_PASSWORD_AUTH), the
+	// admins' pool has threat protection enforced (the Plus plan); both pools want symbols too.
+	t.Run("auth flows", func(t *testing.T) {
+		want := map[string][]string{
+			webClient:   {"ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH"},
+			adminClient: {"ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_USER_SRP_AUTH"},
+		}
+		for id, flows := range want {
+			got := map[string]bool{}
+			for _, f := range asList(d.Resources[id].Properties["ExplicitAuthFlows"]) {
+				got[fmt.Sprint(f)] = true
+			}
+			if strings.Join(sorted(got), " ") != strings.Join(flows, " ") {
+				t.Errorf("%s allows %v, want %v", id, sorted(got), flows)
+			}
+		}
+	})
+	t.Run("threat protection on the admins' pool", func(t *testing.T) {
+		has(t, "admins", func() {
+			tp.HasResourceProperties(jsii.String("AWS::Cognito::UserPool"), props(map[string]any{
+				"UserPoolName": "lastunit-admins", "UserPoolTier": "PLUS",
+				"UserPoolAddOns": map[string]any{"AdvancedSecurityMode": "ENFORCED"},
+			}))
+		})
+	})
+	t.Run("password policies", func(t *testing.T) {
+		for pool, min := range map[string]float64{users: 12, admins: 14} {
+			pp, _ := d.Resources[pool].Properties["Policies"].(map[string]any)["PasswordPolicy"].(map[string]any)
+			for _, k := range []string{"RequireLowercase", "RequireUppercase", "RequireNumbers", "RequireSymbols"} {
+				if pp[k] != true {
+					t.Errorf("%s: %s is %v", pool, k, pp[k])
+				}
+			}
+			if pp["MinimumLength"] != min {
+				t.Errorf("%s: minimum length %v, want %v", pool, pp["MinimumLength"], min)
+			}
+		}
+	})
 	t.Run("the sign-in origins match the domains", func(t *testing.T) {
 		for _, o := range s.SignInOrigins() {
 			raw, _ := json.Marshal(s.Stack.Resolve(o))

@@ -1,9 +1,13 @@
 package stack
 
 import (
+	"strings"
+
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awselasticache"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsrds"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
 	"github.com/aws/jsii-runtime-go"
@@ -21,13 +25,20 @@ type Network struct {
 	PostgresClients awsec2.SecurityGroup
 	// Proxy is the RDS Proxy's: 5432 in from PostgresClients, out to Postgres's 5432 only.
 	Proxy awsec2.SecurityGroup
-	// Postgres accepts 5432 from the proxy only; Redis accepts 6379 from Functions only.
+	// Postgres accepts 5432 from the proxy and from Rotation only; Redis accepts 6379 from
+	// Functions only.
 	Postgres, Redis awsec2.SecurityGroup
+	// Rotation is the group of Secrets Manager's hosted rotation functions of the two
+	// Postgres secrets: out to anywhere (the Secrets Manager API), nothing in.
+	Rotation awsec2.SecurityGroup
+	// FlowLogs receives the VPC's flow logs (every accepted and rejected flow).
+	FlowLogs awslogs.LogGroup
 }
 
 // newNetwork builds a two-AZ VPC: public subnets for one NAT gateway, private subnets with
-// egress for the functions, isolated subnets for Postgres and Redis.
-func newNetwork(s awscdk.Stack) *Network {
+// egress for the functions, isolated subnets for Postgres and Redis, and flow logs of all
+// traffic into a log group kept as long as the functions' logs.
+func newNetwork(s awscdk.Stack, p Props) *Network {
 	vpc := awsec2.NewVpc(s, jsii.String("Vpc"), &awsec2.VpcProps{
 		MaxAzs:      jsii.Number(2),
 		NatGateways: jsii.Number(1), // one NAT gateway: cost over AZ independence of egress (README)
@@ -50,13 +61,26 @@ func newNetwork(s awscdk.Stack) *Network {
 		Proxy:           sg("PostgresProxySG", "lastunit RDS Proxy: 5432 from the Postgres clients, to Postgres", false),
 		Postgres:        sg("PostgresSG", "lastunit Postgres: 5432 from the proxy", false),
 		Redis:           sg("RedisSG", "lastunit Redis: 6379 from the functions", false),
+		Rotation:        sg("SecretRotationSG", "lastunit rotation of the Postgres secrets", true),
 	}
+	n.FlowLogs = awslogs.NewLogGroup(s, jsii.String("VpcFlowLogs"), &awslogs.LogGroupProps{
+		LogGroupName:  jsii.String("/lastunit/" + p.Prefix + "/vpc-flow-logs"),
+		Retention:     retention(p.LogRetentionDays),
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+	vpc.AddFlowLog(jsii.String("FlowLog"), &awsec2.FlowLogOptions{
+		Destination: awsec2.FlowLogDestination_ToCloudWatchLogs(n.FlowLogs, nil),
+		TrafficType: awsec2.FlowLogTrafficType_ALL,
+	})
 	// The proxy to Postgres (ingress on Postgres, egress on the proxy) is added by the
 	// DatabaseProxy construct itself.
 	n.Proxy.AddIngressRule(n.PostgresClients, awsec2.Port_Tcp(jsii.Number(5432)), jsii.String("functions to the proxy"), nil)
 	n.Redis.AddIngressRule(n.Functions, awsec2.Port_Tcp(jsii.Number(6379)), jsii.String("functions to Redis"), nil)
 	return n
 }
+
+// RotationDays is how often the Postgres and Redis secrets rotate.
+const RotationDays = 30
 
 // AppRoleName is the Postgres login role the functions connect as (store.EnsureAppRole).
 const AppRoleName = "lastunit_app"
@@ -79,10 +103,14 @@ type Data struct {
 	Redis  awselasticache.CfnReplicationGroup
 	// RedisURL is rediss://primary-endpoint:port/0 (TLS); the AUTH token comes from RedisAuth.
 	RedisURL *string
-	// RedisAuth is the Redis AUTH token (a plain secret string).
-	RedisAuth awssecretsmanager.Secret
-	// Stripe holds {"secret_key", "webhook_secret"}.
-	Stripe awssecretsmanager.ISecret
+	// RedisAuth is the Redis AUTH token (a plain secret string), rotated every RotationDays
+	// by RedisRotation (rotation.go).
+	RedisAuth     awssecretsmanager.Secret
+	RedisRotation awslambda.Function
+	// Stripe holds the API key {"secret_key"} (every function that calls Stripe);
+	// StripeWebhook the webhook endpoint's signing secret {"webhook_secret"} (the webhook
+	// function only).
+	Stripe, StripeWebhook awssecretsmanager.ISecret
 }
 
 // newData builds RDS PostgreSQL with generated credentials in Secrets Manager, ElastiCache
@@ -115,10 +143,37 @@ func newData(s awscdk.Stack, n *Network, p Props) *Data {
 		RemovalPolicy:       removal,
 	})
 	d.DBSecret = d.Postgres.Secret()
+	// The hosted rotation logs in to the instance itself (not through the proxy) to change a password.
+	d.Postgres.Connections().AllowDefaultPortFrom(n.Rotation, jsii.String("secret rotation to Postgres"))
+	// The application role's secret names the instance too (the attachment adds host, port,
+	// engine and dbname), which its hosted rotation needs; the functions still go through the
+	// proxy (DATABASE_HOST).
 	d.AppSecret = awsrds.NewDatabaseSecret(s, jsii.String("PostgresAppSecret"), &awsrds.DatabaseSecretProps{
 		Username:   jsii.String(AppRoleName),
 		SecretName: jsii.String(p.Prefix + "/postgres-app"),
-	})
+	}).Attach(d.Postgres)
+	// Each Postgres secret rotates itself every RotationDays: Secrets Manager's hosted
+	// single-user rotation logs in as the secret's user and changes its own password. The
+	// proxy reads the secrets at each new client login, the functions at a cold start (and
+	// through the proxy they never see the database password change), and the migrate
+	// function sets the application role's password from the secret's current version.
+	for _, r := range []struct {
+		id     string
+		secret awssecretsmanager.ISecret
+	}{{"Postgres", d.DBSecret}, {"PostgresApp", d.AppSecret}} {
+		r.secret.AddRotationSchedule(jsii.String("Rotation"), &awssecretsmanager.RotationScheduleOptions{
+			HostedRotation: awssecretsmanager.HostedRotation_PostgreSqlSingleUser(&awssecretsmanager.SingleUserHostedRotationOptions{
+				FunctionName:   jsii.String(p.Prefix + "-rotate-" + strings.ToLower(r.id)),
+				Vpc:            n.Vpc,
+				VpcSubnets:     privateSubnets(),
+				SecurityGroups: &[]awsec2.ISecurityGroup{n.Rotation},
+			}),
+			AutomaticallyAfter: awscdk.Duration_Days(jsii.Number(RotationDays)),
+			// The first rotation comes RotationDays after the deploy, not during it (the
+			// migrate trigger logs in with these secrets while the deploy runs).
+			RotateImmediatelyOnUpdate: jsii.Bool(false),
+		})
+	}
 	d.Budget = NewBudget(p)
 	d.Proxy = awsrds.NewDatabaseProxy(s, jsii.String("PostgresProxy"), &awsrds.DatabaseProxyProps{
 		DbProxyName: jsii.String(p.Prefix + "-postgres"),
@@ -174,17 +229,30 @@ func newData(s awscdk.Stack, n *Network, p Props) *Data {
 		jsii.String("rediss://"), d.Redis.AttrPrimaryEndPointAddress(), jsii.String(":"), d.Redis.AttrPrimaryEndPointPort(), jsii.String("/0"),
 	})
 
-	if p.StripeSecretArn != "" {
-		d.Stripe = awssecretsmanager.Secret_FromSecretCompleteArn(s, jsii.String("Stripe"), jsii.String(p.StripeSecretArn))
-	} else {
-		// Empty placeholders, never real keys: put the keys in after the first deploy (README).
-		d.Stripe = awssecretsmanager.NewSecret(s, jsii.String("Stripe"), &awssecretsmanager.SecretProps{
-			SecretName:        jsii.String(p.Prefix + "/stripe"),
-			Description:       jsii.String(`lastunit Stripe keys: {"secret_key": <API secret key>, "webhook_secret": <endpoint signing secret>}`),
-			SecretStringValue: awscdk.SecretValue_UnsafePlainText(jsii.String(`{"secret_key":"","webhook_secret":""}`)),
-		})
-	}
+	d.Stripe = stripeSecret(s, "Stripe", p.StripeSecretArn, p.Prefix+"/stripe",
+		`lastunit Stripe API key: {"secret_key": <API secret key>}`, StripeKeyPlaceholder)
+	d.StripeWebhook = stripeSecret(s, "StripeWebhook", p.StripeWebhookSecretArn, p.Prefix+"/stripe-webhook",
+		`lastunit Stripe webhook signing secret (the webhook function only): {"webhook_secret": <endpoint signing secret>}`, StripeWebhookPlaceholder)
 	return d
+}
+
+// The Stripe secrets' empty placeholders (never real keys: make stripe-keys puts them in after
+// the first deploy).
+const (
+	StripeKeyPlaceholder     = `{"secret_key":""}`
+	StripeWebhookPlaceholder = `{"webhook_secret":""}`
+)
+
+// stripeSecret is an existing secret (arn) or a new one holding placeholder.
+func stripeSecret(s awscdk.Stack, id, arn, secretName, desc, placeholder string) awssecretsmanager.ISecret {
+	if arn != "" {
+		return awssecretsmanager.Secret_FromSecretCompleteArn(s, jsii.String(id), jsii.String(arn))
+	}
+	return awssecretsmanager.NewSecret(s, jsii.String(id), &awssecretsmanager.SecretProps{
+		SecretName:        jsii.String(secretName),
+		Description:       jsii.String(desc),
+		SecretStringValue: awscdk.SecretValue_UnsafePlainText(jsii.String(placeholder)),
+	})
 }
 
 // Where the LocalStack functions find the compose file's services (localstack/compose.yaml):
@@ -215,7 +283,11 @@ func newLocalData(s awscdk.Stack, p Props) *Data {
 	d.Budget = NewBudget(p)
 	d.Stripe = awssecretsmanager.NewSecret(s, jsii.String("Stripe"), &awssecretsmanager.SecretProps{
 		SecretName:        jsii.String(p.Prefix + "/stripe"),
-		SecretStringValue: awscdk.SecretValue_UnsafePlainText(jsii.String(`{"secret_key":"sk_test_local","webhook_secret":"whsec_lastunit_local"}`)),
+		SecretStringValue: awscdk.SecretValue_UnsafePlainText(jsii.String(`{"secret_key":"sk_test_local"}`)),
+	})
+	d.StripeWebhook = awssecretsmanager.NewSecret(s, jsii.String("StripeWebhook"), &awssecretsmanager.SecretProps{
+		SecretName:        jsii.String(p.Prefix + "/stripe-webhook"),
+		SecretStringValue: awscdk.SecretValue_UnsafePlainText(jsii.String(`{"webhook_secret":"whsec_lastunit_local"}`)),
 	})
 	return d
 }

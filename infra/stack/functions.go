@@ -29,8 +29,12 @@ type Function struct {
 	// holds a connection while it takes another (their lock is a lease row, not a session),
 	// which costs 2 connections of the budget.
 	DBMaxConns int
-	// Stripe: the function reads STRIPE_SECRET_ARN (config.NeedStripe in its main.go).
+	// Stripe: the function reads the API key's secret, STRIPE_SECRET_ARN (config.NeedStripe in
+	// its main.go).
 	Stripe bool
+	// StripeWebhook: the function reads the webhook signing secret's own secret,
+	// STRIPE_WEBHOOK_SECRET_ARN (config.NeedStripeWebhook): the webhook function only.
+	StripeWebhook bool
 	// SendFulfill: the function sends jobs to the fulfill-order queue.
 	SendFulfill bool
 	// ConsumeFulfillDLQ: the function receives and deletes dead-lettered jobs (retry, cancel, redrive).
@@ -44,6 +48,9 @@ type Function struct {
 	VerifyTokens bool
 	// AsyncRetries is the retry count of asynchronous (EventBridge) invocations; -1 leaves the default.
 	AsyncRetries int
+	// Scheduled: an EventBridge schedule invokes the function (asynchronously); a run that
+	// failed after AsyncRetries goes to the schedule-failures queue (Queues.ScheduleFailures).
+	Scheduled bool
 }
 
 // Functions is every function the stack deploys, in the order of DESIGN.md's flows.
@@ -53,15 +60,15 @@ var Functions = []Function{
 	{Name: "checkout", Description: "checkout and orders (HTTP API)", MemoryMB: 512, TimeoutSeconds: 15, Postgres: true, DBMaxConns: 1,
 		Stripe: true, SendStockUpdates: true, AsyncRetries: -1},
 	{Name: "webhook", Description: "verified Stripe events into orders and fulfillment jobs", MemoryMB: 256, TimeoutSeconds: 15, Postgres: true, DBMaxConns: 1,
-		Stripe: true, SendFulfill: true, SendStockUpdates: true, AsyncRetries: -1},
+		Stripe: true, StripeWebhook: true, SendFulfill: true, SendStockUpdates: true, AsyncRetries: -1},
 	{Name: "fulfill", Description: "fulfillment worker on the fulfill-order queue", MemoryMB: 256, TimeoutSeconds: 30, Postgres: true, DBMaxConns: 1,
 		SendStockUpdates: true, AsyncRetries: -1},
 	{Name: "admin", Description: "product ledger, restocking, orders and failed jobs (HTTP API, admin group)", MemoryMB: 256, TimeoutSeconds: 29, Postgres: true, DBMaxConns: 1,
 		Stripe: true, SendFulfill: true, ConsumeFulfillDLQ: true, SendStockUpdates: true, AsyncRetries: -1},
 	{Name: "expire", Description: "expiry sweep, every minute", MemoryMB: 256, TimeoutSeconds: 55, Postgres: true, DBMaxConns: 2,
-		Stripe: true, SendStockUpdates: true, AsyncRetries: 0},
+		Stripe: true, SendStockUpdates: true, AsyncRetries: 0, Scheduled: true},
 	{Name: "janitor", Description: "daily clean-up of failed jobs older than FAILED_JOB_MAX_AGE", MemoryMB: 256, TimeoutSeconds: 300, Postgres: true, DBMaxConns: 2,
-		Stripe: true, ConsumeFulfillDLQ: true, SendStockUpdates: true, AsyncRetries: 2},
+		Stripe: true, ConsumeFulfillDLQ: true, SendStockUpdates: true, AsyncRetries: 2, Scheduled: true},
 	{Name: "wsconnect", Description: "WebSocket $connect, $disconnect, subscribe, unsubscribe, $default", MemoryMB: 256, TimeoutSeconds: 10,
 		VerifyTokens: true, AsyncRetries: -1},
 	{Name: "broadcast", Description: "stock-updates fan-out to the viewers of each product", MemoryMB: 256, TimeoutSeconds: 10,

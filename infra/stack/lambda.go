@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdadestinations"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambdaeventsources"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/jsii-runtime-go"
@@ -20,6 +21,15 @@ var retentions = map[int]awslogs.RetentionDays{
 	180: awslogs.RetentionDays_SIX_MONTHS, 365: awslogs.RetentionDays_ONE_YEAR,
 }
 
+// retention is the log retention of days (Props.LogRetentionDays), or a panic naming the choices.
+func retention(days int) awslogs.RetentionDays {
+	r, ok := retentions[days]
+	if !ok {
+		panic(fmt.Sprintf("LogRetentionDays %d: use one of 1, 3, 7, 14, 30, 90, 180, 365", days))
+	}
+	return r
+}
+
 // logicalName is a function's construct id prefix: "reserve" → "Reserve".
 func logicalName(fn string) string { return strings.ToUpper(fn[:1]) + fn[1:] }
 
@@ -27,13 +37,9 @@ func logicalName(fn string) string { return strings.ToUpper(fn[:1]) + fn[1:] }
 // JSON logs into its own log group with a retention, and exactly the grants f asks for.
 func (s *Stack) newFunction(f Function) awslambda.Function {
 	id := logicalName(f.Name)
-	retention, ok := retentions[s.Props.LogRetentionDays]
-	if !ok {
-		panic(fmt.Sprintf("LogRetentionDays %d: use one of 1, 3, 7, 14, 30, 90, 180, 365", s.Props.LogRetentionDays))
-	}
 	logs := awslogs.NewLogGroup(s.Stack, jsii.String(id+"Logs"), &awslogs.LogGroupProps{
 		LogGroupName:  jsii.String("/aws/lambda/" + s.Props.Prefix + "-" + f.Name),
-		Retention:     retention,
+		Retention:     retention(s.Props.LogRetentionDays),
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 	})
 	arch := awslambda.Architecture_ARM_64()
@@ -70,6 +76,9 @@ func (s *Stack) newFunction(f Function) awslambda.Function {
 	if f.AsyncRetries >= 0 {
 		props.RetryAttempts = jsii.Number(float64(f.AsyncRetries))
 	}
+	if f.Scheduled {
+		props.OnFailure = awslambdadestinations.NewSqsDestination(s.Queues.ScheduleFailures)
+	}
 	if n := s.Data.Budget.Concurrency[f.Name]; n > 0 {
 		props.ReservedConcurrentExecutions = jsii.Number(float64(n))
 	}
@@ -92,6 +101,9 @@ func (s *Stack) newFunction(f Function) awslambda.Function {
 	}
 	if f.Stripe {
 		allow(s.Data.Stripe.SecretArn(), "secretsmanager:GetSecretValue")
+	}
+	if f.StripeWebhook {
+		allow(s.Data.StripeWebhook.SecretArn(), "secretsmanager:GetSecretValue")
 	}
 	if f.SendFulfill {
 		allow(s.Queues.Fulfill.QueueArn(), "sqs:SendMessage")

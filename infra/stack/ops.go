@@ -19,20 +19,23 @@ const (
 )
 
 // newSchedules invokes expire every minute (no retry: the next sweep repairs what one did not
-// finish, and retries would overlap it) and janitor daily (two retries; it takes a lock).
+// finish, and retries would overlap it) and janitor daily (two retries; it takes a lock). An
+// event EventBridge cannot deliver goes to the schedule-failures queue, as does a run that
+// failed (the functions' on-failure destination).
 func (s *Stack) newSchedules() {
 	awsevents.NewRule(s.Stack, jsii.String("ExpireSchedule"), &awsevents.RuleProps{
 		Description: jsii.String("lastunit expiry sweep"),
 		Schedule:    awsevents.Schedule_Expression(jsii.String(ExpireSchedule)),
 		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(s.Functions["expire"], &awseventstargets.LambdaFunctionProps{
 			RetryAttempts: jsii.Number(0), MaxEventAge: awscdk.Duration_Seconds(jsii.Number(60)),
+			DeadLetterQueue: s.Queues.ScheduleFailures,
 		})},
 	})
 	awsevents.NewRule(s.Stack, jsii.String("JanitorSchedule"), &awsevents.RuleProps{
 		Description: jsii.String("lastunit daily janitor: failed jobs older than FAILED_JOB_MAX_AGE"),
 		Schedule:    awsevents.Schedule_Expression(jsii.String(JanitorSchedule)),
 		Targets: &[]awsevents.IRuleTarget{awseventstargets.NewLambdaFunction(s.Functions["janitor"], &awseventstargets.LambdaFunctionProps{
-			RetryAttempts: jsii.Number(2),
+			RetryAttempts: jsii.Number(2), DeadLetterQueue: s.Queues.ScheduleFailures,
 		})},
 	})
 }
@@ -61,10 +64,15 @@ func (s *Stack) newAlarms() {
 		a.AddOkAction(action)
 	}
 	for _, q := range []struct {
-		id  string
-		dlq awssqs.Queue
-	}{{"FulfillOrderDLQ", s.Queues.FulfillDLQ}, {"StockUpdatesDLQ", s.Queues.StockUpdatesDLQ}} {
-		alarm(q.id+"NotEmpty", "a message was dead-lettered: see GET /admin/failed-jobs (fulfill-order) or the broadcaster's logs",
+		id   string
+		dlq  awssqs.Queue
+		desc string
+	}{
+		{"FulfillOrderDLQ", s.Queues.FulfillDLQ, "a message was dead-lettered: see GET /admin/failed-jobs"},
+		{"StockUpdatesDLQ", s.Queues.StockUpdatesDLQ, "a message was dead-lettered: see the broadcaster's logs"},
+		{"ScheduleFailures", s.Queues.ScheduleFailures, "a scheduled run (expire, janitor) failed or was not delivered: the message holds the error"},
+	} {
+		alarm(q.id+"NotEmpty", q.desc,
 			q.dlq.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{
 				Period: awscdk.Duration_Minutes(jsii.Number(1)), Statistic: jsii.String("Maximum"),
 			}))
@@ -92,7 +100,8 @@ func (s *Stack) newOutputs() {
 	if s.Site != nil {
 		out("SiteUrl", "the storefront (/) and the admin dashboard (/dashboard) on CloudFront", s.siteOrigin())
 	}
-	out("StripeSecretArn", `put {"secret_key","webhook_secret"} here`, s.Data.Stripe.SecretArn())
+	out("StripeSecretArn", `put the Stripe API key {"secret_key"} here (make stripe-keys)`, s.Data.Stripe.SecretArn())
+	out("StripeWebhookSecretArn", `put the webhook signing secret {"webhook_secret"} here (make stripe-keys)`, s.Data.StripeWebhook.SecretArn())
 	out("FulfillQueueUrl", "fulfill-order queue", s.Queues.Fulfill.QueueUrl())
 	out("FulfillDLQUrl", "fulfill-order dead-letter queue", s.Queues.FulfillDLQ.QueueUrl())
 	out("AlarmTopicArn", "SNS topic of the alarms", s.AlarmTopic.TopicArn())

@@ -18,6 +18,11 @@ const visibilityFactor = 6
 type Queues struct {
 	Fulfill, FulfillDLQ           awssqs.Queue
 	StockUpdates, StockUpdatesDLQ awssqs.Queue
+	// ScheduleFailures is where a scheduled run ends that failed: the expire and janitor
+	// functions' on-failure destination (after their retries) and their EventBridge targets'
+	// dead-letter queue (an event EventBridge could not deliver). Kept 14 days; an alarm
+	// fires on the first message.
+	ScheduleFailures awssqs.Queue
 }
 
 func newQueues(s awscdk.Stack, prefix string) *Queues {
@@ -27,6 +32,12 @@ func newQueues(s awscdk.Stack, prefix string) *Queues {
 	// Stock updates are stale within seconds; the next change carries the latest value anyway.
 	q.StockUpdates, q.StockUpdatesDLQ = queuePair(s, prefix, "StockUpdates", "stock-updates", lookup("broadcast").TimeoutSeconds,
 		awscdk.Duration_Hours(jsii.Number(1)))
+	q.ScheduleFailures = awssqs.NewQueue(s, jsii.String("ScheduleFailures"), &awssqs.QueueProps{
+		QueueName:       name(prefix, "schedule-failures"),
+		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
+		Encryption:      awssqs.QueueEncryption_SQS_MANAGED,
+		EnforceSSL:      jsii.Bool(true),
+	})
 	return q
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapigatewayv2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscertificatemanager"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudfront"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudfrontorigins"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
@@ -28,7 +29,10 @@ const SiteRewrite = `function handler(event) {
 
 // Site is the static pages (web/) in a private bucket behind CloudFront.
 type Site struct {
-	Bucket       awss3.Bucket
+	Bucket awss3.Bucket
+	// Logs receives the bucket's server access logs (s3/) and the distribution's standard
+	// logs (cloudfront/), expired after Props.LogRetentionDays.
+	Logs         awss3.Bucket
 	Distribution awscloudfront.Distribution
 	Rewrite      awscloudfront.Function
 	Deployment   awss3deployment.BucketDeployment
@@ -87,11 +91,24 @@ func (p Props) withSite() bool { return !p.LocalStack }
 // through Origin Access Control. Before the HTTP API: its CORS allows the distribution's origin.
 func (s *Stack) newSite() {
 	site := &Site{}
-	site.Bucket = awss3.NewBucket(s.Stack, jsii.String("WebBucket"), &awss3.BucketProps{
+	site.Logs = awss3.NewBucket(s.Stack, jsii.String("AccessLogs"), &awss3.BucketProps{
 		BlockPublicAccess: awss3.BlockPublicAccess_BLOCK_ALL(),
-		Encryption:        awss3.BucketEncryption_S3_MANAGED,
+		Encryption:        awss3.BucketEncryption_S3_MANAGED, // CloudFront's standard logs cannot write to a KMS bucket
 		EnforceSSL:        jsii.Bool(true),
-		ObjectOwnership:   awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
+		// CloudFront's standard logging writes through an ACL grant: ACLs stay enabled here only.
+		ObjectOwnership: awss3.ObjectOwnership_BUCKET_OWNER_PREFERRED,
+		LifecycleRules: &[]*awss3.LifecycleRule{{
+			Expiration: awscdk.Duration_Days(jsii.Number(float64(s.Props.LogRetentionDays))),
+		}},
+		RemovalPolicy: awscdk.RemovalPolicy_RETAIN, // logs outlive the stack (until they expire)
+	})
+	site.Bucket = awss3.NewBucket(s.Stack, jsii.String("WebBucket"), &awss3.BucketProps{
+		BlockPublicAccess:      awss3.BlockPublicAccess_BLOCK_ALL(),
+		Encryption:             awss3.BucketEncryption_S3_MANAGED,
+		EnforceSSL:             jsii.Bool(true),
+		ObjectOwnership:        awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
+		ServerAccessLogsBucket: site.Logs,
+		ServerAccessLogsPrefix: jsii.String("s3/"),
 		// Kept when the stack is deleted (CDK's default): emptying it would take another
 		// custom-resource function; its content is rebuilt by any deploy.
 		RemovalPolicy: awscdk.RemovalPolicy_RETAIN,
@@ -117,10 +134,13 @@ func (s *Stack) newSite() {
 			FrameOptions: &awscloudfront.ResponseHeadersFrameOptions{FrameOption: awscloudfront.HeadersFrameOption_DENY, Override: jsii.Bool(true)},
 		},
 	})
-	site.Distribution = awscloudfront.NewDistribution(s.Stack, jsii.String("WebDistribution"), &awscloudfront.DistributionProps{
+	dist := &awscloudfront.DistributionProps{
 		Comment:           jsii.String("lastunit storefront and dashboard (web/)"),
 		DefaultRootObject: jsii.String("index.html"),
 		PriceClass:        awscloudfront.PriceClass_PRICE_CLASS_100,
+		EnableLogging:     jsii.Bool(true),
+		LogBucket:         site.Logs,
+		LogFilePrefix:     jsii.String("cloudfront/"),
 		DefaultBehavior: &awscloudfront.BehaviorOptions{
 			Origin:                awscloudfrontorigins.S3BucketOrigin_WithOriginAccessControl(site.Bucket, nil),
 			ViewerProtocolPolicy:  awscloudfront.ViewerProtocolPolicy_REDIRECT_TO_HTTPS,
@@ -132,16 +152,33 @@ func (s *Stack) newSite() {
 				Function: site.Rewrite, EventType: awscloudfront.FunctionEventType_VIEWER_REQUEST,
 			}},
 		},
-	})
+	}
+	if s.Props.SiteDomain != "" {
+		// Only a certificate of one's own lets CloudFront refuse TLS 1.0 and 1.1: with the
+		// default *.cloudfront.net certificate the minimum is TLSv1, whatever is asked.
+		dist.DomainNames = jsii.Strings(s.Props.SiteDomain)
+		dist.Certificate = awscertificatemanager.Certificate_FromCertificateArn(s.Stack, jsii.String("SiteCertificate"), jsii.String(s.Props.SiteCertificateArn))
+		dist.MinimumProtocolVersion = awscloudfront.SecurityPolicyProtocol_TLS_V1_2_2021
+	}
+	site.Distribution = awscloudfront.NewDistribution(s.Stack, jsii.String("WebDistribution"), dist)
 	s.Site = site
 }
 
-// siteOrigin is the pages' origin (https://<distribution domain>), nil without the site.
+// siteHost is the pages' host name: Props.SiteDomain, else the distribution's domain.
+func (s *Stack) siteHost() *string {
+	if s.Props.SiteDomain != "" {
+		return jsii.String(s.Props.SiteDomain)
+	}
+	return s.Site.Distribution.DistributionDomainName()
+}
+
+// siteOrigin is the pages' origin (https://<Props.SiteDomain or the distribution's domain>),
+// nil without the site.
 func (s *Stack) siteOrigin() *string {
 	if s.Site == nil {
 		return nil
 	}
-	return awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("https://"), s.Site.Distribution.DistributionDomainName()})
+	return awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("https://"), s.siteHost()})
 }
 
 // corsPreflight lets the pages (another origin than the API) call the HTTP API: their origin
@@ -197,7 +234,7 @@ func (s *Stack) deploySite() {
 	if s.Props.WAF { // the APIs through the pages' distribution and its web ACL (edge.go)
 		config["api_base"] = s.siteOrigin()
 		config["websocket_url"] = awscdk.Fn_Join(jsii.String(""), &[]*string{
-			jsii.String("wss://"), s.Site.Distribution.DistributionDomainName(), jsii.String("/" + WebSocketStageName),
+			jsii.String("wss://"), s.siteHost(), jsii.String("/" + WebSocketStageName),
 		})
 	}
 	s.Site.Deployment = awss3deployment.NewBucketDeployment(s.Stack, jsii.String("WebDeployment"), &awss3deployment.BucketDeploymentProps{

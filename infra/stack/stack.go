@@ -26,9 +26,13 @@ type Props struct {
 	Prefix string
 	// Code returns the deployment package of functions/<name> (cmd: build/<name>.zip).
 	Code func(name string) awslambda.Code
-	// StripeSecretArn is an existing secret's complete ARN holding
-	// {"secret_key": "...", "webhook_secret": "..."}; "" creates an empty one to fill in.
+	// StripeSecretArn is an existing secret's complete ARN holding the API key
+	// {"secret_key": "..."}; "" creates an empty one to fill in (make stripe-keys).
 	StripeSecretArn string
+	// StripeWebhookSecretArn is an existing secret's complete ARN holding the webhook
+	// endpoint's signing secret {"webhook_secret": "..."}, which only the webhook function
+	// reads; "" creates an empty one to fill in.
+	StripeWebhookSecretArn string
 	// AlarmEmail, if set, is subscribed to the alarm topic.
 	AlarmEmail string
 	// Production keeps data on delete (snapshot, retain) and turns on RDS Multi-AZ and deletion protection.
@@ -49,6 +53,10 @@ type Props struct {
 	// WebDir is the pages' directory (web/), deployed to S3 behind CloudFront; required
 	// outside LocalStack (cmd: ../web).
 	WebDir string
+	// SiteDomain and SiteCertificateArn put the pages (and, with WAF, the APIs) on a domain of
+	// one's own: an ACM certificate in us-east-1 that covers SiteDomain; then viewers need TLS
+	// 1.2 or later. The DNS record (an alias or CNAME to the distribution) is the operator's.
+	SiteDomain, SiteCertificateArn string
 	// StripePublishableKey goes into the pages' config.json ("" : no Payment Element) and, when
 	// set, lets Stripe's origins into the pages' Content-Security-Policy.
 	StripePublishableKey string
@@ -153,6 +161,8 @@ type Stack struct {
 	Edge *Edge
 	// AlarmTopic receives every alarm.
 	AlarmTopic awssns.Topic
+	// Suppressed is every cdk-nag rule the stack suppresses somewhere (nag.go).
+	Suppressed map[string]bool
 }
 
 // New builds the lastunit stack.
@@ -169,14 +179,18 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 	awscdk.Tags_Of(s.Stack).Add(jsii.String("project"), jsii.String("lastunit"), &awscdk.TagProps{
 		ExcludeResourceTypes: jsii.Strings("AWS::RDS::DBProxyTargetGroup"),
 	})
+	if (props.SiteDomain == "") != (props.SiteCertificateArn == "") {
+		panic("stack.Props.SiteDomain and SiteCertificateArn go together")
+	}
 	if props.WAF && !props.withSite() {
 		panic("stack.Props.WAF needs the pages' distribution (not in LocalStack)")
 	}
 	if props.LocalStack {
 		s.Data = newLocalData(s.Stack, props)
 	} else {
-		s.Network = newNetwork(s.Stack)
+		s.Network = newNetwork(s.Stack, props)
 		s.Data = newData(s.Stack, s.Network, props)
+		s.newRedisRotation()
 	}
 	s.Queues = newQueues(s.Stack, props.Prefix)
 	if props.withAPIs() {
@@ -209,6 +223,7 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 	if s.APIs != nil {
 		s.newSignInOutputs()
 	}
+	s.nagSuppressions()
 	return s
 }
 
@@ -258,6 +273,9 @@ func (s *Stack) environment(f Function) map[string]*string {
 	}
 	if f.Stripe {
 		env["STRIPE_SECRET_ARN"] = s.Data.Stripe.SecretArn()
+	}
+	if f.StripeWebhook {
+		env["STRIPE_WEBHOOK_SECRET_ARN"] = s.Data.StripeWebhook.SecretArn()
 	}
 	if f.SendStockUpdates {
 		env["STOCK_UPDATES_QUEUE_URL"] = s.Queues.StockUpdates.QueueUrl()

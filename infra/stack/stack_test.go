@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -346,7 +347,7 @@ func TestSchedules(t *testing.T) {
 	})
 }
 
-// TestAlarms: DLQ depth > 0 on both dead-letter queues, and errors and throttles of every
+// TestAlarms: DLQ depth > 0 on both dead-letter queues and the schedule-failures queue, and errors and throttles of every
 // function, each notifying the alarm topic.
 func TestAlarms(t *testing.T) {
 	s, tp, _ := synth(t)
@@ -358,7 +359,7 @@ func TestAlarms(t *testing.T) {
 		dims      []any
 	}
 	var tests []alarm
-	for _, q := range []interface{ Node() constructsNode }{s.Queues.FulfillDLQ, s.Queues.StockUpdatesDLQ} {
+	for _, q := range []interface{ Node() constructsNode }{s.Queues.FulfillDLQ, s.Queues.StockUpdatesDLQ, s.Queues.ScheduleFailures} {
 		tests = append(tests, alarm{"dlq " + *q.Node().Id(), "ApproximateNumberOfMessagesVisible", "AWS/SQS",
 			[]any{map[string]any{"Name": "QueueName", "Value": map[string]any{"Fn::GetAtt": []any{logicalID(s, q), "QueueName"}}}}})
 	}
@@ -386,9 +387,10 @@ func TestAlarms(t *testing.T) {
 // VPC's private subnets, traced by X-Ray, logging JSON into its own log group with a retention.
 func TestFunctions(t *testing.T) {
 	s, tp, d := synth(t)
-	// Besides the CDK's web upload function (TestSite) and the trigger's provider (TestMigrateTrigger).
-	if got := len(d.ofType("AWS::Lambda::Function")) - 2; got != len(Functions) {
-		t.Errorf("%d functions in the template besides the web upload and the trigger provider, want %d", got, len(Functions))
+	// Besides the CDK's web upload function (TestSite), the trigger's provider (TestMigrateTrigger)
+	// and the Redis token's rotation (TestSecretRotation).
+	if got := len(d.ofType("AWS::Lambda::Function")) - 3; got != len(Functions) {
+		t.Errorf("%d functions in the template besides the web upload, the trigger provider and the Redis rotation, want %d", got, len(Functions))
 	}
 	for _, f := range Functions {
 		t.Run(f.Name, func(t *testing.T) {
@@ -479,7 +481,7 @@ func TestEnvironment(t *testing.T) {
 	}{
 		{"reserve", [][]string{common, db, stock}},
 		{"checkout", [][]string{common, db, stock, stripe}},
-		{"webhook", [][]string{common, db, stock, stripe, {"FULFILL_QUEUE_URL"}}},
+		{"webhook", [][]string{common, db, stock, stripe, {"STRIPE_WEBHOOK_SECRET_ARN", "FULFILL_QUEUE_URL"}}},
 		{"fulfill", [][]string{common, db, stock}},
 		{"admin", [][]string{common, db, stock, stripe, {"FULFILL_QUEUE_URL", "FULFILL_DLQ_URL"}}},
 		{"expire", [][]string{common, db, stock, stripe}},
@@ -524,21 +526,29 @@ func TestEnvironment(t *testing.T) {
 }
 
 // grants is a function's IAM permissions as "action@resource", resources named by what they
-// are (db-secret, redis-auth, stripe, fulfill, fulfill-dlq, stock, stock-dlq, ws) or "*".
+// are (db-secret, redis-auth, stripe, fulfill, fulfill-dlq, stock, stock-dlq, ws...) or "*".
 func grants(t *testing.T, s *Stack, d cfnTemplate, fn string) map[string]bool {
 	t.Helper()
+	return roleGrants(s, d, refs(d.Resources[d.functionID(t, fn)].Properties["Role"])[0])
+}
+
+// roleGrants is what grants says of a function, for any role.
+func roleGrants(s *Stack, d cfnTemplate, role string) map[string]bool {
 	names := map[string]string{
-		logicalID(s, s.Data.DBSecret):          "db-secret",
-		logicalID(s, s.Data.AppSecret):         "db-app-secret",
-		logicalID(s, s.Data.RedisAuth):         "redis-auth",
-		logicalID(s, s.Data.Stripe):            "stripe",
-		logicalID(s, s.Queues.Fulfill):         "fulfill",
-		logicalID(s, s.Queues.FulfillDLQ):      "fulfill-dlq",
-		logicalID(s, s.Queues.StockUpdates):    "stock",
-		logicalID(s, s.Queues.StockUpdatesDLQ): "stock-dlq",
-		logicalID(s, s.APIs.WebSocket):         "ws",
+		logicalID(s, s.Data.DBSecret):           "db-secret",
+		logicalID(s, s.Data.AppSecret):          "db-app-secret",
+		logicalID(s, s.Data.RedisAuth):          "redis-auth",
+		*s.Stack.GetLogicalId(s.Data.Redis):     "redis",
+		logicalID(s, s.Data.Stripe):             "stripe",
+		logicalID(s, s.Data.StripeWebhook):      "stripe-webhook",
+		logicalID(s, s.Queues.Fulfill):          "fulfill",
+		logicalID(s, s.Queues.FulfillDLQ):       "fulfill-dlq",
+		logicalID(s, s.Queues.StockUpdates):     "stock",
+		logicalID(s, s.Queues.StockUpdatesDLQ):  "stock-dlq",
+		logicalID(s, s.Queues.ScheduleFailures): "schedule-failures",
+		logicalID(s, s.APIs.WebSocket):          "ws",
+		logicalID(s, s.Network.FlowLogs):        "flow-logs",
 	}
-	role := refs(d.Resources[d.functionID(t, fn)].Properties["Role"])[0]
 	out := map[string]bool{}
 	for _, p := range d.ofType("AWS::IAM::Policy") {
 		if !contains(refs(p.Properties["Roles"]), role) {
@@ -597,17 +607,20 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		return out
 	}
 	ws := "execute-api:ManageConnections@ws"
+	// The scheduled functions' on-failure destination (the CDK's grant for an SQS destination).
+	failed := []string{"sqs:SendMessage@schedule-failures", "sqs:GetQueueAttributes@schedule-failures", "sqs:GetQueueUrl@schedule-failures"}
 	tests := []struct {
 		fn   string
 		want []string
 	}{
 		{"reserve", []string{redis, app, sendStock}},
 		{"checkout", []string{redis, app, sendStock, stripe}},
-		{"webhook", []string{redis, app, sendStock, stripe, "sqs:SendMessage@fulfill"}},
+		// Only the webhook function reads the signing secret (the outside review).
+		{"webhook", []string{redis, app, sendStock, stripe, "secretsmanager:GetSecretValue@stripe-webhook", "sqs:SendMessage@fulfill"}},
 		{"fulfill", append([]string{redis, app, sendStock}, consume("fulfill")...)},
 		{"admin", append([]string{redis, app, sendStock, stripe, "sqs:SendMessage@fulfill"}, dlq...)},
-		{"expire", []string{redis, app, sendStock, stripe}},
-		{"janitor", append([]string{redis, app, sendStock, stripe}, dlq...)},
+		{"expire", append([]string{redis, app, sendStock, stripe}, failed...)},
+		{"janitor", append(append([]string{redis, app, sendStock, stripe}, dlq...), failed...)},
 		{"wsconnect", []string{redis}},
 		{"broadcast", append([]string{redis, ws}, consume("stock")...)},
 		// Only the migrate function reads the master secret; it needs no Redis.
@@ -635,7 +648,8 @@ func TestIAMLeastPrivilege(t *testing.T) {
 // upload function is the exception, held to the site's bucket and the asset bucket by TestSite.
 func TestNoWildcards(t *testing.T) {
 	_, _, d := synth(t)
-	resourceless := map[string]bool{"xray:PutTraceSegments": true, "xray:PutTelemetryRecords": true}
+	resourceless := map[string]bool{"xray:PutTraceSegments": true, "xray:PutTelemetryRecords": true,
+		"secretsmanager:GetRandomPassword": true} // the Redis rotation's (TestSupportRoles)
 	upload := d.webUploadRole(t)
 	for id, p := range d.ofType("AWS::IAM::Policy") {
 		if contains(refs(p.Properties["Roles"]), upload) {
@@ -660,9 +674,12 @@ func TestNoWildcards(t *testing.T) {
 		functionRoles[refs(d.Resources[d.functionID(t, f.Name)].Properties["Role"])[0]] = true
 	}
 	others := map[string]bool{upload: true, d.proxyRole(t): true, d.triggerProviderRole(t): true}
+	for _, r := range supportRoles(t, d) { // TestSupportRoles
+		others[r] = true
+	}
 	for id, r := range d.ofType("AWS::IAM::Role") {
 		if !functionRoles[id] && !others[id] {
-			t.Errorf("role %s is neither a function's, the web upload's, the proxy's nor the trigger provider's: a new role needs its own least-privilege test", id)
+			t.Errorf("role %s is neither a function's, the web upload's, the proxy's, the trigger provider's nor one of TestSupportRoles': a new role needs its own least-privilege test", id)
 		}
 		// Inline policies (the CDK's custom-resource providers write them there).
 		for _, p := range asList(r.Properties["Policies"]) {
@@ -704,9 +721,14 @@ func TestSecretsStayOutOfTemplate(t *testing.T) {
 			}}},
 		}))
 	})
-	has(t, "empty stripe placeholder", func() {
+	has(t, "empty stripe API key placeholder", func() {
 		tp.HasResourceProperties(jsii.String("AWS::SecretsManager::Secret"), props(map[string]any{
-			"Name": "lastunit/stripe", "SecretString": `{"secret_key":"","webhook_secret":""}`,
+			"Name": "lastunit/stripe", "SecretString": StripeKeyPlaceholder,
+		}))
+	})
+	has(t, "empty webhook signing secret placeholder", func() {
+		tp.HasResourceProperties(jsii.String("AWS::SecretsManager::Secret"), props(map[string]any{
+			"Name": "lastunit/stripe-webhook", "SecretString": StripeWebhookPlaceholder,
 		}))
 	})
 }
@@ -736,7 +758,7 @@ func TestDataStores(t *testing.T) {
 	})
 }
 
-// TestNetworkPaths: Postgres accepts only the proxy, the proxy only the Postgres clients'
+// TestNetworkPaths: Postgres accepts only the proxy and the hosted rotation of its secrets, the proxy only the Postgres clients'
 // group (the functions that use Postgres), Redis only the functions' group; the proxy may
 // reach Postgres's port and nothing else; wsconnect and broadcast are not Postgres clients.
 func TestNetworkPaths(t *testing.T) {
@@ -747,9 +769,12 @@ func TestNetworkPaths(t *testing.T) {
 		port any
 	}
 	want := map[string][]path{ // group → the only ingress it has
-		sg(s.Network.Postgres): {{sg(s.Network.Proxy), map[string]any{"Fn::GetAtt": []any{logicalID(s, s.Data.Postgres), "Endpoint.Port"}}}},
-		sg(s.Network.Proxy):    {{sg(s.Network.PostgresClients), float64(5432)}},
-		sg(s.Network.Redis):    {{sg(s.Network.Functions), float64(6379)}},
+		sg(s.Network.Postgres): {
+			{sg(s.Network.Proxy), map[string]any{"Fn::GetAtt": []any{logicalID(s, s.Data.Postgres), "Endpoint.Port"}}},
+			{sg(s.Network.Rotation), map[string]any{"Fn::GetAtt": []any{logicalID(s, s.Data.Postgres), "Endpoint.Port"}}},
+		},
+		sg(s.Network.Proxy): {{sg(s.Network.PostgresClients), float64(5432)}},
+		sg(s.Network.Redis): {{sg(s.Network.Functions), float64(6379)}},
 	}
 	got := map[string][]path{}
 	for _, r := range d.ofType("AWS::EC2::SecurityGroupIngress") {
@@ -760,6 +785,8 @@ func TestNetworkPaths(t *testing.T) {
 		}
 	}
 	for g, paths := range want {
+		sort.Slice(got[g], func(i, j int) bool { return got[g][i].from < got[g][j].from })
+		sort.Slice(paths, func(i, j int) bool { return paths[i].from < paths[j].from })
 		if !reflect.DeepEqual(got[g], paths) {
 			t.Errorf("ingress of %s\n got  %v\n want %v", g, got[g], paths)
 		}
@@ -809,7 +836,7 @@ func TestNetworkPaths(t *testing.T) {
 func TestOutputs(t *testing.T) {
 	_, tp, _ := synth(t)
 	for _, name := range []string{"HttpApiUrl", "WebSocketUrl", "WebSocketCallbackUrl", "UserPoolId", "UserPoolClientId",
-		"AdminUserPoolId", "AdminUserPoolClientId", "SignInUrl", "AdminSignInUrl", "StripeSecretArn", "FulfillQueueUrl", "FulfillDLQUrl", "AlarmTopicArn", "SiteUrl"} {
+		"AdminUserPoolId", "AdminUserPoolClientId", "SignInUrl", "AdminSignInUrl", "StripeSecretArn", "StripeWebhookSecretArn", "FulfillQueueUrl", "FulfillDLQUrl", "AlarmTopicArn", "SiteUrl"} {
 		t.Run(name, func(t *testing.T) {
 			has(t, "output", func() { tp.HasOutput(jsii.String(name), props(map[string]any{"Value": assertions.Match_AnyValue()})) })
 		})
@@ -850,8 +877,8 @@ func TestLocalStackVariant(t *testing.T) {
 		counts   map[string]int
 	}{
 		{"community", false, map[string]int{
-			"AWS::Lambda::Function": len(Functions) + 1, "AWS::SQS::Queue": 4, "Custom::Trigger": 1, // + the trigger's provider "AWS::Events::Rule": 2,
-			"AWS::Lambda::EventSourceMapping": 2, "AWS::CloudWatch::Alarm": 2 + 2*len(Functions),
+			"AWS::Lambda::Function": len(Functions) + 1, "AWS::SQS::Queue": 5, "Custom::Trigger": 1, // + the trigger's provider "AWS::Events::Rule": 2,
+			"AWS::Lambda::EventSourceMapping": 2, "AWS::CloudWatch::Alarm": 3 + 2*len(Functions),
 			"AWS::EC2::VPC": 0, "AWS::EC2::NatGateway": 0, "AWS::RDS::DBInstance": 0, "AWS::ElastiCache::ReplicationGroup": 0,
 			"AWS::ApiGatewayV2::Api": 0, "AWS::Cognito::UserPool": 0,
 			"AWS::S3::Bucket": 0, "AWS::CloudFront::Distribution": 0, "Custom::CDKBucketDeployment": 0,

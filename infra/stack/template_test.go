@@ -37,6 +37,8 @@ type cfnResource struct {
 	Type       string         `json:"Type"`
 	Properties map[string]any `json:"Properties"`
 	DependsOn  any            `json:"DependsOn"`
+	// DeletionPolicy is Retain, Snapshot or Delete ("" : Delete).
+	DeletionPolicy string `json:"DeletionPolicy"`
 }
 
 func TestMain(m *testing.M) {

@@ -28,11 +28,15 @@ func (i Identity) IsAdmin() bool {
 }
 
 // IdentityOf reads the caller from requestContext.authorizer.jwt.claims; a missing subject
-// is unauthenticated.
+// is unauthenticated, and one with a control character (or not UTF-8) is a bad request
+// naming the field sub: the authorizer checked the signature, not what the subject holds.
 func IdentityOf(ev events.APIGatewayV2HTTPRequest) (Identity, error) {
 	a := ev.RequestContext.Authorizer
 	if a == nil || a.JWT == nil || a.JWT.Claims["sub"] == "" {
 		return Identity{}, shop.Errorf(shop.CodeUnauthenticated, "a bearer token is required")
+	}
+	if !shop.ValidText(a.JWT.Claims["sub"]) {
+		return Identity{}, shop.Invalid("sub", "the token's sub must not contain control characters")
 	}
 	return Identity{UserID: a.JWT.Claims["sub"], Groups: ParseGroups(a.JWT.Claims["cognito:groups"])}, nil
 }

@@ -149,8 +149,10 @@ const redisDialTimeout = 8 * time.Second
 // first use, so a cold start never waits on Postgres, Redis or SQS, and a dependency that is
 // down costs the requests that need it a 503 (never an init crash, which API Gateway turns
 // into a bare 500). Only when c.Migrate is set (the local runner) does it apply migrations.
-func Open(ctx context.Context, c Config, log *slog.Logger) (*App, error) {
-	pool, err := store.Open(ctx, c.DatabaseURL, c.DBMaxConns)
+//
+// opts go to the pool (store.Open): Start passes the rotating database password in AWS.
+func Open(ctx context.Context, c Config, log *slog.Logger, opts ...store.Option) (*App, error) {
+	pool, err := store.Open(ctx, c.DatabaseURL, c.DBMaxConns, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -203,13 +205,21 @@ type Need int
 
 // Needs.
 const (
-	NeedStripe Need = iota // STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET
+	// NeedStripe is the Stripe API key (STRIPE_SECRET_KEY; in AWS STRIPE_SECRET_ARN): every
+	// function that calls Stripe.
+	NeedStripe Need = iota
+	// NeedStripeWebhook is the webhook endpoint's signing secret (STRIPE_WEBHOOK_SECRET; in
+	// AWS STRIPE_WEBHOOK_SECRET_ARN): the webhook function only.
+	NeedStripeWebhook
 )
 
 func (a *App) check(needs []Need) error {
 	for _, n := range needs {
-		if n == NeedStripe && (a.Stripe == nil || a.Config.StripeWebhookSecret == "") {
-			return fmt.Errorf("STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET are required")
+		switch {
+		case n == NeedStripe && a.Stripe == nil:
+			return fmt.Errorf("STRIPE_SECRET_KEY is required (in AWS: the secret STRIPE_SECRET_ARN names)")
+		case n == NeedStripeWebhook && a.Config.StripeWebhookSecret == "":
+			return fmt.Errorf("STRIPE_WEBHOOK_SECRET is required (in AWS: the secret STRIPE_WEBHOOK_SECRET_ARN names)")
 		}
 	}
 	return nil
@@ -225,7 +235,13 @@ func Start(ctx context.Context, log *slog.Logger, needs ...Need) (*App, error) {
 	if c, err = Resolve(ctx, c); err != nil { // secrets named by *_SECRET_ARN (secrets.go)
 		return nil, err
 	}
-	app, err := Open(ctx, c, log)
+	var opts []store.Option
+	if pw, err := RotatingPassword(ctx, c); err != nil {
+		return nil, err
+	} else if pw != nil { // the database secret rotates (secrets.go)
+		opts = append(opts, store.WithPassword(pw))
+	}
+	app, err := Open(ctx, c, log, opts...)
 	if err != nil {
 		return nil, err
 	}

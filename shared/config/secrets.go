@@ -5,7 +5,10 @@ package config
 //
 //	DATABASE_SECRET_ARN      RDS credentials {"username","password","host","port","dbname"} → DatabaseURL
 //	REDIS_AUTH_SECRET_ARN    the ElastiCache AUTH token (plain string) → the password of RedisURL
-//	STRIPE_SECRET_ARN        {"secret_key","webhook_secret"} → StripeSecretKey, StripeWebhookSecret
+//	STRIPE_SECRET_ARN        {"secret_key"} → StripeSecretKey (the API key; a "webhook_secret"
+//	                         in it is read too, for a secret made before the split)
+//	STRIPE_WEBHOOK_SECRET_ARN {"webhook_secret"} → StripeWebhookSecret (the endpoint's signing
+//	                         secret: the stack names it to the webhook function only)
 //	APP_DATABASE_SECRET_ARN  the application role's {"username","password"} (only the migrate
 //	                         function reads it: ResolveAppRole, to create or update the role)
 //
@@ -37,6 +40,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -49,6 +53,8 @@ const (
 	EnvDatabaseSecretARN  = "DATABASE_SECRET_ARN"
 	EnvRedisAuthSecretARN = "REDIS_AUTH_SECRET_ARN"
 	EnvStripeSecretARN    = "STRIPE_SECRET_ARN"
+	// EnvStripeWebhookSecretARN names the webhook signing secret's own secret (the webhook function only).
+	EnvStripeWebhookSecretARN = "STRIPE_WEBHOOK_SECRET_ARN"
 	// EnvAppDatabaseSecretARN names the application role's secret (ResolveAppRole).
 	EnvAppDatabaseSecretARN = "APP_DATABASE_SECRET_ARN"
 	// EnvDatabaseHost overrides the database secret's host (the RDS Proxy endpoint).
@@ -63,7 +69,11 @@ type SecretGetter func(ctx context.Context, arn string) (string, error)
 // Resolve fills in c's secrets from the Secrets Manager secrets the environment names, using
 // Secrets Manager in the function's region. With none named it returns c unchanged.
 func Resolve(ctx context.Context, c Config) (Config, error) {
-	if os.Getenv(EnvDatabaseSecretARN) == "" && os.Getenv(EnvRedisAuthSecretARN) == "" && os.Getenv(EnvStripeSecretARN) == "" {
+	named := false
+	for _, name := range []string{EnvDatabaseSecretARN, EnvRedisAuthSecretARN, EnvStripeSecretARN, EnvStripeWebhookSecretARN} {
+		named = named || os.Getenv(name) != ""
+	}
+	if !named {
 		return c, nil
 	}
 	get, err := newSecretsManager(ctx)
@@ -119,7 +129,77 @@ func ResolveWith(ctx context.Context, c Config, get SecretGetter, getenv func(st
 			c.StripeWebhookSecret = keys.WebhookSecret
 		}
 	}
+	if arn := getenv(EnvStripeWebhookSecretARN); arn != "" {
+		s, err := get(ctx, arn)
+		if err != nil {
+			return c, fmt.Errorf("%s: %w", EnvStripeWebhookSecretARN, err)
+		}
+		var keys struct {
+			WebhookSecret string `json:"webhook_secret"`
+		}
+		if err := json.Unmarshal([]byte(s), &keys); err != nil {
+			return c, fmt.Errorf("%s: the secret is not JSON {\"webhook_secret\"}", EnvStripeWebhookSecretARN)
+		}
+		if keys.WebhookSecret != "" { // the stack's empty placeholder stays unset (NeedStripeWebhook)
+			c.StripeWebhookSecret = keys.WebhookSecret
+		}
+	}
 	return c, nil
+}
+
+// PasswordFresh is how long RotatingPassword trusts the password it read last: a new
+// connection after that reads the secret again. A warm function opens new connections
+// rarely (one connection per environment, kept open), so this costs little, and a cold
+// start's first connection uses the password just read.
+const PasswordFresh = time.Minute
+
+// RotatingPassword returns the password source of the database secret DATABASE_SECRET_ARN
+// names (nil when none is named, as locally): the stack rotates that secret (single-user
+// rotation changes the password in place), and a warm function's new connection must log in
+// with the new password, not the one of its cold start. c is the resolved configuration.
+func RotatingPassword(ctx context.Context, c Config) (func(context.Context) (string, error), error) {
+	arn := os.Getenv(EnvDatabaseSecretARN)
+	if arn == "" {
+		return nil, nil
+	}
+	get, err := newSecretsManager(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return RotatingPasswordWith(get, arn, c.DatabaseURL, time.Now)
+}
+
+// RotatingPasswordWith is RotatingPassword with the secret reader and the clock given; the
+// password of databaseURL (just read from the secret) is fresh now. Past PasswordFresh the
+// secret is read again; if that read fails, the last password is tried (it may still be the
+// right one) and the read is tried again at the next connection.
+func RotatingPasswordWith(get SecretGetter, arn, databaseURL string, now func() time.Time) (func(context.Context) (string, error), error) {
+	u, err := url.Parse(databaseURL)
+	if err != nil || u.User == nil {
+		return nil, fmt.Errorf("%s: the database URL has no credentials", EnvDatabaseSecretARN)
+	}
+	pw, _ := u.User.Password()
+	var mu sync.Mutex
+	readAt := now()
+	return func(ctx context.Context) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if now().Sub(readAt) < PasswordFresh {
+			return pw, nil
+		}
+		s, err := get(ctx, arn)
+		if err != nil {
+			return pw, nil
+		}
+		var creds struct {
+			Password string `json:"password"`
+		}
+		if json.Unmarshal([]byte(s), &creds) != nil || creds.Password == "" {
+			return pw, nil
+		}
+		pw, readAt = creds.Password, now()
+		return pw, nil
+	}, nil
 }
 
 // AppRole is the login role the functions connect as (store.EnsureAppRole).
@@ -233,8 +313,7 @@ func newSecretsManager(ctx context.Context) (SecretGetter, error) {
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	signer := v4.NewSigner()
-	var once SecretGetter
-	once = func(ctx context.Context, arn string) (string, error) {
+	once := func(ctx context.Context, arn string) (string, error) {
 		body, _ := json.Marshal(map[string]string{"SecretId": arn})
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/", bytes.NewReader(body))
 		if err != nil {

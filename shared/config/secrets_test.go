@@ -9,8 +9,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"lastunit/shared/payment"
 )
 
 func TestResolveWith(t *testing.T) {
@@ -18,6 +21,7 @@ func TestResolveWith(t *testing.T) {
 		dbARN     = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:lastunit/postgres-AbCdEf"
 		redisARN  = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:lastunit/redis-auth-AbCdEf"
 		stripeARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:lastunit/stripe-AbCdEf"
+		hookARN   = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:lastunit/stripe-webhook-AbCdEf"
 	)
 	base := Config{DatabaseURL: DefaultDatabaseURL, RedisURL: "rediss://master.lastunit.cache.amazonaws.com:6379/0"}
 	tests := []struct {
@@ -125,6 +129,36 @@ func TestResolveWith(t *testing.T) {
 			want:    func(c Config) Config { return c },
 		},
 		{
+			name:    "the split: the API key's secret alone leaves the signing secret unset",
+			env:     map[string]string{EnvStripeSecretARN: stripeARN},
+			secrets: map[string]string{stripeARN: `{"secret_key":"sk_test_x"}`},
+			want: func(c Config) Config {
+				c.StripeSecretKey = "sk_test_x"
+				return c
+			},
+		},
+		{
+			name:    "the split: the webhook function reads both secrets",
+			env:     map[string]string{EnvStripeSecretARN: stripeARN, EnvStripeWebhookSecretARN: hookARN},
+			secrets: map[string]string{stripeARN: `{"secret_key":"sk_test_x"}`, hookARN: `{"webhook_secret":"whsec_y"}`},
+			want: func(c Config) Config {
+				c.StripeSecretKey, c.StripeWebhookSecret = "sk_test_x", "whsec_y"
+				return c
+			},
+		},
+		{
+			name:    "the stack's empty signing-secret placeholder leaves it unset",
+			env:     map[string]string{EnvStripeWebhookSecretARN: hookARN},
+			secrets: map[string]string{hookARN: `{"webhook_secret":""}`},
+			want:    func(c Config) Config { return c },
+		},
+		{
+			name:    "a signing secret that is not JSON",
+			env:     map[string]string{EnvStripeWebhookSecretARN: hookARN},
+			secrets: map[string]string{hookARN: `whsec_plain`},
+			wantErr: `STRIPE_WEBHOOK_SECRET_ARN: the secret is not JSON {"webhook_secret"}`,
+		},
+		{
 			name:    "a secret that cannot be read names its variable, not its value",
 			env:     map[string]string{EnvStripeSecretARN: stripeARN},
 			wantErr: "STRIPE_SECRET_ARN: no such secret",
@@ -167,6 +201,91 @@ func TestResolveWith(t *testing.T) {
 			}
 			if read != arns {
 				t.Fatalf("read %d secrets, want %d", read, len(tt.env))
+			}
+		})
+	}
+}
+
+// TestRotatingPassword: a new connection within PasswordFresh of the last read uses that
+// password; later it reads the secret again and takes the rotated password; a failed or bad
+// read keeps the last password (it may still be right) and is tried again next time.
+func TestRotatingPassword(t *testing.T) {
+	t.Parallel()
+	const arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:lastunit/postgres-app-AbCdEf"
+	start := time.Date(2026, 12, 1, 18, 0, 0, 0, time.UTC)
+	type conn struct {
+		after  time.Duration // since the cold start
+		secret string        // what Secrets Manager answers then ("" : an error)
+		want   string
+	}
+	tests := []struct {
+		name  string
+		conns []conn
+		reads int
+	}{
+		{"the cold start's connection uses the password just read", []conn{{0, `{"password":"new"}`, "old"}, {PasswordFresh - time.Second, `{"password":"new"}`, "old"}}, 0},
+		{"after rotation a later connection takes the new password", []conn{{PasswordFresh, `{"password":"new"}`, "new"}, {PasswordFresh + time.Second, `{"password":"newer"}`, "new"}}, 1},
+		{"a failed read keeps the last password and tries again", []conn{{2 * PasswordFresh, "", "old"}, {2*PasswordFresh + time.Second, `{"password":"new"}`, "new"}}, 2},
+		{"a secret without a password keeps the last one", []conn{{2 * PasswordFresh, `{"username":"x"}`, "old"}}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			now, answer, reads := start, "", 0
+			get := func(_ context.Context, a string) (string, error) {
+				reads++
+				if a != arn {
+					t.Errorf("read %s", a)
+				}
+				if answer == "" {
+					return "", errors.New("throttled")
+				}
+				return answer, nil
+			}
+			pw, err := RotatingPasswordWith(get, arn, "postgres://lastunit_app:old@proxy:5432/lastunit?sslmode=verify-full", func() time.Time { return now })
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, c := range tt.conns {
+				now, answer = start.Add(c.after), c.secret
+				got, err := pw(context.Background())
+				if err != nil || got != c.want {
+					t.Errorf("connection %d: %q, %v; want %q", i, got, err, c.want)
+				}
+			}
+			if reads != tt.reads {
+				t.Errorf("%d reads, want %d", reads, tt.reads)
+			}
+		})
+	}
+	if _, err := RotatingPasswordWith(nil, arn, "postgres://proxy:5432/lastunit", time.Now); err == nil {
+		t.Error("a URL without credentials was accepted")
+	}
+}
+
+// TestNeeds: the functions that call Stripe need only the API key; the webhook function
+// alone needs the signing secret too (the stack gives it to no other function).
+func TestNeeds(t *testing.T) {
+	t.Parallel()
+	withKey := &App{Stripe: payment.New(payment.Config{SecretKey: "sk_test_x"})}
+	withBoth := &App{Stripe: withKey.Stripe, Config: Config{StripeWebhookSecret: "whsec_y"}}
+	tests := []struct {
+		name    string
+		app     *App
+		needs   []Need
+		wantErr string
+	}{
+		{"nothing needed", &App{}, nil, ""},
+		{"API key present", withKey, []Need{NeedStripe}, ""},
+		{"API key missing", &App{}, []Need{NeedStripe}, "STRIPE_SECRET_KEY is required"},
+		{"webhook: signing secret missing", withKey, []Need{NeedStripe, NeedStripeWebhook}, "STRIPE_WEBHOOK_SECRET is required"},
+		{"webhook: both present", withBoth, []Need{NeedStripe, NeedStripeWebhook}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.app.check(tt.needs)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("check(%v) = %v, want %q", tt.needs, err, tt.wantErr)
 			}
 		})
 	}

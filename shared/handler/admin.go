@@ -169,7 +169,11 @@ func Admin(svc *shop.Service, log *slog.Logger) *apigw.Mux {
 		return http.StatusAccepted, map[string]int{"moved": n}, err
 	})
 	m.Handle(RouteAdminOrders, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {
-		orders, err := svc.AdminOrders(ctx, r.Event.QueryStringParameters["status"])
+		status, set := r.Event.QueryStringParameters["status"]
+		if set && status == "" { // ?status= filters on nothing: a bad value, not "every order"
+			return 0, nil, shop.Invalid("status", "status must be one of payment_pending, paid, fulfilled, expired, cancelled, refunded")
+		}
+		orders, err := svc.AdminOrders(ctx, status)
 		return http.StatusOK, map[string]any{"orders": orders}, err
 	})
 	return m

@@ -353,6 +353,11 @@ func noSub(c *caseEnv, ev *events.APIGatewayV2HTTPRequest) { delClaim(ev, "sub")
 
 func emptySub(c *caseEnv, ev *events.APIGatewayV2HTTPRequest) { setClaim(ev, "sub", "") }
 
+// subClaim sets the token's sub claim to sub.
+func subClaim(sub string) func(*caseEnv, *events.APIGatewayV2HTTPRequest) {
+	return func(c *caseEnv, ev *events.APIGatewayV2HTTPRequest) { setClaim(ev, "sub", sub) }
+}
+
 func both(fs ...func(*caseEnv, *events.APIGatewayV2HTTPRequest)) func(*caseEnv, *events.APIGatewayV2HTTPRequest) {
 	return func(c *caseEnv, ev *events.APIGatewayV2HTTPRequest) {
 		for _, f := range fs {
@@ -499,6 +504,11 @@ func TestReserveBadInput(t *testing.T) {
 		{name: "no jwt", event: ev, mod: noJWT, status: 401, code: shop.CodeUnauthenticated},
 		{name: "no sub claim", event: ev, mod: noSub, status: 401, code: shop.CodeUnauthenticated},
 		{name: "empty sub claim", event: ev, mod: emptySub, status: 401, code: shop.CodeUnauthenticated},
+		{name: "NUL in sub", event: ev, mod: subClaim("alice\x00"), status: 400, code: shop.CodeInvalidRequest, field: "sub"},
+		{name: "newline in sub", event: ev, mod: subClaim("alice\nbob"), status: 400, code: shop.CodeInvalidRequest, field: "sub"},
+		{name: "escape in sub", event: ev, mod: subClaim("\x1b[31malice"), status: 400, code: shop.CodeInvalidRequest, field: "sub"},
+		{name: "C1 control in sub", event: ev, mod: subClaim("alice\u0085"), status: 400, code: shop.CodeInvalidRequest, field: "sub"},
+		{name: "invalid UTF-8 in sub", event: ev, mod: subClaim("alice\xff"), status: 400, code: shop.CodeInvalidRequest, field: "sub"},
 		{name: "no claims and bad body", event: ev, mod: both(noAuthorizer, body(`{`)), status: 401, code: shop.CodeUnauthenticated},
 
 		// State.
@@ -647,6 +657,13 @@ func TestAdminBadInput(t *testing.T) {
 		{name: "price in dollars", event: put, mod: with("price_cents", "25.00"), status: 400, code: shop.CodeInvalidRequest, field: "price_cents"},
 		{name: "price too large", event: put, mod: with("price_cents", "10000000001"), status: 400, code: shop.CodeInvalidRequest, field: "price_cents"},
 		{name: "empty name", event: put, mod: with("name", `""`), status: 400, code: shop.CodeInvalidRequest, field: "name"},
+		{name: "NUL in name", event: put, mod: with("name", `"Tee\u0000"`), status: 400, code: shop.CodeInvalidRequest, field: "name"},
+		{name: "new product NUL in name", event: put, noProduct: true, mod: with("name", `"\u0000"`), status: 400, code: shop.CodeInvalidRequest, field: "name"},
+		{name: "newline in name", event: put, mod: with("name", `"Tee\nshirt"`), status: 400, code: shop.CodeInvalidRequest, field: "name"},
+		{name: "tab in name", event: put, mod: with("name", `"Tee\tshirt"`), status: 400, code: shop.CodeInvalidRequest, field: "name"},
+		{name: "escape in name", event: put, mod: with("name", `"\u001b[2JTee"`), status: 400, code: shop.CodeInvalidRequest, field: "name"},
+		{name: "DEL in name", event: put, mod: with("name", `"Tee\u007f"`), status: 400, code: shop.CodeInvalidRequest, field: "name"},
+		{name: "C1 control in name", event: put, mod: with("name", `"Tee\u0085"`), status: 400, code: shop.CodeInvalidRequest, field: "name"},
 		{name: "name 201 bytes", event: put, mod: with("name", `"`+strings.Repeat("n", 201)+`"`), status: 400, code: shop.CodeInvalidRequest, field: "name"},
 		{name: "max_per_user 0", event: put, mod: with("max_per_user", "0"), status: 400, code: shop.CodeInvalidRequest, field: "max_per_user"},
 		{name: "max_per_user negative", event: put, mod: with("max_per_user", "-3"), status: 400, code: shop.CodeInvalidRequest, field: "max_per_user"},

@@ -219,7 +219,7 @@ func FuzzProductBody(f *testing.F) {
 			}
 		} else {
 			in = pi
-			want = shop.ValidProductID(id) && in.Name != "" && len(in.Name) <= shop.MaxNameLen &&
+			want = shop.ValidProductID(id) && in.Name != "" && len(in.Name) <= shop.MaxNameLen && shop.ValidText(in.Name) &&
 				in.PriceCents >= 0 && in.PriceCents <= shop.MaxPriceCents && currency.MatchString(in.Currency) &&
 				in.Stock >= 0 && in.Stock <= shop.MaxStock && in.MaxPerUser >= 1 && in.MaxPerUser <= shop.MaxStock
 		}

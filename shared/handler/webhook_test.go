@@ -71,7 +71,9 @@ func TestWebhookSignatures(t *testing.T) {
 		t.Fatalf("a rejected webhook changed the order to %s", got.Status)
 	}
 	var seen int
-	env.Pool.QueryRow(ctx, `SELECT count(*) FROM stripe_events`).Scan(&seen)
+	if err := env.Pool.QueryRow(ctx, `SELECT count(*) FROM stripe_events`).Scan(&seen); err != nil {
+		t.Fatal(err)
+	}
 	if seen != 0 {
 		t.Fatalf("%d events recorded from rejected webhooks", seen)
 	}

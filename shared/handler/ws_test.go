@@ -97,7 +97,9 @@ func TestWSSampleEvents(t *testing.T) {
 
 	resp := run("ws-subscribe.json", "PRODUCT", "tee")
 	var m rooms.Stock
-	json.Unmarshal([]byte(resp.Body), &m)
+	if err := json.Unmarshal([]byte(resp.Body), &m); err != nil {
+		t.Fatal(err)
+	}
 	ver, _ := env.Redis.Get(ctx, stock.KeysFor("tee").Version).Int64()
 	if resp.StatusCode != 200 || !reflect.DeepEqual(m, rooms.NewStock("tee", 12, ver, map[string]int64{"default": 12})) {
 		t.Fatalf("subscribe: %d %s", resp.StatusCode, resp.Body)
@@ -136,7 +138,9 @@ type recordingPoster struct {
 
 func (p *recordingPoster) Post(_ context.Context, _ string, data []byte) error {
 	var m rooms.Stock
-	json.Unmarshal(data, &m)
+	if err := json.Unmarshal(data, &m); err != nil {
+		return err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.posts = append(p.posts, m)

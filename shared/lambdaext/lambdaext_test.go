@@ -34,7 +34,7 @@ func (f *fakeLambda) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && r.URL.Path == "/2020-01-01/extension/register":
 		f.name = r.Header.Get("Lambda-Extension-Name")
 		w.Header().Set("Lambda-Extension-Identifier", "ext-1")
-		w.Write([]byte(`{"functionName":"f","functionVersion":"$LATEST","handler":"bootstrap"}`))
+		_, _ = w.Write([]byte(`{"functionName":"f","functionVersion":"$LATEST","handler":"bootstrap"}`))
 	case r.Method == http.MethodGet && r.URL.Path == "/2020-01-01/extension/event/next":
 		if r.Header.Get("Lambda-Extension-Identifier") != "ext-1" {
 			w.WriteHeader(http.StatusForbidden)
@@ -45,7 +45,7 @@ func (f *fakeLambda) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 		select {
 		case id := <-f.invokes:
-			json.NewEncoder(w).Encode(map[string]any{"eventType": "INVOKE", "requestId": id, "deadlineMs": time.Now().Add(time.Minute).UnixMilli()})
+			_ = json.NewEncoder(w).Encode(map[string]any{"eventType": "INVOKE", "requestId": id, "deadlineMs": time.Now().Add(time.Minute).UnixMilli()})
 		case <-r.Context().Done():
 		case <-f.stop:
 			w.WriteHeader(http.StatusInternalServerError)

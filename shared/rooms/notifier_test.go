@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,7 +40,9 @@ func (s *sink) send(ctx context.Context, bodies []string) error {
 	s.calls++
 	for _, b := range bodies {
 		var n rooms.Notice
-		json.Unmarshal([]byte(b), &n)
+		if err := json.Unmarshal([]byte(b), &n); err != nil {
+			return fmt.Errorf("a notice that is not JSON: %w", err)
+		}
 		s.notices = append(s.notices, n)
 	}
 	return nil

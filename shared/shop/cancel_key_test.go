@@ -36,7 +36,7 @@ func (p *stripeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if refuse {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadRequest)
-			w.Write([]byte(`{"error":{"type":"invalid_request_error","code":"payment_intent_unexpected_state",` +
+			_, _ = w.Write([]byte(`{"error":{"type":"invalid_request_error","code":"payment_intent_unexpected_state",` +
 				`"message":"You cannot cancel this PaymentIntent because it has a status of processing."}}`))
 			return
 		}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -18,6 +20,13 @@ const (
 	MaxPriceCents = 100_000_000_00
 	MaxNameLen    = 200
 )
+
+// ValidText reports whether s is valid UTF-8 without control characters (C0, DEL or C1):
+// what a name or a user id may hold. Postgres refuses NUL in text, and the others would reach
+// logs, pages and CSV exports as they are.
+func ValidText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
+}
 
 // Products lists every product with its available units, from Redis alone (the catalog and
 // the gates) once they are there: the read every viewer of a drop makes costs Postgres nothing.
@@ -210,6 +219,8 @@ func (s *Service) UpsertProduct(ctx context.Context, id string, in ProductInput)
 	switch {
 	case in.Name == "" || len(in.Name) > MaxNameLen:
 		return AdminProduct{}, Invalid("name", "name must be 1 to %d bytes", MaxNameLen)
+	case !ValidText(in.Name):
+		return AdminProduct{}, Invalid("name", "name must not contain control characters")
 	case in.PriceCents < 0 || in.PriceCents > MaxPriceCents:
 		return AdminProduct{}, Invalid("price_cents", "price_cents must be from 0 to %d", int64(MaxPriceCents))
 	case !currencyPattern.MatchString(in.Currency):

@@ -95,7 +95,9 @@ func holdStates(t *testing.T, env *testenv.Env, ids []string) map[string]string 
 	}
 	for rows.Next() {
 		var id, st string
-		rows.Scan(&id, &st)
+		if err := rows.Scan(&id, &st); err != nil {
+			t.Fatal(err)
+		}
 		out[id] = st
 	}
 	return out
@@ -114,7 +116,9 @@ func queued(t *testing.T, q *queue.Queue) int {
 	var n int
 	for _, v := range out.Attributes {
 		var x int
-		fmt.Sscan(v, &x)
+		if _, err := fmt.Sscan(v, &x); err != nil {
+			t.Fatalf("queue attribute %q: %v", v, err)
+		}
 		n += x
 	}
 	return n
@@ -211,7 +215,9 @@ func TestCheckoutWithAnExpiredHoldChangesNothing(t *testing.T) {
 		}
 	}
 	var orders int
-	env.Pool.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&orders)
+	if err := env.Pool.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&orders); err != nil {
+		t.Fatal(err)
+	}
 	if orders != 0 {
 		t.Fatalf("%d orders written", orders)
 	}
@@ -237,7 +243,9 @@ func TestStripeDownPutsEverythingBack(t *testing.T) {
 	for rows.Next() {
 		var id string
 		var at time.Time
-		rows.Scan(&id, &at)
+		if err := rows.Scan(&id, &at); err != nil {
+			t.Fatal(err)
+		}
 		deadlines[id] = at
 	}
 	before := env.ReadLedger(t, "x")
@@ -251,13 +259,17 @@ func TestStripeDownPutsEverythingBack(t *testing.T) {
 		var id, st string
 		var at time.Time
 		var order *string
-		rows.Scan(&id, &st, &at, &order)
+		if err := rows.Scan(&id, &st, &at, &order); err != nil {
+			t.Fatal(err)
+		}
 		if st != shop.StatusReserved || !at.Equal(deadlines[id]) || order != nil {
 			t.Errorf("hold %s after compensation: %s, deadline %v (was %v), order %v", id, st, at, deadlines[id], order)
 		}
 	}
 	var orders int
-	env.Pool.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&orders)
+	if err := env.Pool.QueryRow(ctx, `SELECT count(*) FROM orders`).Scan(&orders); err != nil {
+		t.Fatal(err)
+	}
 	if orders != 0 {
 		t.Fatalf("%d orders left behind", orders)
 	}
@@ -530,7 +542,7 @@ func TestCanceledPaymentEndsTheOrder(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 0; i < 3; i++ {
 		wg.Add(1)
-		go func() { defer wg.Done(); env.Shop.HandlePaymentEvent(ctx, ev) }()
+		go func() { defer wg.Done(); _ = env.Shop.HandlePaymentEvent(ctx, ev) }() // the outcome is checked below, on the order
 	}
 	wg.Wait()
 	if st := orderStatus(t, env, o.ID); st != shop.OrderExpired {

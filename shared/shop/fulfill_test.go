@@ -168,10 +168,10 @@ func TestFailedJobCancelAndJanitor(t *testing.T) {
 	// The janitor cancels only failed jobs older than FAILED_JOB_MAX_AGE.
 	fail.Store(true)
 	old := paidOrder(t, env, "bob", "fj", 1)
-	env.Shop.Fulfill(ctx, old.ID, 3)
+	_ = env.Shop.Fulfill(ctx, old.ID, 3) // fails: fulfillment faults are on
 	env.Clock.Advance(20 * time.Hour)
 	young := paidOrder(t, env, "carol", "fj", 1)
-	env.Shop.Fulfill(ctx, young.ID, 3)
+	_ = env.Shop.Fulfill(ctx, young.ID, 3) // fails: fulfillment faults are on
 	env.Clock.Advance(5 * time.Hour)
 	var runs []shop.JanitorReport
 	var mu = make(chan struct{}, 1)
@@ -257,7 +257,7 @@ func TestRetriedFailedJobIsNotMarkedFailedAgainAtOnce(t *testing.T) {
 	fail.Store(true)
 	o := paidOrder(t, env, "alice", "rt", 1)
 	for attempt := 1; attempt <= shop.MaxAttempts; attempt++ {
-		env.Shop.Fulfill(ctx, o.ID, attempt)
+		_ = env.Shop.Fulfill(ctx, o.ID, attempt) // fails: fulfillment faults are on
 	}
 	if jobs, err := env.Shop.FailedJobs(ctx); err != nil || len(jobs) != 1 {
 		t.Fatalf("failed jobs %+v, %v", jobs, err)

@@ -244,7 +244,7 @@ func TestGateRebuildReadsOneSnapshot(t *testing.T) {
 	}
 }
 
-// viewer follows a product as the README's client does: it keeps a message only when its
+// viewer follows a product as the client in docs/live-stock.md does: it keeps a message only when its
 // version is above the last one it kept.
 type viewer struct {
 	avail, ver int64

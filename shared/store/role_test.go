@@ -115,7 +115,7 @@ func TestEnsureAppRole(t *testing.T) {
 	if err != nil || len(mine) != 1 {
 		t.Fatalf("list holds as %s: %v %v", role, mine, err)
 	}
-	if err := svc.Release(ctx, "u1", r.Reservation.ID); err != nil {
+	if err := svc.Release(ctx, "u1", r.ID); err != nil {
 		t.Fatalf("release as %s: %v", role, err)
 	}
 	if _, err := svc.Sweep(ctx); err != nil {

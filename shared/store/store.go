@@ -40,10 +40,13 @@ func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 // Queries run in a mode that never creates a named prepared statement (the statement's
 // description is cached and it runs as the unnamed statement in one round trip), so the pool
 // works through PgBouncer in transaction pooling mode and does not pin RDS Proxy sessions.
-func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
+func Open(ctx context.Context, url string, maxConns int32, opts ...Option) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
@@ -60,6 +63,26 @@ func Open(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error
 	return pool, nil
 }
 
+// Option changes the pool Open builds.
+type Option func(*pgxpool.Config)
+
+// WithPassword makes each new connection take its password from password instead of the
+// URL: in AWS the database secret rotates under a warm function, whose open connections keep
+// working while new ones need the new password. An error from password fails that
+// connection as shop.ErrUnavailable (the request answers 503).
+func WithPassword(password func(context.Context) (string, error)) Option {
+	return func(cfg *pgxpool.Config) {
+		cfg.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+			pw, err := password(ctx)
+			if err != nil {
+				return fmt.Errorf("%w: database password: %w", shop.ErrUnavailable, err)
+			}
+			cc.Password = pw
+			return nil
+		}
+	}
+}
+
 // Ping checks that the database answers (for health checks; never at a cold start).
 func Ping(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := pool.Ping(ctx); err != nil {
@@ -69,7 +92,9 @@ func Ping(ctx context.Context, pool *pgxpool.Pool) error {
 }
 
 // translate maps driver errors to the shop's: no rows → ErrNotFound, a database that cannot
-// be reached → ErrUnavailable. Anything else is returned as it is, for the logs.
+// be reached or refuses the login (class 28: a password rotation's moment between the
+// database's change and the secret's, WithPassword) → ErrUnavailable. Anything else is
+// returned as it is, for the logs.
 func translate(err error) error {
 	if err == nil {
 		return nil
@@ -79,7 +104,7 @@ func translate(err error) error {
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		if strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") || pe.Code == "53300" {
+		if strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") || pe.Code == "53300" || strings.HasPrefix(pe.Code, "28") {
 			return fmt.Errorf("%w: %w", shop.ErrUnavailable, err)
 		}
 		return err

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	neturl "net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -156,5 +158,76 @@ func TestRefundsDueLeastRecentlyTriedFirst(t *testing.T) {
 	var last string
 	if err := pool.QueryRow(ctx, `SELECT last_error FROM orders WHERE id = 'o_stuck'`).Scan(&last); err != nil || last != "refund: charge_disputed" {
 		t.Fatalf("last_error %q %v", last, err)
+	}
+}
+
+// TestWithPassword: each new connection asks for its password (a rotated secret reaches a
+// warm function's next connection), an open connection does not ask again, and a password
+// that cannot be had fails that connection as unavailable (503), not as a crash.
+func TestWithPassword(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, url := testenv.Postgres(t)
+	var mu sync.Mutex
+	asked := 0
+	pool, err := store.Open(ctx, url, 1, store.WithPassword(func(context.Context) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		return "", nil // the test server trusts loopback: no password is checked here
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if asked != 0 {
+		t.Fatalf("asked %d times before any connection (a cold start must not connect)", asked)
+	}
+	for range 3 {
+		if err := store.Ping(ctx, pool); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if asked != 1 {
+		t.Fatalf("asked %d times for one connection used three times, want 1", asked)
+	}
+	pool.Reset() // the proxy closed the connection: the next one asks again
+	if err := store.Ping(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if asked != 2 {
+		t.Fatalf("asked %d times after a new connection, want 2", asked)
+	}
+
+	failing, err := store.Open(ctx, url, 1, store.WithPassword(func(context.Context) (string, error) {
+		return "", errors.New("secrets manager: throttled")
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer failing.Close()
+	if err := store.Ping(ctx, failing); !errors.Is(err, shop.ErrUnavailable) {
+		t.Fatalf("ping without a password: %v, want shop.ErrUnavailable", err)
+	}
+
+	// A login Postgres refuses (class 28, here a role it does not know: the test server
+	// trusts loopback, so a wrong password cannot be shown) is a 503 too: a rotation's
+	// window, not a bug in the request. Straight to Postgres: PgBouncer answers 08P01.
+	server := testenv.DefaultDatabaseURL
+	if v := os.Getenv("TEST_DATABASE_URL"); v != "" {
+		server = v
+	}
+	u, err := neturl.Parse(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.UserPassword("lu_no_such_role", "stale-password")
+	refused, err := store.Open(ctx, u.String(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer refused.Close()
+	if err := store.Ping(ctx, refused); !errors.Is(err, shop.ErrUnavailable) {
+		t.Fatalf("refused login: %v, want shop.ErrUnavailable", err)
 	}
 }

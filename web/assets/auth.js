@@ -13,6 +13,18 @@ let refreshing = null;
 
 const EARLY_MS = 60 * 1000; // refresh this long before the access token expires
 
+// What a failed sign-in says: a fixed message per OAuth 2.0 error code, never the words of the
+// address bar (anyone can link to the page with an error_description of their own).
+const SIGN_IN_ERRORS = {
+  access_denied: "Sign-in cancelled.",
+  invalid_request: "Sign-in failed: the sign-in request was refused. Sign in again.",
+  unauthorized_client: "Sign-in failed: this page may not sign in there.",
+  unsupported_response_type: "Sign-in failed: the sign-in request was refused. Sign in again.",
+  invalid_scope: "Sign-in failed: the sign-in request was refused. Sign in again.",
+  server_error: "Sign-in failed: the sign-in service had a problem. Try again.",
+  temporarily_unavailable: "Sign-in failed: the sign-in service is busy. Try again in a moment.",
+};
+
 function abs(u) { return new URL(u, location.origin).href; }
 
 function b64url(bytes) {
@@ -65,7 +77,7 @@ export async function initAuth(authConfig, storageKey, onChange) {
   try { pending = JSON.parse(sessionStorage.getItem(key + ".pending") || "null"); } catch (_) { /* none */ }
   sessionStorage.removeItem(key + ".pending");
   history.replaceState(null, "", location.pathname); // the code is single use: off the address bar
-  if (q.has("error")) return q.get("error") === "access_denied" ? "Sign-in cancelled." : "Sign-in failed: " + (q.get("error_description") || q.get("error"));
+  if (q.has("error")) return SIGN_IN_ERRORS[q.get("error")] || "Sign-in failed. Sign in again.";
   if (!pending || pending.state !== q.get("state")) return "Sign-in failed: the answer does not match this tab's request. Sign in again.";
   try {
     await tokenRequest({ grant_type: "authorization_code", code: q.get("code"), redirect_uri: abs(cfg.redirect_uri), code_verifier: pending.verifier });
@@ -109,10 +121,27 @@ export async function signIn() {
   location.assign(u.href);
 }
 
-// signOut forgets the tokens and lets the provider end its session (Cognito's managed login
-// keeps one), which comes back to the page.
-export function signOut() {
+// revokeURL is the provider's revocation endpoint: /oauth2/revoke beside its token URL, where
+// Cognito and the runner's provider have it.
+function revokeURL() {
+  return abs(cfg.token_url.replace(/\/oauth2\/token$/, "/oauth2/revoke"));
+}
+
+// signOut forgets the tokens, revokes the refresh token (so that a copy of it is worth nothing:
+// Cognito's /oauth2/revoke, the runner's provider forgets it), and lets the provider end its
+// session (Cognito's managed login keeps one), which comes back to the page. The access token
+// stays valid until it expires (API Gateway's authorizer checks signatures, not revocations).
+export async function signOut() {
+  const s = session();
   forget();
+  if (s && s.refresh_token) {
+    const revoke = fetch(revokeURL(), {
+      method: "POST", keepalive: true,
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token: s.refresh_token, client_id: cfg.client_id }),
+    }).catch(() => { /* signed out here all the same */ });
+    await Promise.race([revoke, new Promise((done) => setTimeout(done, 3000))]);
+  }
   const u = new URL(abs(cfg.logout_url));
   u.search = new URLSearchParams({ client_id: cfg.client_id, logout_uri: abs(cfg.logout_uri) }).toString();
   location.assign(u.href);

@@ -3,7 +3,7 @@
 // Drops: a countdown to the opening, the waiting room (join, place in line live from the
 // room's "queue" messages and the ticket's number, the admission timer, sold out).
 import { api, ApiError, el, loadConfig, money, say, state } from "./api.js";
-import { accessToken, initAuth, signIn, signOut, signedIn, user } from "./auth.js";
+import { initAuth, signIn, signOut, signedIn, user } from "./auth.js";
 
 const KEY = "lastunit.shopper";
 const $ = (id) => document.getElementById(id);
@@ -172,11 +172,11 @@ setInterval(() => {
 }, 1000);
 
 // Live stock: subscribe to every product shown; re-subscribe as a heartbeat so that a room
-// membership lost on the server heals, and reconnect when the socket closes.
-async function connect() {
+// membership lost on the server heals, and reconnect when the socket closes. The socket carries
+// only public data, so it is opened without a token (a token in a URL ends up in logs).
+function connect() {
   const url = state.config.websocket_url || ((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-  const token = await accessToken();
-  socket = new WebSocket(token ? url + "?token=" + encodeURIComponent(token) : url);
+  socket = new WebSocket(url);
   socket.onopen = () => { $("live").textContent = "Live stock: on"; subscribeAll(); };
   socket.onmessage = (e) => {
     let m;
@@ -345,7 +345,6 @@ function sessionEnded() {
   showUser();
   say($("msg"), "Your session ended. Sign in again to reserve.", "bad");
   loadCart();
-  if (socket) socket.close(); // reconnects as a viewer
 }
 
 async function main() {

@@ -162,7 +162,7 @@ func listening(t *testing.T, pid string, port int) []*net.TCPAddr {
 				out = append(out, a)
 			}
 		}
-		f.Close()
+		_ = f.Close() // read only
 	}
 	return out
 }

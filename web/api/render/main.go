@@ -43,7 +43,10 @@ func check(err error) {
 }
 
 // page accumulates HTML.
-type page struct{ bytes.Buffer }
+type page struct {
+	bytes.Buffer
+	byID map[string]opInfo // the operations by operationId (links name their target so)
+}
 
 func (p *page) f(format string, args ...any) { fmt.Fprintf(&p.Buffer, format, args...) }
 
@@ -256,13 +259,15 @@ func render(openapiYAML, asyncapiYAML []byte) ([]byte, error) {
 	}
 	m := built.Model
 	var ops []opInfo
+	p := &page{byID: map[string]opInfo{}}
 	for path, item := range m.Paths.PathItems.FromOldest() {
 		for method, op := range item.GetOperations().FromOldest() {
-			ops = append(ops, opInfo{strings.ToUpper(method), path, op, item})
+			o := opInfo{strings.ToUpper(method), path, op, item}
+			ops = append(ops, o)
+			p.byID[op.OperationId] = o
 		}
 	}
 
-	p := &page{}
 	p.f(`<!doctype html>
 <html lang="en">
 <head>
@@ -392,8 +397,44 @@ func renderOp(p *page, o opInfo) {
 				}
 			}
 		}
+		renderLinks(p, o)
 	}
 	p.f("</article>\n")
+}
+
+// renderLinks lists where the operation's answers lead (its OpenAPI links): the next calls a
+// client, or a stateful API fuzzer, makes with values taken from the answer.
+func renderLinks(p *page, o opInfo) {
+	var rows []string
+	for code, resp := range o.op.Responses.Codes.FromOldest() {
+		if resp.Links == nil {
+			continue
+		}
+		for _, l := range resp.Links.FromOldest() {
+			target := "<code>" + esc(l.OperationId) + "</code>"
+			if t, ok := p.byID[l.OperationId]; ok {
+				target = fmt.Sprintf(`<a href="#%s"><span class="method %s">%s</span> <code>%s</code></a>`, t.anchor(), strings.ToLower(t.method), t.method, esc(t.path))
+			}
+			var from []string
+			if l.Parameters != nil {
+				for k, v := range l.Parameters.FromOldest() {
+					from = append(from, "<code>"+esc(k)+"</code> = <code>"+esc(v)+"</code>")
+				}
+			}
+			if n := l.GoLow().RequestBody.ValueNode; n != nil {
+				from = append(from, "body <code>"+esc(flowJSON(n))+"</code>")
+			}
+			rows = append(rows, fmt.Sprintf("<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n", esc(code), target, strings.Join(from, "<br>"), inline(l.Description)))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	p.f("<h4>Next calls</h4>\n<table><thead><tr><th>after</th><th>call</th><th>with</th><th>what</th></tr></thead><tbody>\n")
+	for _, r := range rows {
+		p.f("%s", r)
+	}
+	p.f("</tbody></table>\n")
 }
 
 func renderErrors(p *page, m v3.Document) {

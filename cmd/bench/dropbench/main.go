@@ -39,8 +39,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"lastunit/cmd/bench/herd"
 	"lastunit/shared/config"
-	"lastunit/shared/herd"
 	"lastunit/shared/shop"
 	"lastunit/shared/store"
 )

@@ -1,7 +1,9 @@
-// Package herd reproduces the drop moment on Lambda's shape: many execution environments
-// cold-starting in the same instant, each serving one event at a time. The drop benchmark
-// (cmd/local/dropbench) and the drop tests use it to run the functions' real cold start and
-// handler, and to watch the database's server connections while they do.
+// Package herd is benchmark support: it reproduces the drop moment on Lambda's shape, many
+// execution environments cold-starting in the same instant, each serving one event at a time.
+// The drop benchmark (cmd/bench/dropbench, `make bench-drop`) and the reserve function's drop
+// test (functions/reserve/drop_test.go) use it to run the functions' real cold start and
+// handler, and to watch the database's server connections while they do. No function imports
+// it: it lives with the benchmarks, not in shared/.
 package herd
 
 import (

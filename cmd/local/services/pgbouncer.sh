@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# PgBouncer for the local runner and the tests: the stand-in for RDS Proxy (DESIGN.md, "The drop
-# moment on Lambda"). Transaction pooling on 127.0.0.1:$PGBOUNCER_PORT, every database name passed
+# PgBouncer for the local runner and the tests: the stand-in for RDS Proxy (docs/drop-moment.md).
+# Transaction pooling on 127.0.0.1:$PGBOUNCER_PORT, every database name passed
 # through to the local Postgres, server connections capped per database and per user.
 #
 #   pgbouncer.sh start   install Debian's pgbouncer if missing, start it unless it answers
