@@ -201,6 +201,9 @@ bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs th
 	@echo
 	@echo "sold out (409) through shop.Reserve from 50 goroutines: without an Idempotency-Key (Redis only) and with one (plus a Postgres read)"
 	@$(GO) test -run '^$$' -bench 'SoldOut' -benchtime 20000x -count 3 ./shared/shop/ | grep -E '^Benchmark'
+	@echo
+	@echo "reserve.lua round trip: a product in 12 sizes vs one variant vs the script before variants (interleaved, medians; docs/variants.md)"
+	@$(GO) test -run '^$$' -bench 'ReserveVariants' -benchtime 5000x -count 3 ./shared/stock/ | tee $(RUN)/bench-variants.txt | grep -E '^Benchmark'
 
 # Mutation testing (cmd/mutants): plants each known bug in a copy of the tree and runs the
 # tests of shared/ and lua/; every mutant must be killed. `go run ./cmd/mutants -list` lists them.

@@ -62,6 +62,11 @@ func (s *Service) Checkout(ctx context.Context, req CheckoutRequest) (Order, err
 	if err != nil {
 		return Order{}, err
 	}
+	for i := range out.Items {
+		if out.Items[i].VariantID == "" {
+			out.Items[i].VariantID = DefaultVariant // an answer stored before variants
+		}
+	}
 	if fresh != nil {
 		out.ClientSecret = fresh
 		return out, nil
@@ -168,7 +173,7 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 			return Order{}, Invalid("reservation_ids", "one order takes one currency; this cart has %s and %s", order.Currency, h.Currency)
 		}
 		order.AmountCents += h.Quantity * h.UnitPriceCents
-		order.Items = append(order.Items, OrderItem{ReservationID: h.ID, ProductID: h.ProductID, Quantity: h.Quantity, UnitPriceCents: h.UnitPriceCents, HoldExpiresAt: h.ExpiresAt})
+		order.Items = append(order.Items, OrderItem{ReservationID: h.ID, ProductID: h.ProductID, VariantID: h.VariantID, Quantity: h.Quantity, UnitPriceCents: h.UnitPriceCents, HoldExpiresAt: h.ExpiresAt})
 		resv[i] = h.Reservation
 	}
 
