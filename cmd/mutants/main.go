@@ -39,7 +39,11 @@ type edit struct {
 var mutations = []mutation{
 	{
 		name: "pg-count", why: "Postgres no longer enforces the count: a hold its free units cannot cover goes live anyway",
-		edits: []edit{{"shared/store/migrations/0004_product_slots.sql", "    IF total < q THEN\n        RAISE EXCEPTION USING ERRCODE = 'LU001'", "    IF total < q THEN RETURN; END IF;\n    IF false THEN\n        RAISE EXCEPTION USING ERRCODE = 'LU001'"}},
+		edits: []edit{{"shared/store/migrations/0044_variants_switch.sql", "    IF total < q THEN\n        RAISE EXCEPTION USING ERRCODE = 'LU001'", "    IF total < q THEN RETURN; END IF;\n    IF false THEN\n        RAISE EXCEPTION USING ERRCODE = 'LU001'"}},
+	},
+	{
+		name: "size-gate", why: "the gate checks a reserve against the product's total, not the size's units (Postgres still counts per size)",
+		edits: []edit{{"lua/reserve.lua", "redis.call('HMGET', KEYS[1], vr_field(multi, vid), 'max', 'gen')", "redis.call('HMGET', KEYS[1], 'avail', 'max', 'gen')"}},
 	},
 	{
 		name: "limit-gate", why: "the gate no longer checks max_per_user (Postgres still does)",
@@ -137,7 +141,7 @@ func plant(root string, m mutation, pkgs []string, tests string, timeout time.Du
 	if err != nil {
 		fatal("temp dir: %v", err)
 	}
-	defer func() { _ = os.RemoveAll(dir) }() // a temporary copy: nothing to do if it stays
+	defer func() { _ = os.RemoveAll(dir) }()
 	if err := copyTree(root, dir); err != nil {
 		fatal("copy the repository: %v", err)
 	}
@@ -241,13 +245,13 @@ func copyFile(src, dst string, mode os.FileMode) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = in.Close() }() // read only
+	defer func() { _ = in.Close() }()
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
 	if err != nil {
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {
-		_ = out.Close() // the copy failed already
+		_ = out.Close()
 		return err
 	}
 	return out.Close()
