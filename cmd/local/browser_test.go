@@ -212,6 +212,14 @@ func TestStorefrontInABrowser(t *testing.T) {
 			t.Fatalf("signed out, %s is enabled", sel)
 		}
 	}
+	legend := func() string {
+		var l string
+		do(t, admin, "read the tools' legend", chromedp.Evaluate(`document.querySelector("#admin-area legend").textContent`, &l))
+		return l
+	}
+	if l := legend(); !strings.Contains(l, "sign in as an admin") {
+		t.Fatalf("signed out, the tools' legend reads %q", l)
+	}
 	screenshot(t, admin, "dashboard-signed-out.png")
 	// Signed in as an admin through the OpenID flow: enabled, and no error left on the page.
 	signInAs(t, admin, srv.URL+"/dashboard", "ada", true)
@@ -226,6 +234,17 @@ func TestStorefrontInABrowser(t *testing.T) {
 	do(t, admin, "message", chromedp.Text("#msg", &msg, chromedp.ByQuery, chromedp.AtLeast(0)))
 	if strings.TrimSpace(msg) != "" {
 		t.Fatalf("after signing in the dashboard says %q", msg)
+	}
+	// What a screen reader reads with the tools no longer asks an admin to sign in.
+	if l := legend(); l != "Admin tools" {
+		t.Fatalf("signed in as an admin, the tools' legend reads %q", l)
+	}
+	// No empty band under the header: with no message, the products come right after it
+	// (main's padding, under 2rem).
+	var band float64
+	do(t, admin, "the band under the header", chromedp.Evaluate(`document.querySelector("#products-title").getBoundingClientRect().top - document.querySelector("header").getBoundingClientRect().bottom`, &band))
+	if band > 32 {
+		t.Fatalf("%.0f px of empty space between the header and the products", band)
 	}
 	// The create form lines up with the products table: the same left edge, every field inside
 	// the table's width, and no sideways scrolling of the page.
@@ -461,6 +480,17 @@ func TestDropInABrowser(t *testing.T) {
 	do(t, shoppers[first], first+" reserves", chromedp.Click(`[data-product="sneaker"] button.reserve`, chromedp.ByQuery))
 	waitText(t, shoppers[first], "#cart", "1 × Sneaker", 5*time.Second)
 	waitText(t, shoppers[second], `[data-available="sneaker"]`, "Sold out", 5*time.Second)
+	waitText(t, shoppers[second], `[data-drop="sneaker"] .opens`, "Sold out", 5*time.Second)
+	// A shopper who comes now reads sold out, not "On sale · Join the queue".
+	carol := tab(t, b)
+	signInAs(t, carol, srv.URL+"/", "carol", false)
+	waitText(t, carol, `[data-drop="sneaker"] .opens`, "Sold out", 5*time.Second)
+	waitText(t, carol, `[data-drop="sneaker"] .ticket`, "Sold out", 5*time.Second)
+	var drop string
+	do(t, carol, "carol reads the drop", chromedp.Evaluate(`document.querySelector('[data-product="sneaker"]').innerText`, &drop))
+	if strings.Contains(drop, "On sale") || strings.Contains(drop, "Join the queue") {
+		t.Fatalf("a sold-out drop reads %q", drop)
+	}
 	do(t, shoppers[second], "reserve when sold out", chromedp.Evaluate(`document.querySelector('[data-product="sneaker"] button.reserve').disabled`, &disabled))
 	if !disabled {
 		t.Fatal("the reserve button is enabled on a sold-out product")
@@ -526,4 +556,68 @@ func TestReferencePageInABrowser(t *testing.T) {
 	if v := cspViolations(t, ctx); len(v) > 0 {
 		t.Errorf("the design page broke the Content-Security-Policy: %v", v)
 	}
+}
+
+// TestLiveStockFallsBackToPolling: a network that blocks WebSockets. The storefront's socket
+// is dropped and cannot connect again; the page says so and reads GET /products/{id} every few
+// seconds instead, so another shopper's hold and release still show without a reload (also on
+// a page that never had a socket); when the network lets the socket through again, the page
+// goes back to it and the polling stops.
+func TestLiveStockFallsBackToPolling(t *testing.T) {
+	env := testenv.NewEnv(t)
+	env.Stripe, env.Queue = testenv.Stripe(t), testenv.Queue(t, time.Second)
+	env.Shop.Pay, env.Shop.Jobs = env.Stripe, env.Queue
+	env.Shop.Now = time.Now
+	srv, _, block := startFullServerBlockable(t, env)
+	call(t, srv, "PUT", "/admin/products/tee", bearer(t, "ada", "admin"), `{"name":"Tee","price_cents":2500,"currency":"usd","stock":9,"max_per_user":9}`)
+	b := browser(t)
+	alice, viewer := tab(t, b), tab(t, b)
+	signInAs(t, alice, srv.URL+"/", "alice", false)
+	do(t, viewer, "viewer opens the store", chromedp.Navigate(srv.URL+"/"))
+	waitText(t, viewer, "#live", "Live stock: on", 5*time.Second)
+	waitText(t, viewer, `[data-available="tee"]`, "9 available", 5*time.Second)
+	reserve := func(qty string) {
+		t.Helper()
+		do(t, alice, "alice reserves "+qty,
+			chromedp.SetValue("#qty-tee", qty, chromedp.ByQuery),
+			chromedp.Click(`[data-product="tee"] button.reserve`, chromedp.ByQuery))
+		waitText(t, alice, "#msg", "Held "+qty, 5*time.Second)
+	}
+
+	// The network starts blocking: the open socket drops and the next handshake is refused.
+	block.set(true)
+	waitText(t, viewer, "#live", "blocked on this network", 10*time.Second)
+	reserve("2")
+	waitText(t, viewer, `[data-available="tee"]`, "7 available", 10*time.Second)
+	if block.polls.Load() == 0 {
+		t.Fatal("the viewer's page shows the new count but never read GET /products/{id}")
+	}
+	screenshot(t, viewer, "storefront-polling.png")
+
+	// A page opened on such a network never has a socket: it polls from the start.
+	do(t, viewer, "viewer reloads", chromedp.Reload())
+	waitText(t, viewer, "#live", "blocked on this network", 15*time.Second)
+	do(t, alice, "alice releases", chromedp.Click(`#cart [data-reservation] button`, chromedp.ByQuery))
+	waitText(t, alice, "#msg", "Released", 5*time.Second)
+	waitText(t, viewer, `[data-available="tee"]`, "9 available", 10*time.Second)
+
+	// The network lets WebSockets through again: the page returns to the socket (it tries
+	// at least every 10 s) and stops polling.
+	block.set(false)
+	waitText(t, viewer, "#live", "Live stock: on", 20*time.Second)
+	waitText(t, alice, "#live", "Live stock: on", 20*time.Second)
+	time.Sleep(time.Second) // a read sent just before the socket opened may still arrive
+	polls := block.polls.Load()
+	reserve("1")
+	waitText(t, viewer, `[data-available="tee"]`, "8 available", 5*time.Second)
+	time.Sleep(7 * time.Second) // two polling periods
+	if n := block.polls.Load() - polls; n != 0 {
+		t.Errorf("the page read GET /products/{id} %d times after its socket came back", n)
+	}
+	for name, ctx := range map[string]context.Context{"alice": alice, "viewer": viewer} {
+		if v := cspViolations(t, ctx); len(v) != 0 {
+			t.Errorf("the Content-Security-Policy blocked %v on %s's page", v, name)
+		}
+	}
+	env.CheckLedger(t, "tee", 9)
 }

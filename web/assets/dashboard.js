@@ -10,11 +10,18 @@ const $ = (id) => document.getElementById(id);
 
 let failing = false; // the last refresh failed: its message is on the page
 
+// tools enables or disables every admin tool at once (the fieldset) and says why in its
+// legend, which screen readers read out with the first tool.
+function tools(enabled, why) {
+  $("admin-area").disabled = !enabled;
+  $("admin-legend").textContent = "Admin tools" + (why ? " (" + why + ")" : "");
+}
+
 function fail(err) {
   const u = user();
   if (err instanceof ApiError && err.code === "forbidden" && u) {
     say($("msg"), `Signed in as ${u.name}, who is not in the admin group. Sign out and sign in as an admin.`, "bad");
-    $("admin-area").disabled = true;
+    tools(false, `signed in as ${u.name}, who is not an admin`);
   } else if (err instanceof ApiError && err.code === "unauthenticated") {
     say($("msg"), "Sign in as an admin first.", "bad");
   } else {
@@ -99,7 +106,7 @@ async function refresh() {
     renderProducts(p.products);
     renderJobs(j.failed_jobs);
     renderOrders(o.orders);
-    $("admin-area").disabled = false;
+    tools(true, "");
     if (failing) say($("msg"), "", ""); // the error it replaces is over
     failing = false;
   } catch (err) { fail(err); failing = true; }
@@ -111,7 +118,9 @@ function showUser() {
   $("whoami").hidden = !u;
   $("who").textContent = u ? "Signed in as " + u.name + (u.groups.includes("admin") ? " (admin)" : "") : "";
   // Signed out, every tool is disabled; signed in, they are enabled once the admin routes answer.
-  if (!u) $("admin-area").disabled = true;
+  if (!u) tools(false, "sign in as an admin to use them");
+  else if (!$("admin-area").disabled) tools(true, "");
+  else tools(false, "loading");
 }
 
 // The session ended without the admin asking (expired, refused): back to the prompt.

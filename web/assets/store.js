@@ -67,15 +67,22 @@ function renderDrop(id) {
   const opens = pr.opens_at ? new Date(pr.opens_at).getTime() : 0;
   const closes = pr.closes_at ? new Date(pr.closes_at).getTime() : 0;
   const when = d.querySelector(".opens");
-  when.textContent = opens > now ? "Opens in " + clock(opens - now) : closes && closes <= now ? "Sale closed" : closes ? "Closes in " + clock(closes - now) : "On sale";
-  when.dataset.open = opens > now ? "no" : closes && closes <= now ? "closed" : "yes";
+  // Open and nothing left: the sale reads sold out, not "On sale" (units may still come back
+  // from a released or expired hold; the count and the queue follow them live).
+  const soldOut = opens <= now && !(closes && closes <= now) && pr.available <= 0;
+  when.textContent = opens > now ? "Opens in " + clock(opens - now) : closes && closes <= now ? "Sale closed" : soldOut ? "Sold out" : closes ? "Closes in " + clock(closes - now) : "On sale";
+  when.dataset.open = opens > now ? "no" : closes && closes <= now ? "closed" : soldOut ? "sold_out" : "yes";
   if (!(pr.queue_rate > 0)) return;
   const t = p.ticket, line = d.querySelector(".ticket"), join = d.querySelector("button.join");
-  join.hidden = !signedIn() || (t && t.state !== "expired");
+  // Sold out, a shopper without a ticket is not invited to queue for nothing.
+  join.hidden = !signedIn() || (t && t.state !== "expired") || soldOut;
   join.textContent = t && t.state === "expired" ? "Join again" : "Join the queue";
-  line.dataset.state = t ? t.state : "none";
+  line.dataset.state = t ? t.state : soldOut ? "sold_out" : "none";
   line.dataset.number = t && t.number != null ? String(t.number) : "";
-  if (!t) { line.textContent = signedIn() ? "Join the queue to buy." : "Sign in to join the queue."; return; }
+  if (!t || (soldOut && t.state === "expired")) {
+    line.textContent = soldOut ? "Sold out." : signedIn() ? "Join the queue to buy." : "Sign in to join the queue.";
+    return;
+  }
   const serving = Math.max(t.serving || 0, p.serving || 0);
   switch (t.state) {
     case "waiting":
@@ -84,7 +91,8 @@ function renderDrop(id) {
       if (t.number <= serving) refreshTicket(id);
       break;
     case "sold_out": line.textContent = `Sold out for now · place ${t.number}; you keep it in case units come back`; break;
-    case "admitted": line.textContent = "Your turn! Reserve within " + clock(new Date(t.admitted_until).getTime() - now); break;
+    case "admitted": line.textContent = soldOut ? "Sold out. Your turn lasts " + clock(new Date(t.admitted_until).getTime() - now) + " in case units come back."
+      : "Your turn! Reserve within " + clock(new Date(t.admitted_until).getTime() - now); break;
     case "expired": line.textContent = "Your turn has passed."; break;
   }
   if (t.state === "admitted" && new Date(t.admitted_until).getTime() <= now) refreshTicket(id);
@@ -172,13 +180,45 @@ setInterval(() => {
 }, 1000);
 
 // Live stock: subscribe to every product shown; re-subscribe as a heartbeat so that a room
-// membership lost on the server heals, and reconnect when the socket closes.
+// membership lost on the server heals, and reconnect when the socket closes. When the socket
+// cannot connect (a network or proxy that blocks WebSockets, or a handshake that hangs), the
+// page reads GET /products/{id} every POLL_MS instead, says so, and keeps trying the socket
+// (after 1, 2, 4, 8, then every 10 s); the first socket that opens stops the polling.
+const POLL_MS = 3000;
+const CONNECT_TIMEOUT_MS = 5000;
+const RETRY_MAX_MS = 10000;
+let live = false; // the socket is open and subscribed
+let failures = 0; // connection attempts in a row that never opened
+let pollTimer = null;
+let polling = false; // a round of reads is in flight
+
+function showLive() {
+  const n = $("live");
+  const mode = live ? "socket" : failures > 0 ? "polling" : "connecting";
+  n.dataset.mode = mode;
+  n.textContent = mode === "socket" ? "Live stock: on"
+    : mode === "polling" ? `Live stock: the live connection is blocked on this network; updating every ${POLL_MS / 1000} s instead.`
+    : "Live stock: connecting…";
+}
+
 async function connect() {
   const url = state.config.websocket_url || ((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
   const token = await accessToken();
-  socket = new WebSocket(token ? url + "?token=" + encodeURIComponent(token) : url);
-  socket.onopen = () => { $("live").textContent = "Live stock: on"; subscribeAll(); };
-  socket.onmessage = (e) => {
+  const ws = new WebSocket(token ? url + "?token=" + encodeURIComponent(token) : url);
+  socket = ws;
+  let opened = false;
+  // A handshake a proxy swallows may hang for minutes before it fails: give up on it sooner.
+  const timeout = setTimeout(() => { if (!opened) ws.close(); }, CONNECT_TIMEOUT_MS);
+  ws.onopen = () => {
+    opened = true;
+    clearTimeout(timeout);
+    live = true;
+    failures = 0;
+    stopPolling();
+    showLive();
+    subscribeAll();
+  };
+  ws.onmessage = (e) => {
     let m;
     try { m = JSON.parse(e.data); } catch (_) { return; }
     if (m.type === "stock") setAvailable(m.product_id, m.available, m.version);
@@ -189,7 +229,41 @@ async function connect() {
       renderDrop(m.product_id);
     }
   };
-  socket.onclose = () => { $("live").textContent = "Live stock: reconnecting…"; setTimeout(connect, 1000); };
+  ws.onclose = () => {
+    clearTimeout(timeout);
+    live = false;
+    if (!opened) failures++;
+    // A socket that was open and dropped gets one quick try before the page falls back.
+    if (failures > 0) startPolling();
+    showLive();
+    setTimeout(connect, failures === 0 ? 1000 : Math.min(1000 * 2 ** (failures - 1), RETRY_MAX_MS));
+  };
+}
+
+function startPolling() {
+  if (pollTimer) return;
+  pollTimer = setInterval(pollOnce, POLL_MS);
+  pollOnce();
+}
+
+function stopPolling() {
+  clearInterval(pollTimer);
+  pollTimer = null;
+}
+
+// pollOnce reads every product shown once (GET /products/{id}, the cached public route). An
+// answer that arrives after the socket came back is dropped: the socket's versioned value is
+// newer than a possibly cached read.
+async function pollOnce() {
+  if (polling) return;
+  polling = true;
+  try {
+    await Promise.all([...products.keys()].map(async (id) => {
+      let pr;
+      try { pr = await api("GET", "/products/" + encodeURIComponent(id)); } catch (_) { return; }
+      if (!live) setAvailable(id, pr.available);
+    }));
+  } finally { polling = false; }
 }
 
 function subscribeAll() {
