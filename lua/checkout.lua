@@ -1,5 +1,6 @@
 -- checkout.lua: validate a whole cart in one atomic step and, only if every hold passes,
--- mark them all checked out with the payment deadline. All or nothing.
+-- mark them all checked out with the payment deadline. All or nothing. (variants.lua, which
+-- lua.go puts in front of this file, reads and writes the holds.)
 --
 -- KEYS     three per product in the cart, in order: {p:ID}:gate, {p:ID}:holds, {p:ID}:dl
 --          (a cart spans products, so this script needs a non-cluster Redis or one slot)
@@ -23,22 +24,22 @@ for i = 4, #ARGV, 2 do
     return {'missing', k}
   end
   local h = redis.call('HGET', KEYS[3 * k - 1], rid)
-  local qty, dl, state, owner
+  local qty, dl, state, vid, owner
   if h then
-    qty, dl, state, owner = string.match(h, '^(%d+):(%d+):([%a_]+):(.*)$')
+    qty, dl, state, vid, owner = vr_parse(h)
   end
   if not h or owner ~= user or state ~= 'reserved' or tonumber(dl) <= now then
     failed[#failed + 1] = rid
   else
-    holds[#holds + 1] = {k, rid, qty}
+    holds[#holds + 1] = {k, rid, qty, vid}
   end
 end
 if #failed > 0 then
   return {'failed', unpack(failed)}
 end
 for _, h in ipairs(holds) do
-  local k, rid, qty = h[1], h[2], h[3]
-  redis.call('HSET', KEYS[3 * k - 1], rid, qty .. ':' .. deadline .. ':checked_out:' .. user)
+  local k, rid, qty, vid = h[1], h[2], h[3], h[4]
+  redis.call('HSET', KEYS[3 * k - 1], rid, vr_hold(qty, deadline, 'checked_out', vid, user))
   redis.call('ZADD', KEYS[3 * k], deadline, rid)
 end
 return {'ok', #holds}

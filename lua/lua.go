@@ -10,12 +10,15 @@ import (
 //go:embed waitroom.lua
 var waitroom string
 
+//go:embed variants.lua
+var variants string
+
 //go:embed reserve.lua
 var reserve string
 
-// Reserve takes units of one product for a new hold (reserve.lua, after the waiting room's
-// library waitroom.lua).
-var Reserve = waitroom + reserve
+// Reserve takes units of one variant of a product for a new hold (reserve.lua, after the
+// libraries waitroom.lua and variants.lua).
+var Reserve = waitroom + variants + reserve
 
 //go:embed queue.lua
 var queue string
@@ -41,45 +44,57 @@ var QueueCast = waitroom + queuecast
 //go:embed gatedrop.lua
 var GateDrop string
 
-// Release ends one hold and gives its units back exactly once (release.lua).
-//
 //go:embed release.lua
-var Release string
+var release string
 
-// Rebuild sets a product's gate from Postgres when it is absent (rebuild.lua).
-//
+// Release ends one hold and gives its units back exactly once (release.lua)
+// (after variants.lua)
+var Release = variants + release
+
 //go:embed rebuild.lua
-var Rebuild string
+var rebuild string
+
+// Rebuild sets a product's gate from Postgres when it is absent (rebuild.lua)
+// (after variants.lua)
+var Rebuild = variants + rebuild
 
 // Invalidate drops a product's gate older than a generation (invalidate.lua).
 //
 //go:embed invalidate.lua
 var Invalidate string
 
-// Checkout validates a whole cart and checks it out, all or nothing (checkout.lua).
-//
 //go:embed checkout.lua
-var Checkout string
+var checkout string
 
-// Uncheckout puts checked-out holds back to reserved (uncheckout.lua).
-//
+// Checkout validates a whole cart and checks it out, all or nothing (checkout.lua)
+// (after variants.lua)
+var Checkout = variants + checkout
+
 //go:embed uncheckout.lua
-var Uncheckout string
+var uncheckout string
 
-// Retake takes an expired order's units again after a late payment (retake.lua).
-//
+// Uncheckout puts checked-out holds back to reserved (uncheckout.lua)
+// (after variants.lua)
+var Uncheckout = variants + uncheckout
+
 //go:embed retake.lua
-var Retake string
+var retake string
+
+// Retake takes an expired order's units again after a late payment (retake.lua)
+// (after variants.lua)
+var Retake = variants + retake
 
 // Drop forgets fulfilled holds without giving their units back (drop.lua).
 //
 //go:embed drop.lua
 var Drop string
 
-// Broadcast claims a product's next live stock broadcast and reads what to send (broadcast.lua).
-//
 //go:embed broadcast.lua
-var Broadcast string
+var broadcast string
+
+// Broadcast claims a product's next live stock broadcast and reads what to send (broadcast.lua)
+// (after variants.lua)
+var Broadcast = variants + broadcast
 
 // Catalog writes products' shopper-facing details, newest generation wins (catalog.lua).
 //

@@ -1,4 +1,5 @@
--- release.lua: end one hold and give its units back to available, exactly once.
+-- release.lua: end one hold and give its units back to its variant's available, exactly once
+-- (variants.lua, which lua.go puts in front of this file, reads the hold).
 --
 -- KEYS[1]  {p:ID}:gate    KEYS[2]  {p:ID}:holds    KEYS[3]  {p:ID}:dl
 -- KEYS[4]  {p:ID}:users   KEYS[5]  {p:ID}:ver
@@ -17,9 +18,11 @@
 --   {"released", qty, available, version}
 --   {"absent"}     the gate has no such hold (already released, or never counted by this gate),
 --                  or it has another deadline than ARGV[3] (and is not a doomed checkout, ARGV[4])
---   {"missing"}    no gate for this product (the next rebuild counts from Postgres)
+--   {"missing"}    no gate for this product, or one from before variants (the next rebuild
+--                  counts from Postgres)
 -- Only the call that removes the hold gives units back, so any number of callers is safe.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+local vs = redis.call('HGET', KEYS[1], 'vs')
+if not vs then
   return {'missing'}
 end
 local rid = ARGV[1]
@@ -27,7 +30,7 @@ local h = redis.call('HGET', KEYS[2], rid)
 if not h then
   return {'absent'}
 end
-local qty, dl, state, user = string.match(h, '^(%d+):(%d+):([%a_]+):(.*)$')
+local qty, dl, state, vid, user = vr_parse(h)
 if ARGV[3] ~= '' and dl ~= ARGV[3] and not (ARGV[4] == '1' and state == 'checked_out') then
   return {'absent'}
 end
@@ -37,7 +40,7 @@ redis.call('ZREM', KEYS[3], rid)
 if redis.call('HINCRBY', KEYS[4], user, -qty) <= 0 then
   redis.call('HDEL', KEYS[4], user)
 end
-local avail = redis.call('HINCRBY', KEYS[1], 'avail', qty)
+local avail = vr_add(KEYS[1], vr_multi(vs), vid, qty)
 local ver = redis.call('INCR', KEYS[5])
 if ARGV[2] == '1' and redis.call('HGET', KEYS[6], 'rid') == rid then
   redis.call('DEL', KEYS[6])

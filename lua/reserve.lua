@@ -1,7 +1,12 @@
--- reserve.lua: take units of one product for one new hold, in one atomic step.
+-- reserve.lua: take units of one variant of one product for one new hold, in one atomic step
+-- (variants.lua, which lua.go puts in front of this file after waitroom.lua, holds the variant
+-- helpers): the sale window, the waiting room, the rate, the variant's stock and max_per_user
+-- summed over every variant of the product.
 --
--- KEYS[1]  {p:ID}:gate    hash: avail (units reservable now), max (max_per_user), gen (gate generation)
--- KEYS[2]  {p:ID}:holds   hash: reservation id -> "qty:deadline_ms:state:user"
+-- KEYS[1]  {p:ID}:gate    hash: avail (units reservable now, all variants), vs (the variants),
+--                         v:<variant> (per variant, when more than one), max (max_per_user),
+--                         gen (gate generation)
+-- KEYS[2]  {p:ID}:holds   hash: reservation id -> hold (variants.lua)
 -- KEYS[3]  {p:ID}:dl      zset: reservation id scored by its deadline (ms since epoch)
 -- KEYS[4]  {p:ID}:users   hash: user -> units of this product the user holds or bought (paid or
 --                         fulfilled): what max_per_user caps over the whole sale
@@ -22,15 +27,18 @@
 -- ARGV[9]  ADMISSION_WINDOW (ms)
 -- ARGV[10] SHOPPER_RATE (requests per second; 0: no limit)   ARGV[11] SHOPPER_BURST
 -- ARGV[12] "1" to take a token from the bucket, "0" for a retry of the same request
+-- ARGV[13] variant id, "" for the product's one variant
 --
 -- Drop fields of the gate hash (set by gatedrop.lua with the rebuild): opens, closes (ms),
 -- qrate (queue_rate; 0 or absent: no waiting room).
 --
 -- Returns one of:
---   {"ok", available, gen, version}
+--   {"ok", available, gen, version, variant}   available: the product's, after the hold
+--   {"no_variant"}                        the product has no such variant
+--   {"need_variant"}                      ARGV[13] is "" but the product has more than one variant
 --   {"replay", rid}                       same key, same request, and its hold is still live
 --   {"conflict"}                          same key, another request, hold still live
---   {"out_of_stock", available, seen}
+--   {"out_of_stock", available, seen}   available: the variant's
 --   {"limit", max_per_user, held, seen}
 --     seen is "1" when the Idempotency-Key has an entry whose hold is gone (the key succeeded
 --     before: the caller answers from Postgres's record) or may have had one that Redis lost
@@ -40,11 +48,13 @@
 --   {"not_open", "opens"|"closes"}        before the opening or after the close
 --   {"not_admitted", ahead}               the product has a waiting room and the caller holds no
 --                                         admitted ticket; ahead is -1 before the opening
--- Order of the checks: gate, rate, idempotency replay, sale window, admission, stock, limit.
+-- Order of the checks: gate, rate, idempotency replay, variant, sale window, admission, stock,
+-- limit.
 -- An idempotency entry whose hold is gone (released, fulfilled, lost) is stale: the request is
 -- treated as new and the caller settles it against Postgres.
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {'missing'}
+local vs = redis.call('HGET', KEYS[1], 'vs')
+if not vs then
+  return {'missing'} -- no gate, or one from before variants
 end
 local rid, user, qty = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local deadline, rhash = ARGV[4], ARGV[5]
@@ -71,6 +81,20 @@ if rhash ~= '' then
   end
 end
 
+local multi, vid = vr_multi(vs), ARGV[13]
+if vid == '' then
+  if multi then
+    return {'need_variant'}
+  end
+  vid = vs
+elseif not multi and vid ~= vs then
+  return {'no_variant'}
+end
+local g = redis.call('HMGET', KEYS[1], vr_field(multi, vid), 'max', 'gen')
+if not g[1] then
+  return {'no_variant'}
+end
+
 local G = wr_gate(KEYS[1])
 if G.opens >= 0 and now < G.opens then
   return {'not_open', 'opens'}
@@ -94,7 +118,6 @@ if G.rate > 0 then
   end
 end
 
-local g = redis.call('HMGET', KEYS[1], 'avail', 'max', 'gen')
 local avail, max = tonumber(g[1]), tonumber(g[2])
 if qty > avail then
   return {'out_of_stock', avail, seen}
@@ -104,9 +127,9 @@ if held + qty > max then
   return {'limit', max, held, seen}
 end
 
-avail = redis.call('HINCRBY', KEYS[1], 'avail', -qty)
+avail = vr_add(KEYS[1], multi, vid, -qty)
 redis.call('HINCRBY', KEYS[4], user, qty)
-redis.call('HSET', KEYS[2], rid, qty .. ':' .. deadline .. ':reserved:' .. user)
+redis.call('HSET', KEYS[2], rid, vr_hold(qty, deadline, 'reserved', vid, user))
 redis.call('ZADD', KEYS[3], deadline, rid)
 local ver = redis.call('INCR', KEYS[5])
 if G.rate > 0 and avail <= 0 then
@@ -117,4 +140,4 @@ if rhash ~= '' then
   redis.call('HSET', KEYS[6], 'hash', rhash, 'rid', rid)
   redis.call('PEXPIRE', KEYS[6], ARGV[6])
 end
-return {'ok', avail, tonumber(g[3]), ver}
+return {'ok', avail, tonumber(g[3]), ver, vid}

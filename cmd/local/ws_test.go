@@ -546,7 +546,7 @@ func TestManagementAPI(t *testing.T) {
 	if r := call(t, srv, "GET", path, "", ""); r.status != 200 || !strings.Contains(string(r.body), `"connectedAt"`) {
 		t.Fatalf("GET %s: %d %s", path, r.status, r.body)
 	}
-	if r := call(t, srv, "POST", path, "", `{"type":"stock","product_id":"p1","available":1,"version":1}`); r.status != 200 {
+	if r := call(t, srv, "POST", path, "", `{"type":"stock","product_id":"p1","available":1,"version":1,"variants":{"default":1}}`); r.status != 200 {
 		t.Fatalf("POST %s: %d %s", path, r.status, r.body)
 	}
 	// The product's own fan-out may arrive first (creating it was a change): skip to ours.

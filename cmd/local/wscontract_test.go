@@ -100,10 +100,12 @@ func TestWSContractCatchesMessagesThatLeaveTheFile(t *testing.T) {
 		msg string
 		ok  bool
 	}{
-		{`{"type":"stock","product_id":"p1","available":41,"version":1234}`, true},
+		{`{"type":"stock","product_id":"p1","available":41,"version":1234,"variants":{"us-9":3,"us-10":38}}`, true},
+		{`{"type":"stock","product_id":"p1","available":41,"version":1234}`, false},
+		{`{"type":"stock","product_id":"p1","available":41,"version":1234,"variants":{"us-9":-1}}`, false},
 		{`{"type":"queue","product_id":"p1","serving":1200,"sold_out":false}`, true},
 		{`{"type":"error","code":"invalid_request","message":"bad"}`, true},
-		{`{"type":"stock","product_id":"p1","available":41,"version":1234,"extra":1}`, false},
+		{`{"type":"stock","product_id":"p1","available":41,"version":1234,"variants":{},"extra":1}`, false},
 		{`{"type":"stock","product_id":"p1","available":-1,"version":1}`, false},
 		{`{"type":"stock","product_id":"p1","version":1}`, false},
 		{`{"type":"error","code":"out_of_stock","message":"bad"}`, false},

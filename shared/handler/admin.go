@@ -3,6 +3,7 @@ package handler
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"reflect"
@@ -24,17 +25,28 @@ const (
 	RouteAdminOrders   = "GET /admin/orders"
 )
 
-// ProductBody is the body of PUT /admin/products/{id}; every field is required.
+// ProductBody is the body of PUT /admin/products/{id}; every field is required, but for
+// stock and variants: exactly one of them.
 type ProductBody struct {
 	Name       *string `json:"name"`
 	PriceCents *int64  `json:"price_cents"`
 	Currency   *string `json:"currency"`
 	Stock      *int64  `json:"stock"`
 	MaxPerUser *int64  `json:"max_per_user"`
+	// Variants, when given, are exactly the product's variants (API.md, "Variants").
+	Variants *[]VariantBody `json:"variants"`
 	// Optional drop fields (null or absent: no window / no waiting room).
 	OpensAt   *Time  `json:"opens_at"`
 	ClosesAt  *Time  `json:"closes_at"`
 	QueueRate *int64 `json:"queue_rate"`
+}
+
+// VariantBody is one variant of a PUT: id, name and stock required, price_cents optional.
+type VariantBody struct {
+	ID         *string `json:"id"`
+	Name       *string `json:"name"`
+	Stock      *int64  `json:"stock"`
+	PriceCents *int64  `json:"price_cents"`
 }
 
 // Time is an RFC 3339 time in a request body; one that does not parse is a type error, so
@@ -65,22 +77,43 @@ func (b ProductBody) Shop() (shop.ProductInput, error) {
 		return shop.ProductInput{}, shop.Invalid("price_cents", "price_cents is required")
 	case b.Currency == nil:
 		return shop.ProductInput{}, shop.Invalid("currency", "currency is required")
-	case b.Stock == nil:
-		return shop.ProductInput{}, shop.Invalid("stock", "stock is required")
+	case b.Stock != nil && b.Variants != nil:
+		return shop.ProductInput{}, shop.Invalid("variants", "send either stock or variants, not both")
+	case b.Stock == nil && b.Variants == nil:
+		return shop.ProductInput{}, shop.Invalid("stock", "stock (or variants) is required")
 	case b.MaxPerUser == nil:
 		return shop.ProductInput{}, shop.Invalid("max_per_user", "max_per_user is required")
 	}
-	in := shop.ProductInput{Name: *b.Name, PriceCents: *b.PriceCents, Currency: *b.Currency, Stock: *b.Stock, MaxPerUser: *b.MaxPerUser,
+	in := shop.ProductInput{Name: *b.Name, PriceCents: *b.PriceCents, Currency: *b.Currency, MaxPerUser: *b.MaxPerUser,
 		OpensAt: b.OpensAt.ptr(), ClosesAt: b.ClosesAt.ptr()}
+	if b.Stock != nil {
+		in.Stock = *b.Stock
+	}
+	if b.Variants != nil {
+		in.Variants = make([]shop.VariantInput, len(*b.Variants))
+		for i, v := range *b.Variants {
+			switch {
+			case v.ID == nil:
+				return shop.ProductInput{}, shop.Invalid(fmt.Sprintf("variants[%d].id", i), "a variant's id is required")
+			case v.Name == nil:
+				return shop.ProductInput{}, shop.Invalid(fmt.Sprintf("variants[%d].name", i), "a variant's name is required")
+			case v.Stock == nil:
+				return shop.ProductInput{}, shop.Invalid(fmt.Sprintf("variants[%d].stock", i), "a variant's stock is required")
+			}
+			in.Variants[i] = shop.VariantInput{ID: *v.ID, Name: *v.Name, Stock: *v.Stock, PriceCents: v.PriceCents}
+		}
+	}
 	if b.QueueRate != nil {
 		in.QueueRate = *b.QueueRate
 	}
 	return in, nil
 }
 
-// RestockBody is the body of POST /admin/products/{id}/restock.
+// RestockBody is the body of POST /admin/products/{id}/restock; variant_id may be left out for
+// a product with one variant.
 type RestockBody struct {
-	Delta *int64 `json:"delta"`
+	Delta     *int64  `json:"delta"`
+	VariantID *string `json:"variant_id"`
 }
 
 // Admin returns the admin function's handler: the product ledger and restocking.
@@ -110,7 +143,13 @@ func Admin(svc *shop.Service, log *slog.Logger) *apigw.Mux {
 		if body.Delta == nil {
 			return 0, nil, shop.Invalid("delta", "delta is required")
 		}
-		p, err := svc.Restock(ctx, r.Param("id"), *body.Delta)
+		vid := ""
+		if body.VariantID != nil {
+			if vid = *body.VariantID; vid == "" {
+				return 0, nil, shop.Invalid("variant_id", "variant_id must match [a-z0-9][a-z0-9._-]{0,31}")
+			}
+		}
+		p, err := svc.RestockVariant(ctx, r.Param("id"), vid, *body.Delta)
 		return http.StatusOK, p, err
 	})
 	m.Handle(RouteFailedJobs, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {

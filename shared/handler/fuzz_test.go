@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -239,7 +240,7 @@ func FuzzProductBody(f *testing.F) {
 			t.Fatalf("id %q body %q: reached the store %d times, valid %v (status %d %s)", id, body, len(st.upserts), want, resp.StatusCode, resp.Body)
 		}
 		if want {
-			if st.upserts[0].id != id || st.upserts[0].in != in {
+			if st.upserts[0].id != id || !reflect.DeepEqual(st.upserts[0].in, in) {
 				t.Fatalf("the store got %+v, want %q %+v", st.upserts[0], id, in)
 			}
 			if resp.StatusCode != 200 {

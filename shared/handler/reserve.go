@@ -23,10 +23,12 @@ const (
 	RouteGetTicket    = "GET /products/{id}/queue"
 )
 
-// ReserveRequest is the body of POST /reservations.
+// ReserveRequest is the body of POST /reservations; variant_id may be left out for a product
+// with one variant.
 type ReserveRequest struct {
-	ProductID string `json:"product_id"`
-	Quantity  *int64 `json:"quantity"`
+	ProductID string  `json:"product_id"`
+	VariantID *string `json:"variant_id"`
+	Quantity  *int64  `json:"quantity"`
 }
 
 // Reserve returns the reserve function's handler: products, and the shopper's holds.
@@ -44,6 +46,9 @@ func Reserve(svc *shop.Service, log *slog.Logger) *apigw.Mux {
 		var body ReserveRequest
 		if err := apigw.Decode(r, &body); err != nil {
 			return 0, nil, err
+		}
+		if body.VariantID != nil && *body.VariantID == "" {
+			return 0, nil, shop.Invalid("variant_id", "variant_id must match [a-z0-9][a-z0-9._-]{0,31}")
 		}
 		out, err := svc.Reserve(ctx, body.Shop(r.User.UserID, r.Header("Idempotency-Key")))
 		return http.StatusCreated, out, err
@@ -72,5 +77,9 @@ func (b ReserveRequest) Shop(userID, idemKey string) shop.ReserveRequest {
 	if b.Quantity != nil {
 		q = *b.Quantity
 	}
-	return shop.ReserveRequest{UserID: userID, ProductID: b.ProductID, Quantity: q, IdemKey: idemKey}
+	vid := ""
+	if b.VariantID != nil {
+		vid = *b.VariantID
+	}
+	return shop.ReserveRequest{UserID: userID, ProductID: b.ProductID, VariantID: vid, Quantity: q, IdemKey: idemKey}
 }

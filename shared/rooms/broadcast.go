@@ -209,7 +209,11 @@ func (b *Broadcaster) claim(ctx context.Context, productID string) (Stock, strin
 		}
 		switch v[0] {
 		case "send":
-			return NewStock(productID, lua.Int(v, 1), lua.Int(v, 2)), "sent", nil
+			vs := make(map[string]int64, (len(v)-3)/2)
+			for i := 3; i+1 < len(v); i += 2 {
+				vs[lua.Str(v, i)] = lua.Int(v, i+1)
+			}
+			return NewStock(productID, lua.Int(v, 1), lua.Int(v, 2), vs), "sent", nil
 		case "skip":
 			return Stock{}, "skipped", nil
 		case "missing":

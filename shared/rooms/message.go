@@ -14,18 +14,23 @@ const (
 	TypeError = "error"
 )
 
-// Stock is the message a room's viewers get: the product's available units at a version.
-// Clients drop a message whose version is not above the last one they saw.
+// Stock is the message a room's viewers get: the product's available units at a version, in
+// total and per variant (Available is the sum of Variants). Clients drop a message whose
+// version is not above the last one they saw.
 type Stock struct {
-	Type      string `json:"type"`
-	ProductID string `json:"product_id"`
-	Available int64  `json:"available"`
-	Version   int64  `json:"version"`
+	Type      string           `json:"type"`
+	ProductID string           `json:"product_id"`
+	Available int64            `json:"available"`
+	Version   int64            `json:"version"`
+	Variants  map[string]int64 `json:"variants"`
 }
 
 // NewStock returns a stock message.
-func NewStock(productID string, available, version int64) Stock {
-	return Stock{Type: TypeStock, ProductID: productID, Available: available, Version: version}
+func NewStock(productID string, available, version int64, variants map[string]int64) Stock {
+	if variants == nil {
+		variants = map[string]int64{}
+	}
+	return Stock{Type: TypeStock, ProductID: productID, Available: available, Version: version, Variants: variants}
 }
 
 // JSON encodes the message.

@@ -151,29 +151,28 @@ func (t *Table) Rooms(ctx context.Context, connID string) ([]string, error) {
 	return ids, nil
 }
 
-// Snapshot reads a product's available units and version together, in one atomic step;
-// ok is false when the product has no gate (unknown, or being rebuilt).
+// Snapshot reads a product's available units (in total and per variant) and version
+// together, in one atomic step; ok is false when the product has no gate (unknown, or being
+// rebuilt).
 func (t *Table) Snapshot(ctx context.Context, productID string) (msg Stock, ok bool, err error) {
 	k := stock.KeysFor(productID)
-	var avail, ver *redis.StringCmd
+	var gate *redis.MapStringStringCmd
+	var ver *redis.StringCmd
 	_, err = t.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		avail = p.HGet(ctx, k.Gate, "avail")
+		gate = p.HGetAll(ctx, k.Gate)
 		ver = p.Get(ctx, k.Version)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Stock{}, false, fmt.Errorf("read stock of %s: %w", productID, stock.Translate(err))
 	}
-	a, err := avail.Int64()
-	if errors.Is(err, redis.Nil) {
+	a, ok := stock.ParseAvailability(gate.Val())
+	if !ok {
 		return Stock{}, false, nil
-	}
-	if err != nil {
-		return Stock{}, false, fmt.Errorf("read available of %s: %w", productID, err)
 	}
 	v, err := ver.Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Stock{}, false, fmt.Errorf("read version of %s: %w", productID, err)
 	}
-	return NewStock(productID, a, v), true, nil
+	return NewStock(productID, a.Total, v, a.Variants), true, nil
 }

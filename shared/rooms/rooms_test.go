@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"slices"
 	"sort"
 	"sync"
@@ -331,9 +332,9 @@ func TestBroadcastOnlyTheRoomAndRemovesGone(t *testing.T) {
 		t.Fatalf("broadcast: %+v", res)
 	}
 	ver, _ := env.Redis.Get(ctx, stock.KeysFor("p1").Version).Int64()
-	want := rooms.NewStock("p1", avail, ver)
+	want := rooms.NewStock("p1", avail, ver, map[string]int64{"default": avail})
 	for _, c := range []string{"a1", "a2"} {
-		if got := post.got(c); len(got) != 1 || got[0] != want {
+		if got := post.got(c); len(got) != 1 || !reflect.DeepEqual(got[0], want) {
 			t.Fatalf("%s got %+v, want %+v", c, got, want)
 		}
 	}
@@ -467,7 +468,7 @@ func TestSnapshotReadsValueAndVersionTogether(t *testing.T) {
 	avail := reserve(t, env, "p1", 4)
 	m, ok, err := tab.Snapshot(ctx, "p1")
 	ver, _ := env.Redis.Get(ctx, stock.KeysFor("p1").Version).Int64()
-	if !ok || err != nil || m != rooms.NewStock("p1", avail, ver) || avail != 6 {
+	if !ok || err != nil || !reflect.DeepEqual(m, rooms.NewStock("p1", avail, ver, map[string]int64{"default": avail})) || avail != 6 {
 		t.Fatalf("snapshot %+v %v %v, want available %d version %d", m, ok, err, avail, ver)
 	}
 }

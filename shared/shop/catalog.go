@@ -7,6 +7,7 @@ import (
 	"math"
 	"regexp"
 	"time"
+	"unicode/utf8"
 )
 
 var currencyPattern = regexp.MustCompile(`^[a-z]{3}$`)
@@ -26,7 +27,7 @@ func (s *Service) Products(ctx context.Context) ([]Product, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !complete {
+	if !complete || !allHaveVariants(ps) {
 		if ps, err = s.fillCatalog(ctx); err != nil {
 			return nil, err
 		}
@@ -58,9 +59,10 @@ func (s *Service) Product(ctx context.Context, id string) (Product, error) {
 // when it is not complete.
 func (s *Service) catalogProduct(ctx context.Context, id string) (Product, bool, error) {
 	p, found, complete, err := s.Gate.CatalogProduct(ctx, id)
-	if err != nil || found || complete {
+	if err != nil || (found && len(p.Variants) > 0) || (!found && complete) {
 		return p, found, err
 	}
+	// Not in a catalog that is not complete, or an entry written before variants: from Postgres.
 	all, err := s.fillCatalog(ctx)
 	if err != nil {
 		return Product{}, false, err
@@ -94,6 +96,16 @@ func (s *Service) fillCatalog(ctx context.Context) ([]Product, error) {
 		return nil, err
 	}
 	return v.([]Product), nil
+}
+
+// allHaveVariants is false when a catalog entry was written before variants (it is filled again).
+func allHaveVariants(ps []Product) bool {
+	for _, p := range ps {
+		if len(p.Variants) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func catalogEntries(rows ...ProductRow) []CatalogEntry {
@@ -134,23 +146,40 @@ func (s *Service) withAvailable(ctx context.Context, ps []Product) ([]Product, e
 	}
 	out := make([]Product, 0, len(ps))
 	for _, p := range ps {
-		p.Available = avail[p.ID]
+		a := avail[p.ID]
+		p.Available = a.Total
+		vs := make([]Variant, len(p.Variants))
+		for i, v := range p.Variants {
+			v.Available = a.Variants[v.ID]
+			vs[i] = v
+		}
+		p.Variants = vs
 		out = append(out, p)
 	}
 	return out, nil
 }
 
 func (r ProductRow) product() Product {
+	vs := make([]Variant, len(r.Variants))
+	for i, v := range r.Variants {
+		vs[i] = Variant{ID: v.ID, Name: v.Name, PriceCents: v.Price(r.PriceCents)}
+	}
 	return Product{ID: r.ID, Name: r.Name, PriceCents: r.PriceCents, Currency: r.Currency, MaxPerUser: r.MaxPerUser,
-		OpensAt: r.OpensAt, ClosesAt: r.ClosesAt, QueueRate: r.QueueRate}
+		OpensAt: r.OpensAt, ClosesAt: r.ClosesAt, QueueRate: r.QueueRate, Variants: vs}
 }
 
 // Admin returns the admin's view of a row: available is stock on hand minus live holds, as
-// Postgres counts them, so available + held == stock in every answer.
+// Postgres counts them, so available + held == stock in every answer, per variant too.
 func (r ProductRow) Admin() AdminProduct {
 	p := r.product()
 	p.Available = r.Stock - r.Held
-	return AdminProduct{Product: p, Stock: r.Stock, Held: r.Held, Sold: r.Sold}
+	vs := make([]AdminVariant, len(r.Variants))
+	for i, v := range r.Variants {
+		vs[i] = AdminVariant{Variant: p.Variants[i], Stock: v.Stock, Held: v.Held, Sold: v.Sold}
+		vs[i].Available = v.Stock - v.Held
+		p.Variants[i].Available = vs[i].Available
+	}
+	return AdminProduct{Product: p, Stock: r.Stock, Held: r.Held, Sold: r.Sold, Variants: vs}
 }
 
 // AdminProducts lists every product with its ledger.
@@ -185,10 +214,13 @@ func (s *Service) UpsertProduct(ctx context.Context, id string, in ProductInput)
 		return AdminProduct{}, Invalid("price_cents", "price_cents must be from 0 to %d", int64(MaxPriceCents))
 	case !currencyPattern.MatchString(in.Currency):
 		return AdminProduct{}, Invalid("currency", "currency must be a lower-case ISO code such as usd")
-	case in.Stock < 0 || in.Stock > MaxStock:
+	case in.Variants == nil && (in.Stock < 0 || in.Stock > MaxStock):
 		return AdminProduct{}, Invalid("stock", "stock must be from 0 to %d", MaxStock)
 	case in.MaxPerUser < 1 || in.MaxPerUser > MaxStock:
 		return AdminProduct{}, Invalid("max_per_user", "max_per_user must be from 1 to %d", MaxStock)
+	}
+	if err := validVariants(in.Variants); err != nil {
+		return AdminProduct{}, err
 	}
 	in.OpensAt, in.ClosesAt = msUTC(in.OpensAt), msUTC(in.ClosesAt)
 	if err := validDrop(in); err != nil {
@@ -202,15 +234,25 @@ func (s *Service) UpsertProduct(ctx context.Context, id string, in ProductInput)
 	return row.Admin(), nil
 }
 
-// Restock adds delta units (maybe negative, never below what is held) to stock on hand.
+// Restock adds delta units (maybe negative, never below what is held) to the stock on hand of
+// a product with one variant.
 func (s *Service) Restock(ctx context.Context, id string, delta int64) (AdminProduct, error) {
+	return s.RestockVariant(ctx, id, "", delta)
+}
+
+// RestockVariant adds delta units (maybe negative, never below what is held) to a variant's
+// stock on hand; variantID "" names the product's one variant (a product with more is invalid).
+func (s *Service) RestockVariant(ctx context.Context, id, variantID string, delta int64) (AdminProduct, error) {
 	if !ValidProductID(id) {
 		return AdminProduct{}, Invalid("id", "product id must match [a-z0-9][a-z0-9_-]{0,63}")
+	}
+	if variantID != "" && !ValidVariantID(variantID) {
+		return AdminProduct{}, Invalid("variant_id", "variant_id must match [a-z0-9][a-z0-9._-]{0,31}")
 	}
 	if delta < -MaxStock || delta > MaxStock {
 		return AdminProduct{}, Invalid("delta", "delta must be from %d to %d", -MaxStock, MaxStock)
 	}
-	row, err := s.Store.Restock(ctx, id, delta, s.now())
+	row, err := s.Store.Restock(ctx, id, variantID, delta, s.now())
 	if errors.Is(err, ErrNotFound) {
 		return AdminProduct{}, Errorf(CodeNotFound, "no product %q", id)
 	}
@@ -219,6 +261,45 @@ func (s *Service) Restock(ctx context.Context, id string, delta int64) (AdminPro
 	}
 	s.refreshGate(ctx, row)
 	return row.Admin(), nil
+}
+
+// Variant limits (API.md, "Variants").
+const (
+	MaxVariants       = 100
+	MaxVariantNameLen = 100
+)
+
+var variantIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,31}$`)
+
+// ValidVariantID reports whether id fits API.md's variant id pattern.
+func ValidVariantID(id string) bool { return variantIDPattern.MatchString(id) }
+
+// validVariants checks a PUT's variants (nil: the stock form, nothing to check).
+func validVariants(vs []VariantInput) error {
+	if vs == nil {
+		return nil
+	}
+	if len(vs) < 1 || len(vs) > MaxVariants {
+		return Invalid("variants", "a product has 1 to %d variants", MaxVariants)
+	}
+	seen := make(map[string]bool, len(vs))
+	for i, v := range vs {
+		field := func(f string) string { return fmt.Sprintf("variants[%d].%s", i, f) }
+		switch n := utf8.RuneCountInString(v.Name); {
+		case !ValidVariantID(v.ID):
+			return Invalid(field("id"), "a variant id must match [a-z0-9][a-z0-9._-]{0,31}")
+		case seen[v.ID]:
+			return Invalid(field("id"), "variant %q is listed twice", v.ID)
+		case !utf8.ValidString(v.Name) || n < 1 || n > MaxVariantNameLen:
+			return Invalid(field("name"), "a variant name is 1 to %d characters", MaxVariantNameLen)
+		case v.Stock < 0 || v.Stock > MaxStock:
+			return Invalid(field("stock"), "stock must be from 0 to %d", MaxStock)
+		case v.PriceCents != nil && (*v.PriceCents < 0 || *v.PriceCents > MaxPriceCents):
+			return Invalid(field("price_cents"), "price_cents must be from 0 to %d", int64(MaxPriceCents))
+		}
+		seen[v.ID] = true
+	}
+	return nil
 }
 
 // refreshGate drops a gate older than the row's generation and rebuilds it. Postgres already

@@ -168,7 +168,7 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 			return Order{}, Invalid("reservation_ids", "one order takes one currency; this cart has %s and %s", order.Currency, h.Currency)
 		}
 		order.AmountCents += h.Quantity * h.UnitPriceCents
-		order.Items = append(order.Items, OrderItem{ReservationID: h.ID, ProductID: h.ProductID, Quantity: h.Quantity, UnitPriceCents: h.UnitPriceCents, HoldExpiresAt: h.ExpiresAt})
+		order.Items = append(order.Items, OrderItem{ReservationID: h.ID, ProductID: h.ProductID, VariantID: h.VariantID, Quantity: h.Quantity, UnitPriceCents: h.UnitPriceCents, HoldExpiresAt: h.ExpiresAt})
 		resv[i] = h.Reservation
 	}
 

@@ -40,12 +40,13 @@ type Order struct {
 type OrderItem struct {
 	ReservationID  string    `json:"reservation_id"`
 	ProductID      string    `json:"product_id"`
+	VariantID      string    `json:"variant_id"`
 	Quantity       int64     `json:"quantity"`
 	UnitPriceCents int64     `json:"unit_price_cents"`
 	HoldExpiresAt  time.Time `json:"-"` // the hold's deadline before checkout
 }
 
-// CartHold is one of a shopper's holds with its product's price, as checkout reads it.
+// CartHold is one of a shopper's holds with its variant's price, as checkout reads it.
 type CartHold struct {
 	Reservation
 	UnitPriceCents int64

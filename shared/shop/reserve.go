@@ -44,6 +44,8 @@ func ValidIdempotencyKey(k string) bool {
 type ReserveRequest struct {
 	UserID    string
 	ProductID string
+	// VariantID is the variant asked for, "" for the product's one variant.
+	VariantID string
 	Quantity  int64
 	// IdemKey is the request's Idempotency-Key, "" when it has none.
 	IdemKey string
@@ -62,6 +64,9 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 	if !ValidProductID(req.ProductID) {
 		return Reserved{}, Invalid("product_id", "product_id must match [a-z0-9][a-z0-9_-]{0,63}")
 	}
+	if req.VariantID != "" && !ValidVariantID(req.VariantID) {
+		return Reserved{}, Invalid("variant_id", "variant_id must match [a-z0-9][a-z0-9._-]{0,31}")
+	}
 	if req.Quantity < 1 || req.Quantity > MaxQuantity {
 		return Reserved{}, Invalid("quantity", "quantity must be an integer from 1 to %d", MaxQuantity)
 	}
@@ -70,7 +75,7 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 	}
 	hash := ""
 	if req.IdemKey != "" {
-		hash = requestHash("POST /reservations", req.ProductID, req.Quantity)
+		hash = reserveHash(req)
 	}
 	giveUp := time.Now().Add(replayWait) // a wait bound, not business time
 	charge := true                       // only the first gate call of a request takes a token from the bucket
@@ -81,7 +86,7 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 		}
 		now := s.now()
 		a := GateReserve{
-			ProductID: req.ProductID, ID: NewID("r_"), UserID: req.UserID, Quantity: req.Quantity,
+			ProductID: req.ProductID, VariantID: req.VariantID, ID: NewID("r_"), UserID: req.UserID, Quantity: req.Quantity,
 			Now: now, Deadline: now.Add(s.HoldTTL), IdemKey: req.IdemKey, RequestHash: hash,
 			Seed: Seed(), Charge: charge, AdmissionWindow: s.AdmissionWindow,
 			ShopperRate: s.ShopperRate, ShopperBurst: s.ShopperBurst,
@@ -104,6 +109,10 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 			return Reserved{}, notOpen(p, res.Which)
 		case GateNotAdmitted:
 			return Reserved{}, notAdmitted(res.Ahead)
+		case GateNoVariant:
+			return Reserved{}, Errorf(CodeNotFound, "product %q has no variant %q", req.ProductID, req.VariantID)
+		case GateNeedVariant:
+			return Reserved{}, Invalid("variant_id", "product %q has several variants: name one in variant_id", req.ProductID)
 		case GateMissing:
 			// Postgres decides whether the product exists: after a failover to a copy that
 			// missed a new product, the catalog may lack it too (the rebuild writes it back).
@@ -156,7 +165,7 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve, res GateResult, hash string) (out Reserved, retry bool, err error) {
 	out = Reserved{
 		Reservation: Reservation{
-			ID: a.ID, ProductID: a.ProductID, UserID: a.UserID, Quantity: a.Quantity,
+			ID: a.ID, ProductID: a.ProductID, VariantID: res.VariantID, UserID: a.UserID, Quantity: a.Quantity,
 			Status: StatusReserved, ExpiresAt: a.Deadline, CreatedAt: a.Now,
 		},
 		Available: res.Available,
@@ -241,7 +250,21 @@ func (s *Service) replay(ctx context.Context, req ReserveRequest, hash string) (
 		return Reserved{}, fmt.Errorf("decode stored response: %w", err)
 	}
 	out.UserID = req.UserID
+	if out.VariantID == "" {
+		out.VariantID = DefaultVariant // stored before variants
+	}
 	return out, nil
+}
+
+// reserveHash is a reserve's request hash. Naming no variant and naming `default` is the same
+// request (on a product with one variant, `default`, both take it; on one with more, naming
+// none is refused before anything is stored), and it hashes as a reserve did before variants,
+// so the keys of requests answered then still replay.
+func reserveHash(req ReserveRequest) string {
+	if req.VariantID == "" || req.VariantID == DefaultVariant {
+		return requestHash("POST /reservations", req.ProductID, req.Quantity)
+	}
+	return requestHash("POST /reservations", req.ProductID, req.Quantity, req.VariantID)
 }
 
 // requestHash identifies a request's meaning (route and fields), so that the same request

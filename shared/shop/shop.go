@@ -25,6 +25,26 @@ const (
 	StatusCancelled  = "cancelled"
 )
 
+// DefaultVariant is the id of the one variant of a product created or updated with stock (and
+// of every product from before variants).
+const DefaultVariant = "default"
+
+// Variant is one variant (a size) of a product as shoppers see it.
+type Variant struct {
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	PriceCents int64  `json:"price_cents"`
+	Available  int64  `json:"available"`
+}
+
+// AdminVariant is a variant with its ledger: Available + Held == Stock.
+type AdminVariant struct {
+	Variant
+	Stock int64 `json:"stock"`
+	Held  int64 `json:"held"`
+	Sold  int64 `json:"sold"`
+}
+
 // Product is a product as shoppers see it.
 type Product struct {
 	ID         string `json:"id"`
@@ -38,6 +58,8 @@ type Product struct {
 	ClosesAt *time.Time `json:"closes_at"`
 	// QueueRate is the waiting room's admissions per second (0: no waiting room).
 	QueueRate int64 `json:"queue_rate"`
+	// Variants are the product's 1..100 variants in the admin's order; Available is their sum.
+	Variants []Variant `json:"variants"`
 }
 
 // AdminProduct is a product with its ledger: Available + Held == Stock, and Stock + Sold
@@ -47,6 +69,8 @@ type AdminProduct struct {
 	Stock int64 `json:"stock"`
 	Held  int64 `json:"held"`
 	Sold  int64 `json:"sold"`
+	// Variants carry their own ledger (they shadow Product.Variants in JSON).
+	Variants []AdminVariant `json:"variants"`
 	// Queue is the waiting room's state, for a product with one (dashboard only).
 	Queue *QueueStats `json:"queue,omitempty"`
 }
@@ -62,12 +86,25 @@ type ProductInput struct {
 	OpensAt   *time.Time `json:"opens_at"`
 	ClosesAt  *time.Time `json:"closes_at"`
 	QueueRate int64      `json:"queue_rate"`
+	// Variants, when not nil, are exactly the product's variants (then Stock is unused);
+	// nil: the product has one variant holding Stock.
+	Variants []VariantInput `json:"variants"`
+}
+
+// VariantInput is what an admin sets on one variant.
+type VariantInput struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Stock int64  `json:"stock"`
+	// PriceCents nil: the product's price.
+	PriceCents *int64 `json:"price_cents"`
 }
 
 // Reservation is one hold of one product by one user.
 type Reservation struct {
 	ID        string    `json:"id"`
 	ProductID string    `json:"product_id"`
+	VariantID string    `json:"variant_id"`
 	UserID    string    `json:"-"`
 	Quantity  int64     `json:"quantity"`
 	Status    string    `json:"status"`
@@ -96,15 +133,44 @@ type ProductRow struct {
 	OpensAt    *time.Time
 	ClosesAt   *time.Time
 	QueueRate  int64
+	// Variants in the product's order; Stock, Sold and Held are their sums.
+	Variants []VariantRow
+}
+
+// VariantRow is a variant as Postgres keeps it.
+type VariantRow struct {
+	ID   string
+	Name string
+	// PriceCents nil: the product's price.
+	PriceCents *int64
+	Stock      int64
+	Sold       int64
+	Held       int64
+}
+
+// Price returns the variant's unit price in a product of price productPrice.
+func (v VariantRow) Price(productPrice int64) int64 {
+	if v.PriceCents != nil {
+		return *v.PriceCents
+	}
+	return productPrice
+}
+
+// GateVariant is one variant's available units as a rebuild sets them.
+type GateVariant struct {
+	ID        string
+	Available int64
 }
 
 // GateState is what a product's gate is rebuilt from: Postgres's view under a new generation.
 type GateState struct {
 	ProductID  string
-	Available  int64
+	Available  int64 // summed over the variants
 	MaxPerUser int64
 	Gen        int64
-	Holds      []Reservation // live holds: reserved or checked out
+	// Variants in the product's order, each with its available units.
+	Variants []GateVariant
+	Holds    []Reservation // live holds: reserved or checked out
 	// The drop fields: the sale window and the waiting room's rate.
 	OpensAt, ClosesAt *time.Time
 	QueueRate         int64
@@ -137,8 +203,9 @@ type Store interface {
 	// UpsertProduct creates or updates a product and bumps its gate generation.
 	// Setting stock below the held units is an invalid_state *Error.
 	UpsertProduct(ctx context.Context, id string, in ProductInput, now time.Time) (ProductRow, error)
-	// Restock adds delta (maybe negative) to stock and bumps the gate generation.
-	Restock(ctx context.Context, id string, delta int64, now time.Time) (ProductRow, error)
+	// Restock adds delta (maybe negative) to a variant's stock ("": the product's one variant)
+	// and bumps the gate generation.
+	Restock(ctx context.Context, id, variantID string, delta int64, now time.Time) (ProductRow, error)
 	// RebuildGate locks the product, bumps its generation, reads its live holds and passes the
 	// state to apply; it commits only if apply reports that it set the gate.
 	RebuildGate(ctx context.Context, id string, apply func(GateState) (bool, error)) error
@@ -206,8 +273,9 @@ type Gate interface {
 	// MarkLost says the product's gate was found stale (an older copy after a failover), so
 	// its Idempotency-Key entries may be stale too: keyed sold-out answers then ask Postgres.
 	MarkLost(ctx context.Context, productID string) error
-	// Available returns the available units of each product that has a gate.
-	Available(ctx context.Context, ids []string) (map[string]int64, error)
+	// Available returns the available units of each product that has a gate, in total and
+	// per variant.
+	Available(ctx context.Context, ids []string) (map[string]Availability, error)
 	// Due returns the holds of the product whose deadline is not after now, with their
 	// deadlines; ErrNotFound when the product has no gate.
 	Due(ctx context.Context, productID string, now time.Time) (map[string]time.Time, error)
@@ -253,6 +321,12 @@ func (s *Service) changed(ctx context.Context, productIDs ...string) {
 	}
 }
 
+// Availability is a product's available units in its gate: the total and each variant's.
+type Availability struct {
+	Total    int64
+	Variants map[string]int64
+}
+
 // GateRelease is one release.lua call.
 type GateRelease struct {
 	ProductID, ID string
@@ -272,7 +346,9 @@ type GateRelease struct {
 
 // GateReserve is one reserve.lua call.
 type GateReserve struct {
-	ProductID   string
+	ProductID string
+	// VariantID is the variant asked for, "" for the product's one variant.
+	VariantID   string
 	ID          string
 	UserID      string
 	Quantity    int64
@@ -308,6 +384,10 @@ const (
 	// GateNotAdmitted: the product has a waiting room and the caller has no admitted ticket
 	// (GateResult.Ahead, -1 before the opening).
 	GateNotAdmitted = "not_admitted"
+	// GateNoVariant: the product has no such variant.
+	GateNoVariant = "no_variant"
+	// GateNeedVariant: no variant was named, and the product has more than one.
+	GateNeedVariant = "need_variant"
 )
 
 // GateResult is what a gate script answered.
@@ -320,6 +400,8 @@ type GateResult struct {
 	Quantity  int64
 	// ID is, for a replay, the hold first taken under the same Idempotency-Key.
 	ID string
+	// VariantID is, for ok, the variant the hold took (the one named, or the product's only one).
+	VariantID string
 	// Wait is, for rate_limited, how long until the shopper's next token.
 	Wait time.Duration
 	// Which is, for not_open, "opens" or "closes".

@@ -92,10 +92,14 @@ func (g *Gate) Uncheckout(ctx context.Context, items []shop.OrderItem) error {
 // Retake runs retake.lua for an order's items.
 func (g *Gate) Retake(ctx context.Context, userID string, items []shop.OrderItem, deadline time.Time) (map[string]int64, string, string, error) {
 	order, index, keys := cart(itemProducts(items), Keys.list)
-	args := make([]any, 0, 2+3*len(items))
+	args := make([]any, 0, 2+4*len(items))
 	args = append(args, userID, ms(deadline))
 	for _, it := range items {
-		args = append(args, index[it.ProductID], it.ReservationID, it.Quantity)
+		vid := it.VariantID
+		if vid == "" {
+			vid = shop.DefaultVariant
+		}
+		args = append(args, index[it.ProductID], it.ReservationID, it.Quantity, vid)
 	}
 	v, err := retakeScript.Run(ctx, g.rdb, keys, args...).Slice()
 	if err != nil {

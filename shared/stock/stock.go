@@ -73,14 +73,14 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 		charge = "1"
 	}
 	v, err := reserveScript.Run(ctx, g.rdb, keys, a.ID, a.UserID, a.Quantity, ms(a.Deadline), a.RequestHash, g.IdemTTL.Milliseconds(),
-		ms(a.Now), a.Seed, a.AdmissionWindow.Milliseconds(), a.ShopperRate, a.ShopperBurst, charge).Slice()
+		ms(a.Now), a.Seed, a.AdmissionWindow.Milliseconds(), a.ShopperRate, a.ShopperBurst, charge, a.VariantID).Slice()
 	if err != nil {
 		return shop.GateResult{}, fmt.Errorf("run reserve.lua: %w", Translate(err))
 	}
 	r := shop.GateResult{Outcome: lua.Str(v, 0)}
 	switch r.Outcome {
 	case shop.GateOK:
-		r.Available, r.Gen, r.Version = lua.Int(v, 1), lua.Int(v, 2), lua.Int(v, 3)
+		r.Available, r.Gen, r.Version, r.VariantID = lua.Int(v, 1), lua.Int(v, 2), lua.Int(v, 3), lua.Str(v, 4)
 	case shop.GateReplay:
 		r.ID = lua.Str(v, 1)
 	case shop.GateOutOfStock:
@@ -141,10 +141,24 @@ func VersionBase(gen int64) int64 { return gen << VersionBits }
 // MULTI (both as EVAL, so neither can miss its script cache), so that no reserve ever sees the
 // rebuilt gate without its sale window, waiting room and bought units.
 func (g *Gate) Rebuild(ctx context.Context, s shop.GateState, now time.Time) (bool, error) {
-	args := make([]any, 0, 4+5*len(s.Holds))
-	args = append(args, s.Available, s.MaxPerUser, s.Gen, VersionBase(s.Gen))
+	if len(s.Variants) == 0 { // a state from before variants: the one variant, default
+		s.Variants = []shop.GateVariant{{ID: shop.DefaultVariant, Available: s.Available}}
+	}
+	ids := make([]string, len(s.Variants))
+	for i, v := range s.Variants {
+		ids[i] = v.ID
+	}
+	args := make([]any, 0, 6+2*len(s.Variants)+6*len(s.Holds))
+	args = append(args, s.Available, s.MaxPerUser, s.Gen, VersionBase(s.Gen), strings.Join(ids, ","), len(s.Variants))
+	for _, v := range s.Variants {
+		args = append(args, v.ID, v.Available)
+	}
 	for _, h := range s.Holds {
-		args = append(args, h.ID, h.Quantity, ms(h.ExpiresAt), h.Status, h.UserID)
+		vid := h.VariantID
+		if vid == "" {
+			vid = shop.DefaultVariant
+		}
+		args = append(args, h.ID, h.Quantity, ms(h.ExpiresAt), h.Status, h.UserID, vid)
 	}
 	k := KeysFor(s.ProductID)
 	var rebuilt *redis.Cmd
@@ -203,47 +217,66 @@ func (g *Gate) Invalidate(ctx context.Context, productID string, gen int64) erro
 	return nil
 }
 
-// Available returns the available units of each product that has a gate, in one round trip.
-func (g *Gate) Available(ctx context.Context, ids []string) (map[string]int64, error) {
-	cmds := make([]*redis.StringCmd, len(ids))
+// Available returns the available units of each product that has a gate, in total and per
+// variant, in one round trip. A gate from before variants counts as absent.
+func (g *Gate) Available(ctx context.Context, ids []string) (map[string]shop.Availability, error) {
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			cmds[i] = p.HGet(ctx, KeysFor(id).Gate, "avail")
+			cmds[i] = p.HGetAll(ctx, KeysFor(id).Gate)
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read available: %w", Translate(err))
 	}
-	out := make(map[string]int64, len(ids))
+	out := make(map[string]shop.Availability, len(ids))
 	for i, c := range cmds {
-		n, err := c.Int64()
-		if errors.Is(err, redis.Nil) {
-			continue
+		if a, ok := ParseAvailability(c.Val()); ok {
+			out[ids[i]] = a
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read available of %s: %w", ids[i], Translate(err))
-		}
-		out[ids[i]] = n
 	}
 	return out, nil
+}
+
+// ParseAvailability reads a gate hash's available units (variants.lua): the total, and each
+// variant's; ok is false for no gate or one from before variants.
+func ParseAvailability(gate map[string]string) (shop.Availability, bool) {
+	vs, ok := gate["vs"]
+	if !ok {
+		return shop.Availability{}, false
+	}
+	total, err := strconv.ParseInt(gate["avail"], 10, 64)
+	if err != nil {
+		return shop.Availability{}, false
+	}
+	a := shop.Availability{Total: total, Variants: map[string]int64{}}
+	if !strings.Contains(vs, ",") {
+		a.Variants[vs] = total
+		return a, true
+	}
+	for _, id := range strings.Split(vs, ",") {
+		n, _ := strconv.ParseInt(gate["v:"+id], 10, 64)
+		a.Variants[id] = n
+	}
+	return a, true
 }
 
 // Due returns the holds of the product whose deadline is not after now, with their
 // deadlines; shop.ErrNotFound when the product has no gate.
 func (g *Gate) Due(ctx context.Context, productID string, now time.Time) (map[string]time.Time, error) {
 	k := KeysFor(productID)
-	var exists *redis.IntCmd
+	var exists *redis.BoolCmd
 	var due *redis.ZSliceCmd
 	_, err := g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		exists = p.Exists(ctx, k.Gate)
+		exists = p.HExists(ctx, k.Gate, "vs") // a gate from before variants counts as absent
 		due = p.ZRangeByScoreWithScores(ctx, k.Deadlines, &redis.ZRangeBy{Min: "-inf", Max: strconv.FormatInt(ms(now), 10)})
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read due holds: %w", Translate(err))
 	}
-	if exists.Val() == 0 {
+	if !exists.Val() {
 		return nil, shop.ErrNotFound
 	}
 	out := make(map[string]time.Time, len(due.Val()))
@@ -258,9 +291,11 @@ func (g *Gate) Due(ctx context.Context, productID string, now time.Time) (map[st
 func (g *Gate) Holds(ctx context.Context, productID string) (int64, int64, map[string]int64, error) {
 	k := KeysFor(productID)
 	var gen, ver *redis.StringCmd
+	var vs *redis.BoolCmd
 	var holds *redis.MapStringStringCmd
 	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		gen = p.HGet(ctx, k.Gate, "gen")
+		vs = p.HExists(ctx, k.Gate, "vs")
 		ver = p.Get(ctx, k.Version)
 		holds = p.HGetAll(ctx, k.Holds)
 		return nil
@@ -269,8 +304,8 @@ func (g *Gate) Holds(ctx context.Context, productID string) (int64, int64, map[s
 		return 0, 0, nil, fmt.Errorf("read gate holds: %w", Translate(err))
 	}
 	n, err := gen.Int64()
-	if errors.Is(err, redis.Nil) {
-		return 0, 0, nil, shop.ErrNotFound
+	if errors.Is(err, redis.Nil) || (err == nil && !vs.Val()) {
+		return 0, 0, nil, shop.ErrNotFound // no gate, or one from before variants
 	}
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("read gate generation: %w", err)

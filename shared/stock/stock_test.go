@@ -110,7 +110,7 @@ func TestGateScripts(t *testing.T) {
 	}
 
 	avail, err := g.Available(ctx, []string{"p1", "p2"})
-	if err != nil || len(avail) != 1 || avail["p1"] != 5 {
+	if err != nil || len(avail) != 1 || avail["p1"].Total != 5 || avail["p1"].Variants["default"] != 5 {
 		t.Fatalf("available: %v, %v; want p1=5 only", avail, err)
 	}
 	// Invalidate drops only a gate older than the generation given.

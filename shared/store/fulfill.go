@@ -32,9 +32,17 @@ func (s *Store) FulfillOrder(ctx context.Context, orderID string, now time.Time)
 		if res.Holds, err = pgx.CollectRows(rows, scanReservation); err != nil {
 			return fmt.Errorf("fulfill holds: %w", translate(err))
 		}
-		if _, err := tx.Exec(ctx, `UPDATE products p SET stock = p.stock - h.qty, sold = p.sold + h.qty, updated_at = $2
-			FROM (SELECT product_id, sum(quantity) AS qty FROM reservations WHERE id = ANY($1) GROUP BY product_id) h
-			WHERE p.id = h.product_id`, holdIDs(res.Holds), now); err != nil {
+		// Per variant; the products' totals follow by trigger (migration 0040). The products
+		// are locked first (as every path that changes stock locks the product before its
+		// variants), so an admin change of the same product cannot deadlock with this.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM products WHERE id IN (SELECT product_id FROM reservations WHERE id = ANY($1))
+			ORDER BY id FOR NO KEY UPDATE`, holdIDs(res.Holds)); err != nil {
+			return fmt.Errorf("lock products: %w", translate(err))
+		}
+		if _, err := tx.Exec(ctx, `UPDATE product_variants v SET stock = v.stock - h.qty, sold = v.sold + h.qty, updated_at = $2
+			FROM (SELECT product_id, variant_id, sum(quantity) AS qty FROM reservations WHERE id = ANY($1)
+				GROUP BY product_id, variant_id ORDER BY product_id, variant_id) h
+			WHERE v.product_id = h.product_id AND v.id = h.variant_id`, holdIDs(res.Holds), now); err != nil {
 			return fmt.Errorf("take units from stock: %w", translate(err))
 		}
 		if _, err := tx.Exec(ctx, `UPDATE orders SET status = 'fulfilled', attempts = attempts + 1, last_error = NULL,
@@ -199,14 +207,14 @@ func (s *Store) Orders(ctx context.Context, status string, limit int) ([]shop.Or
 	for i, o := range out {
 		ids[i], at[o.ID] = o.ID, i
 	}
-	items, err := s.pool.Query(ctx, `SELECT order_id, reservation_id, product_id, quantity, unit_price_cents, hold_expires_at
+	items, err := s.pool.Query(ctx, `SELECT order_id, reservation_id, product_id, variant_id, quantity, unit_price_cents, hold_expires_at
 		FROM order_items WHERE order_id = ANY($1) ORDER BY order_id, reservation_id`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("select order items: %w", translate(err))
 	}
 	var oid string
 	var it shop.OrderItem
-	_, err = pgx.ForEachRow(items, []any{&oid, &it.ReservationID, &it.ProductID, &it.Quantity, &it.UnitPriceCents, &it.HoldExpiresAt}, func() error {
+	_, err = pgx.ForEachRow(items, []any{&oid, &it.ReservationID, &it.ProductID, &it.VariantID, &it.Quantity, &it.UnitPriceCents, &it.HoldExpiresAt}, func() error {
 		it.HoldExpiresAt = it.HoldExpiresAt.UTC()
 		out[at[oid]].Items = append(out[at[oid]].Items, it)
 		return nil

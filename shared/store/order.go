@@ -11,11 +11,14 @@ import (
 	"lastunit/shared/shop"
 )
 
-// CartHolds returns the user's holds among ids (any status) with their products' prices,
+// CartHolds returns the user's holds among ids (any status) with their variants' prices,
 // or with no ids every reserved hold of the user whose deadline is after now.
 func (s *Store) CartHolds(ctx context.Context, userID string, ids []string, now time.Time) ([]shop.CartHold, error) {
-	q := `SELECT r.id, r.product_id, r.user_id, r.quantity, r.status, r.expires_at, r.created_at, r.order_id, p.price_cents, p.currency
-		FROM reservations r JOIN products p ON p.id = r.product_id WHERE r.user_id = $1 `
+	q := `SELECT r.id, r.product_id, r.variant_id, r.user_id, r.quantity, r.status, r.expires_at, r.created_at, r.order_id,
+			COALESCE(v.price_cents, p.price_cents), p.currency
+		FROM reservations r JOIN products p ON p.id = r.product_id
+			JOIN product_variants v ON v.product_id = r.product_id AND v.id = r.variant_id
+		WHERE r.user_id = $1 `
 	args := []any{userID}
 	if len(ids) > 0 {
 		q += `AND r.id = ANY($2)`
@@ -30,7 +33,7 @@ func (s *Store) CartHolds(ctx context.Context, userID string, ids []string, now 
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (shop.CartHold, error) {
 		var h shop.CartHold
-		err := row.Scan(&h.ID, &h.ProductID, &h.UserID, &h.Quantity, &h.Status, &h.ExpiresAt, &h.CreatedAt, &h.OrderID, &h.UnitPriceCents, &h.Currency)
+		err := row.Scan(&h.ID, &h.ProductID, &h.VariantID, &h.UserID, &h.Quantity, &h.Status, &h.ExpiresAt, &h.CreatedAt, &h.OrderID, &h.UnitPriceCents, &h.Currency)
 		h.ExpiresAt, h.CreatedAt = h.ExpiresAt.UTC(), h.CreatedAt.UTC()
 		return h, err
 	})
@@ -76,10 +79,10 @@ func (s *Store) CreateOrder(ctx context.Context, o shop.Order, now time.Time) ([
 			return errNotSet // roll back
 		}
 		_, err = tx.CopyFrom(ctx, pgx.Identifier{"order_items"},
-			[]string{"order_id", "reservation_id", "product_id", "quantity", "unit_price_cents", "hold_expires_at"},
+			[]string{"order_id", "reservation_id", "product_id", "variant_id", "quantity", "unit_price_cents", "hold_expires_at"},
 			pgx.CopyFromSlice(len(o.Items), func(i int) ([]any, error) {
 				it := o.Items[i]
-				return []any{o.ID, it.ReservationID, it.ProductID, it.Quantity, it.UnitPriceCents, it.HoldExpiresAt}, nil
+				return []any{o.ID, it.ReservationID, it.ProductID, it.VariantID, it.Quantity, it.UnitPriceCents, it.HoldExpiresAt}, nil
 			}))
 		if err != nil {
 			return fmt.Errorf("insert order items: %w", translate(err))
@@ -129,14 +132,14 @@ func (s *Store) UndoCheckout(ctx context.Context, orderID string, now time.Time)
 func orderItems(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, orderID string) ([]shop.OrderItem, error) {
-	rows, err := q.Query(ctx, `SELECT reservation_id, product_id, quantity, unit_price_cents, hold_expires_at
+	rows, err := q.Query(ctx, `SELECT reservation_id, product_id, variant_id, quantity, unit_price_cents, hold_expires_at
 		FROM order_items WHERE order_id = $1 ORDER BY reservation_id`, orderID)
 	if err != nil {
 		return nil, fmt.Errorf("select order items: %w", translate(err))
 	}
 	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (shop.OrderItem, error) {
 		var it shop.OrderItem
-		err := row.Scan(&it.ReservationID, &it.ProductID, &it.Quantity, &it.UnitPriceCents, &it.HoldExpiresAt)
+		err := row.Scan(&it.ReservationID, &it.ProductID, &it.VariantID, &it.Quantity, &it.UnitPriceCents, &it.HoldExpiresAt)
 		it.HoldExpiresAt = it.HoldExpiresAt.UTC()
 		return it, err
 	})

@@ -143,14 +143,16 @@ func isShort(err error) (*pgconn.PgError, bool) {
 
 const liveStatuses = `('reserved', 'checked_out')`
 
-const productCols = `p.id, p.name, p.price_cents, p.currency, p.stock, p.sold, p.max_per_user, p.gate_gen,
-	p.opens_at, p.closes_at, p.queue_rate,
-	COALESCE((SELECT sum(r.quantity) FROM reservations r WHERE r.product_id = p.id AND r.status IN ` + liveStatuses + `), 0)`
+// productCols are a product's own columns; its stock, sold and held units are the sums over
+// its variants, read with them (loadVariants) in one statement, so that available + held ==
+// stock holds in every answer.
+const productCols = `p.id, p.name, p.price_cents, p.currency, p.max_per_user, p.gate_gen,
+	p.opens_at, p.closes_at, p.queue_rate`
 
 func scanProduct(row pgx.Row) (shop.ProductRow, error) {
 	var p shop.ProductRow
-	err := row.Scan(&p.ID, &p.Name, &p.PriceCents, &p.Currency, &p.Stock, &p.Sold, &p.MaxPerUser, &p.Gen,
-		&p.OpensAt, &p.ClosesAt, &p.QueueRate, &p.Held)
+	err := row.Scan(&p.ID, &p.Name, &p.PriceCents, &p.Currency, &p.MaxPerUser, &p.Gen,
+		&p.OpensAt, &p.ClosesAt, &p.QueueRate)
 	for _, t := range []*time.Time{p.OpensAt, p.ClosesAt} {
 		if t != nil {
 			*t = t.UTC()
@@ -159,74 +161,157 @@ func scanProduct(row pgx.Row) (shop.ProductRow, error) {
 	return p, err
 }
 
-// Product returns one product with its held units.
-func (s *Store) Product(ctx context.Context, id string) (shop.ProductRow, error) {
-	p, err := scanProduct(s.pool.QueryRow(ctx, `SELECT `+productCols+` FROM products p WHERE p.id = $1`, id))
+type querier interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+	QueryRow(context.Context, string, ...any) pgx.Row
+}
+
+// loadVariants reads the variants of the given products (in each product's order) with their
+// held units, and sets each product's stock, sold and held to the sums over them.
+func loadVariants(ctx context.Context, q querier, ps []shop.ProductRow) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	at := make(map[string]int, len(ps))
+	ids := make([]string, len(ps))
+	for i, p := range ps {
+		at[p.ID], ids[i] = i, p.ID
+		ps[i].Variants, ps[i].Stock, ps[i].Sold, ps[i].Held = nil, 0, 0, 0
+	}
+	rows, err := q.Query(ctx, `SELECT v.product_id, v.id, v.name, v.price_cents, v.stock, v.sold,
+		COALESCE((SELECT sum(r.quantity) FROM reservations r WHERE r.product_id = v.product_id AND r.variant_id = v.id
+			AND r.status IN `+liveStatuses+`), 0)
+		FROM product_variants v WHERE v.product_id = ANY($1) ORDER BY v.product_id, v.position, v.id`, ids)
+	if err != nil {
+		return fmt.Errorf("select variants: %w", translate(err))
+	}
+	var pid string
+	var v shop.VariantRow
+	_, err = pgx.ForEachRow(rows, []any{&pid, &v.ID, &v.Name, &v.PriceCents, &v.Stock, &v.Sold, &v.Held}, func() error {
+		p := &ps[at[pid]]
+		vv := v
+		if v.PriceCents != nil {
+			n := *v.PriceCents
+			vv.PriceCents = &n
+		}
+		p.Variants = append(p.Variants, vv)
+		p.Stock += v.Stock
+		p.Sold += v.Sold
+		p.Held += v.Held
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("select variants: %w", translate(err))
+	}
+	return nil
+}
+
+// productIn reads one product with its variants.
+func productIn(ctx context.Context, q querier, id string) (shop.ProductRow, error) {
+	p, err := scanProduct(q.QueryRow(ctx, `SELECT `+productCols+` FROM products p WHERE p.id = $1`, id))
 	if err != nil {
 		return shop.ProductRow{}, fmt.Errorf("select product: %w", translate(err))
 	}
-	return p, nil
+	ps := []shop.ProductRow{p}
+	if err := loadVariants(ctx, q, ps); err != nil {
+		return shop.ProductRow{}, err
+	}
+	return ps[0], nil
 }
 
-// Products returns every product with its held units, ordered by id.
+// Product returns one product with its variants and held units.
+func (s *Store) Product(ctx context.Context, id string) (shop.ProductRow, error) {
+	var out shop.ProductRow
+	// One snapshot for the product and its variants.
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY`); err != nil {
+			return err
+		}
+		var err error
+		out, err = productIn(ctx, tx, id)
+		return err
+	})
+	return out, err
+}
+
+// Products returns every product with its variants and held units, ordered by id.
 func (s *Store) Products(ctx context.Context) ([]shop.ProductRow, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+productCols+` FROM products p ORDER BY p.id`)
-	if err != nil {
-		return nil, fmt.Errorf("select products: %w", translate(err))
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (shop.ProductRow, error) { return scanProduct(r) })
-	if err != nil {
-		return nil, fmt.Errorf("select products: %w", translate(err))
-	}
-	return out, nil
+	var out []shop.ProductRow
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY`); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT `+productCols+` FROM products p ORDER BY p.id`)
+		if err != nil {
+			return fmt.Errorf("select products: %w", translate(err))
+		}
+		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (shop.ProductRow, error) { return scanProduct(r) })
+		if err != nil {
+			return fmt.Errorf("select products: %w", translate(err))
+		}
+		return loadVariants(ctx, tx, out)
+	})
+	return out, err
 }
 
 // lockProduct locks a product row against holds being recorded (they take FOR KEY SHARE)
-// and returns it with its held units.
+// and returns it with its variants and held units.
 func lockProduct(ctx context.Context, tx pgx.Tx, id string) (shop.ProductRow, error) {
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, id); err != nil {
 		return shop.ProductRow{}, translate(err)
 	}
-	return scanProduct(tx.QueryRow(ctx, `SELECT `+productCols+` FROM products p WHERE p.id = $1`, id))
+	return productIn(ctx, tx, id)
 }
 
-func errBelowHeld(stock, held int64) error {
-	e := shop.Errorf(shop.CodeInvalidState, "stock %d would be below the %d units held", stock, held)
-	e.Details = map[string]any{"held": held}
+func errBelowHeld(variantID string, stock, held int64) error {
+	e := shop.Errorf(shop.CodeInvalidState, "stock %d of variant %s would be below the %d units held", stock, variantID, held)
+	e.Details = map[string]any{"held": held, "variant_id": variantID}
 	return e
 }
 
-// lockFree locks every slot of a product in slot order (the order every path that locks
-// more than one takes) and returns the product's free units: stock minus live holds, exact
-// while the slots are locked, since every change of a hold's units changes a slot in the
-// same transaction (migration 0004's triggers).
-func lockFree(ctx context.Context, tx pgx.Tx, id string) (int64, error) {
-	var free int64
-	err := tx.QueryRow(ctx, `SELECT COALESCE(sum(free), 0) FROM
-		(SELECT free FROM product_slots WHERE product_id = $1 ORDER BY slot FOR UPDATE) x`, id).Scan(&free)
-	if err != nil {
-		return 0, fmt.Errorf("lock product slots: %w", translate(err))
+// lockFree locks every slot of a product's variants in (variant, slot) order (the order every
+// path that locks more than one takes) and returns each variant's free units: its stock minus
+// its live holds, exact while the slots are locked, since every change of a hold's units
+// changes a slot in the same transaction (migration 0041's triggers).
+func lockFree(ctx context.Context, tx pgx.Tx, id string, variantIDs ...string) (map[string]int64, error) {
+	q := `SELECT variant_id, COALESCE(sum(free), 0) FROM
+		(SELECT variant_id, free FROM product_slots WHERE product_id = $1 ORDER BY variant_id, slot FOR UPDATE) x GROUP BY variant_id`
+	args := []any{id}
+	if len(variantIDs) > 0 {
+		q = `SELECT variant_id, COALESCE(sum(free), 0) FROM
+		(SELECT variant_id, free FROM product_slots WHERE product_id = $1 AND variant_id = ANY($2) ORDER BY variant_id, slot FOR UPDATE) x GROUP BY variant_id`
+		args = append(args, variantIDs)
 	}
-	return free, nil
+	rows, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("lock product slots: %w", translate(err))
+	}
+	out := map[string]int64{}
+	var v string
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&v, &n}, func() error { out[v] = n; return nil }); err != nil {
+		return nil, fmt.Errorf("lock product slots: %w", translate(err))
+	}
+	return out, nil
 }
 
-// spread sets a product's free units (its slots are locked, or it is new).
-func spread(ctx context.Context, tx pgx.Tx, id string, free int64) error {
-	if _, err := tx.Exec(ctx, `SELECT lu_spread($1, $2)`, id, free); err != nil {
+// spread sets a variant's free units (its slots are locked, or it is new).
+func spread(ctx context.Context, tx pgx.Tx, id, variantID string, free int64) error {
+	if _, err := tx.Exec(ctx, `SELECT lu_vspread($1, $2, $3)`, id, variantID, free); err != nil {
 		return fmt.Errorf("set free units: %w", translate(err))
 	}
 	return nil
 }
 
-// UpsertProduct creates or updates a product and bumps its gate generation. The units held
-// are read from the product's slots under their locks, so the check against the new stock
-// and the new free units come from one consistent count.
+// UpsertProduct creates or updates a product and its variants and bumps its gate generation.
+// The units held are read from the variants' slots under their locks, so the checks against
+// the new stock and the new free units come from one consistent count.
 func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInput, now time.Time) (shop.ProductRow, error) {
 	var out shop.ProductRow
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		// Create the row first (empty) unless it exists, then always lock it and its slots: two
-		// creating PUTs are serialized on the row, and a reserve that took units from a new
-		// product in between is counted, never overwritten.
+		// Create the row first (empty: a trigger gives it the variant `default`, stock 0) unless
+		// it exists, then always lock it and its slots: two creating PUTs are serialized on the
+		// row, and a reserve that took units from a new product in between is counted.
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO products (id, name, price_cents, currency, stock, max_per_user, gate_gen, created_at, updated_at,
 				opens_at, closes_at, queue_rate)
@@ -239,62 +324,129 @@ func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInp
 		if err != nil {
 			return fmt.Errorf("lock product: %w", translate(err))
 		}
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM product_variants WHERE product_id = $1 ORDER BY id FOR UPDATE`, id); err != nil {
+			return fmt.Errorf("lock variants: %w", translate(err))
+		}
 		free, err := lockFree(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		held := cur.Stock - free
-		if in.Stock < held {
-			return errBelowHeld(in.Stock, held)
+		target := in.Variants
+		if target == nil { // the stock form: the product's one variant
+			if len(cur.Variants) > 1 {
+				return shop.Invalid("stock", "product %s has %d variants: set their stock in variants", id, len(cur.Variants))
+			}
+			v := shop.VariantInput{ID: shop.DefaultVariant, Name: in.Name, Stock: in.Stock}
+			if len(cur.Variants) == 1 && cur.Variants[0].ID != shop.DefaultVariant {
+				v = shop.VariantInput{ID: cur.Variants[0].ID, Name: cur.Variants[0].Name, Stock: in.Stock, PriceCents: cur.Variants[0].PriceCents}
+			}
+			target = []shop.VariantInput{v}
+		}
+		keep := make(map[string]bool, len(target))
+		for _, v := range target {
+			keep[v.ID] = true
+		}
+		held := make(map[string]int64, len(cur.Variants))
+		for _, v := range cur.Variants {
+			held[v.ID] = v.Stock - free[v.ID]
+			if keep[v.ID] {
+				continue
+			}
+			var ever bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM reservations WHERE product_id = $1 AND variant_id = $2)`,
+				id, v.ID).Scan(&ever); err != nil {
+				return fmt.Errorf("look for holds of a variant: %w", translate(err))
+			}
+			if ever {
+				e := shop.Errorf(shop.CodeInvalidState, "variant %s was held: it cannot be removed (set its stock to 0 instead)", v.ID)
+				e.Details = map[string]any{"variant_id": v.ID}
+				return e
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM product_variants WHERE product_id = $1 AND id = $2`, id, v.ID); err != nil {
+				return fmt.Errorf("remove variant: %w", translate(err))
+			}
+		}
+		for i, v := range target {
+			if v.Stock < held[v.ID] {
+				return errBelowHeld(v.ID, v.Stock, held[v.ID])
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO product_variants AS pv (product_id, id, name, price_cents, stock, sold, position, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7)
+				ON CONFLICT (product_id, id) DO UPDATE SET name = $3, price_cents = $4, stock = $5, position = $6, updated_at = $7`,
+				id, v.ID, v.Name, v.PriceCents, v.Stock, i, now); err != nil {
+				return fmt.Errorf("set variant %s: %w", v.ID, translate(err))
+			}
+			if err := spread(ctx, tx, id, v.ID, v.Stock-held[v.ID]); err != nil {
+				return err
+			}
 		}
 		_, err = tx.Exec(ctx, `
-			UPDATE products SET name = $2, price_cents = $3, currency = $4, stock = $5,
-				max_per_user = $6, gate_gen = nextval('gate_generations'), updated_at = $7,
-				opens_at = $8, closes_at = $9, queue_rate = $10
+			UPDATE products SET name = $2, price_cents = $3, currency = $4,
+				max_per_user = $5, gate_gen = nextval('gate_generations'), updated_at = $6,
+				opens_at = $7, closes_at = $8, queue_rate = $9
 			WHERE id = $1`,
-			id, in.Name, in.PriceCents, in.Currency, in.Stock, in.MaxPerUser, now, in.OpensAt, in.ClosesAt, in.QueueRate)
+			id, in.Name, in.PriceCents, in.Currency, in.MaxPerUser, now, in.OpensAt, in.ClosesAt, in.QueueRate)
 		if err != nil {
 			return fmt.Errorf("update product: %w", translate(err))
 		}
-		if err := spread(ctx, tx, id, in.Stock-held); err != nil {
-			return err
-		}
-		out, err = scanProduct(tx.QueryRow(ctx, `SELECT `+productCols+` FROM products p WHERE p.id = $1`, id))
-		return translate(err)
+		out, err = productIn(ctx, tx, id)
+		return err
 	})
 	return out, err
 }
 
-// Restock adds delta to stock on hand and to the free units, and bumps the gate generation.
-func (s *Store) Restock(ctx context.Context, id string, delta int64, now time.Time) (shop.ProductRow, error) {
+// Restock adds delta to a variant's stock on hand and free units ("" names the product's one
+// variant), and bumps the gate generation.
+func (s *Store) Restock(ctx context.Context, id, variantID string, delta int64, now time.Time) (shop.ProductRow, error) {
 	var out shop.ProductRow
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		cur, err := lockProduct(ctx, tx, id)
 		if err != nil {
 			return fmt.Errorf("lock product: %w", translate(err))
 		}
-		free, err := lockFree(ctx, tx, id)
+		var v *shop.VariantRow
+		for i := range cur.Variants {
+			if cur.Variants[i].ID == variantID || (variantID == "" && len(cur.Variants) == 1) {
+				v = &cur.Variants[i]
+			}
+		}
+		switch {
+		case v == nil && variantID == "":
+			return shop.Invalid("variant_id", "product %s has %d variants: name one in variant_id", id, len(cur.Variants))
+		case v == nil:
+			return shop.Errorf(shop.CodeNotFound, "product %q has no variant %q", id, variantID)
+		}
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM product_variants WHERE product_id = $1 AND id = $2 FOR UPDATE`, id, v.ID); err != nil {
+			return fmt.Errorf("lock variant: %w", translate(err))
+		}
+		free, err := lockFree(ctx, tx, id, v.ID)
 		if err != nil {
 			return err
 		}
-		held := cur.Stock - free
-		stock := cur.Stock + delta
+		// The variant's stock as of the lock (read again: the first read came before it).
+		if err := tx.QueryRow(ctx, `SELECT stock FROM product_variants WHERE product_id = $1 AND id = $2`, id, v.ID).Scan(&v.Stock); err != nil {
+			return fmt.Errorf("read variant stock: %w", translate(err))
+		}
+		held := v.Stock - free[v.ID]
+		stock := v.Stock + delta
 		if stock < held || stock < 0 {
-			return errBelowHeld(stock, held)
+			return errBelowHeld(v.ID, stock, held)
 		}
 		if stock > shop.MaxStock {
 			return shop.Invalid("delta", "stock would pass %d", shop.MaxStock)
 		}
-		if err := tx.QueryRow(ctx, `UPDATE products SET stock = $2, gate_gen = nextval('gate_generations'), updated_at = $3
-			WHERE id = $1 RETURNING gate_gen`, id, stock, now).Scan(&cur.Gen); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE product_variants SET stock = $3, updated_at = $4 WHERE product_id = $1 AND id = $2`,
+			id, v.ID, stock, now); err != nil {
 			return fmt.Errorf("restock: %w", translate(err))
 		}
-		if err := spread(ctx, tx, id, stock-held); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE products SET gate_gen = nextval('gate_generations'), updated_at = $2 WHERE id = $1`, id, now); err != nil {
+			return fmt.Errorf("restock: %w", translate(err))
+		}
+		if err := spread(ctx, tx, id, v.ID, stock-held); err != nil {
 			return err
 		}
-		cur.Stock, cur.Held = stock, held
-		out = cur
-		return nil
+		out, err = productIn(ctx, tx, id)
+		return err
 	})
 	return out, err
 }
@@ -334,9 +486,17 @@ func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.Gate
 		if err != nil {
 			return fmt.Errorf("select live holds: %w", translate(err))
 		}
-		st.Available = p.Stock
+		if len(p.Variants) == 0 {
+			return fmt.Errorf("product %s has no variant", id)
+		}
+		held := map[string]int64{}
 		for _, h := range st.Holds {
-			st.Available -= h.Quantity
+			held[h.VariantID] += h.Quantity
+		}
+		for _, v := range p.Variants {
+			a := v.Stock - held[v.ID]
+			st.Variants = append(st.Variants, shop.GateVariant{ID: v.ID, Available: a})
+			st.Available += a
 		}
 		set, err := apply(st)
 		if err != nil {
@@ -372,11 +532,11 @@ func purchased(ctx context.Context, tx pgx.Tx, productID string) (map[string]int
 	return out, nil
 }
 
-const reservationCols = `id, product_id, user_id, quantity, status, expires_at, created_at, order_id`
+const reservationCols = `id, product_id, variant_id, user_id, quantity, status, expires_at, created_at, order_id`
 
 func scanReservation(row pgx.CollectableRow) (shop.Reservation, error) {
 	var r shop.Reservation
-	err := row.Scan(&r.ID, &r.ProductID, &r.UserID, &r.Quantity, &r.Status, &r.ExpiresAt, &r.CreatedAt, &r.OrderID)
+	err := row.Scan(&r.ID, &r.ProductID, &r.VariantID, &r.UserID, &r.Quantity, &r.Status, &r.ExpiresAt, &r.CreatedAt, &r.OrderID)
 	r.ExpiresAt, r.CreatedAt = r.ExpiresAt.UTC(), r.CreatedAt.UTC()
 	return r, err
 }
@@ -392,22 +552,22 @@ func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen, version
 	const fast = `
 		WITH p AS (SELECT id FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
 		s AS (UPDATE product_slots SET free = free - $4, ver = greatest(ver, $9)
-			WHERE product_id = $2 AND slot = $10 AND free >= $4 AND $5::timestamptz > $8::timestamptz
+			WHERE product_id = $2 AND variant_id = $11 AND slot = $10 AND free >= $4 AND $5::timestamptz > $8::timestamptz
 				AND EXISTS (SELECT 1 FROM p)
 			RETURNING slot),
-		r AS (INSERT INTO reservations (id, product_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version, units_taken)
-			SELECT $1, p.id, $3, $4, 'reserved', $5, $6, $6, $9, true FROM p, s
+		r AS (INSERT INTO reservations (id, product_id, variant_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version, units_taken)
+			SELECT $1, p.id, $11, $3, $4, 'reserved', $5, $6, $6, $9, true FROM p, s
 			RETURNING id)`
 	const plain = `
 		WITH p AS (SELECT id FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
-		r AS (INSERT INTO reservations (id, product_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version)
-			SELECT $1, p.id, $3, $4, 'reserved', $5, $6, $6, $9 FROM p WHERE $5::timestamptz > $8::timestamptz
+		r AS (INSERT INTO reservations (id, product_id, variant_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version)
+			SELECT $1, p.id, $11, $3, $4, 'reserved', $5, $6, $6, $9 FROM p WHERE $5::timestamptz > $8::timestamptz
 				AND $10::int >= 0
 			RETURNING id)`
 	const idemCTE = `,
 		i AS (INSERT INTO idempotency_keys (user_id, key, request_hash, status, body, created_at)
-			SELECT $3, $11, $12, $13, $14, $6 FROM r)`
-	args := []any{r.ID, r.ProductID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now, version, slotOf(r.ID)}
+			SELECT $3, $12, $13, $14, $15, $6 FROM r)`
+	args := []any{r.ID, r.ProductID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now, version, slotOf(r.ID), r.VariantID}
 	tail := ` SELECT (SELECT count(*) FROM p), count(*) FROM r`
 	if idem != nil {
 		tail = idemCTE + tail
