@@ -2,12 +2,16 @@
 // countdown, checkout, and payment (Stripe's Payment Element, or "Pay (test)" locally).
 // Drops: a countdown to the opening, the waiting room (join, place in line live from the
 // room's "queue" messages and the ticket's number, the admission timer, sold out).
+// Variants: a product sold in sizes gets a size picker with each size's count live (sold-out
+// sizes disabled); the cart and the order name the size. A product with one variant,
+// "default", looks as it did before variants: no picker.
 import { api, ApiError, el, loadConfig, money, say, state } from "./api.js";
 import { accessToken, initAuth, signIn, signOut, signedIn, user } from "./auth.js";
 
 const KEY = "lastunit.shopper";
 const $ = (id) => document.getElementById(id);
 const products = new Map(); // id → {product, version, node}
+const chosen = new Map(); // product id → the variant id the shopper picked (kept across re-renders)
 let cart = [];
 let order = null;
 let socket = null;
@@ -27,7 +31,35 @@ function explain(err) {
   }
 }
 
-function setAvailable(id, available, version) {
+// variantsOf is a product's variants; an answer without them is one variant, "default".
+function variantsOf(pr) {
+  return Array.isArray(pr.variants) && pr.variants.length ? pr.variants
+    : [{ id: "default", name: pr.name, price_cents: pr.price_cents, available: pr.available }];
+}
+
+// sized: the shopper chooses between variants (a size picker). A product whose only variant
+// is "default" is sold as one thing, as before variants.
+function sized(pr) {
+  const v = variantsOf(pr);
+  return v.length > 1 || v[0].id !== "default";
+}
+
+// variantMap is a Product answer's variants as the stock message carries them ({id: available}).
+function variantMap(pr) {
+  return Array.isArray(pr.variants) ? Object.fromEntries(pr.variants.map((v) => [v.id, v.available])) : undefined;
+}
+
+// itemName is "Sneaker (US 9)" for a sized product's variant, "Hoodie" otherwise.
+function itemName(productID, variantID) {
+  const p = products.get(productID);
+  if (!p) return productID + (variantID && variantID !== "default" ? ` (${variantID})` : "");
+  if (!sized(p.product)) return p.product.name;
+  const v = variantsOf(p.product).find((x) => x.id === variantID);
+  return `${p.product.name} (${v ? v.name : variantID})`;
+}
+
+// setAvailable applies a product's count, and its variants' counts when given ({id: available}).
+function setAvailable(id, available, version, variants) {
   const p = products.get(id);
   if (!p) return;
   if (version !== undefined) {
@@ -35,16 +67,59 @@ function setAvailable(id, available, version) {
     p.version = version;
   }
   p.product.available = available;
+  if (variants) {
+    const vs = variantsOf(p.product);
+    // A size added or removed since the page drew the card: draw the products again.
+    if (vs.length !== Object.keys(variants).length || vs.some((v) => !(v.id in variants))) reloadSoon();
+    for (const v of vs) if (v.id in variants) v.available = variants[v.id];
+    if (!sized(p.product)) vs[0].available = available;
+  }
   const n = p.node.querySelector(".available");
   n.textContent = available > 0 ? `${available} available` : "Sold out";
   n.classList.toggle("zero", available <= 0);
+  renderSizes(id);
   renderDrop(id);
+}
+
+// renderSizes shows each size's count; a sold-out size is disabled, and the shopper's pick
+// of it is dropped with a word.
+function renderSizes(id) {
+  const p = products.get(id);
+  if (!p || !sized(p.product)) return;
+  for (const v of variantsOf(p.product)) {
+    const input = p.node.querySelector(`input[data-variant="${CSS.escape(v.id)}"]`);
+    if (!input) continue;
+    const out = !(v.available > 0);
+    input.disabled = out;
+    input.closest(".size").dataset.state = out ? "sold_out" : "available";
+    input.closest(".size").querySelector(".left").textContent = out ? "sold out" : `${v.available} left`;
+    if (out && input.checked) {
+      input.checked = false;
+      chosen.delete(id);
+      // Sold out by someone else: say so. By the shopper's own hold: nothing to say.
+      if (p.held !== v.id) say($("msg"), `${itemName(id, v.id)} just sold out. Pick another size.`, "bad");
+    }
+  }
+}
+
+// picked is the variant the shopper chose on a sized product (null if none, or sold out).
+function picked(p) {
+  const input = p.node.querySelector(".sizes input:checked");
+  if (!input) return null;
+  const v = variantsOf(p.product).find((x) => x.id === input.value);
+  return v && v.available > 0 ? v : null;
+}
+
+let reloading = null;
+function reloadSoon() {
+  if (!reloading) reloading = setTimeout(() => { reloading = null; loadProducts().catch(() => {}); }, 500);
 }
 
 // canReserve: in stock, signed in, inside the sale window, and admitted where there is a queue.
 function canReserve(p) {
   const pr = p.product, now = Date.now();
   if (pr.available <= 0 || !signedIn()) return false;
+  if (sized(pr) && !picked(p)) return false;
   if (pr.opens_at && now < new Date(pr.opens_at).getTime()) return false;
   if (pr.closes_at && now >= new Date(pr.closes_at).getTime()) return false;
   return !(pr.queue_rate > 0) || (p.ticket && p.ticket.state === "admitted");
@@ -60,7 +135,9 @@ function clock(ms) {
 function renderDrop(id) {
   const p = products.get(id);
   if (!p) return;
-  p.node.querySelector("button.reserve").disabled = !canReserve(p);
+  const button = p.node.querySelector("button.reserve");
+  button.disabled = !canReserve(p);
+  button.textContent = sized(p.product) && !picked(p) && p.product.available > 0 ? "Pick a size" : "Reserve";
   const d = p.node.querySelector(".drop");
   if (!d) return;
   const pr = p.product, now = Date.now();
@@ -135,10 +212,12 @@ function renderProducts(list) {
   products.clear();
   for (const p of list) {
     const qid = "qty-" + p.id;
+    p.variants = variantsOf(p);
     const node = el("article", { class: "card", "data-product": p.id, "aria-labelledby": "name-" + p.id },
       el("h3", { id: "name-" + p.id }, p.name),
       el("div", {}, money(p.price_cents, p.currency), " · max ", String(p.max_per_user), " per shopper"),
       el("div", { class: "available", "data-available": p.id, "aria-live": "polite" }),
+      sized(p) ? sizePicker(p) : "",
       el("div", { class: "row" },
         el("label", { for: qid }, "Quantity"),
         el("input", { id: qid, type: "number", min: "1", max: String(Math.min(p.max_per_user, 1000)), value: "1", inputmode: "numeric" }),
@@ -151,6 +230,8 @@ function renderProducts(list) {
     }
     products.set(p.id, { product: p, version: undefined, node, ticket: null, serving: 0 });
     root.append(node);
+    const keep = chosen.get(p.id) && node.querySelector(`.sizes input[value="${CSS.escape(chosen.get(p.id))}"]`);
+    if (keep) keep.checked = true;
     setAvailable(p.id, p.available);
   }
   if (list.length === 0) {
@@ -158,6 +239,21 @@ function renderProducts(list) {
       el("a", { href: "/dashboard" }, "dashboard"), " (or with the README's curl walkthrough, PUT /admin/products/{id}); they show up here."));
   }
   subscribeAll();
+}
+
+// sizePicker is a radio group of the product's variants, each with its count (renderSizes).
+function sizePicker(p) {
+  return el("fieldset", { class: "sizes", "data-sizes": p.id },
+    el("legend", {}, "Size"),
+    ...p.variants.map((v, i) => {
+      const rid = `size-${p.id}-${i}`;
+      return el("span", { class: "size" },
+        el("input", { type: "radio", id: rid, name: "size-" + p.id, value: v.id, "data-variant": v.id,
+          onchange: () => { chosen.set(p.id, v.id); products.get(p.id).held = null; renderDrop(p.id); } }),
+        el("label", { for: rid }, el("span", { class: "name" }, v.name,
+          v.price_cents !== p.price_cents ? " · " + money(v.price_cents, p.currency) : ""),
+          el("small", { class: "left" })));
+    }));
 }
 
 async function loadProducts() {
@@ -221,7 +317,7 @@ async function connect() {
   ws.onmessage = (e) => {
     let m;
     try { m = JSON.parse(e.data); } catch (_) { return; }
-    if (m.type === "stock") setAvailable(m.product_id, m.available, m.version);
+    if (m.type === "stock") setAvailable(m.product_id, m.available, m.version, m.variants);
     if (m.type === "queue" && products.has(m.product_id)) {
       const p = products.get(m.product_id);
       p.serving = m.serving;
@@ -261,7 +357,7 @@ async function pollOnce() {
     await Promise.all([...products.keys()].map(async (id) => {
       let pr;
       try { pr = await api("GET", "/products/" + encodeURIComponent(id)); } catch (_) { return; }
-      if (!live) setAvailable(id, pr.available);
+      if (!live) setAvailable(id, pr.available, undefined, variantMap(pr));
     }));
   } finally { polling = false; }
 }
@@ -273,14 +369,21 @@ function subscribeAll() {
 setInterval(subscribeAll, 5 * 60 * 1000);
 
 async function reserve(productID, quantity) {
+  const p = products.get(productID);
+  const v = sized(p.product) ? picked(p) : null;
+  if (sized(p.product) && !v) { say($("msg"), "Pick a size first.", "bad"); return; }
+  const body = v ? { product_id: productID, variant_id: v.id, quantity } : { product_id: productID, quantity };
   try {
-    const r = await api("POST", "/reservations", { product_id: productID, quantity }, { "Idempotency-Key": crypto.randomUUID() });
+    const r = await api("POST", "/reservations", body, { "Idempotency-Key": crypto.randomUUID() });
+    p.held = v ? v.id : null;
+    // The answer's count is the product's (all sizes); each size's count follows live.
     setAvailable(productID, r.available);
-    say($("msg"), `Held ${r.quantity} × ${products.get(productID).product.name}.`, "good");
+    say($("msg"), `Held ${r.quantity} × ${itemName(productID, r.variant_id || (v && v.id))}.`, "good");
     await loadCart();
   } catch (err) {
-    say($("msg"), explain(err), "bad");
-    if (err.code === "out_of_stock") setAvailable(productID, err.details.available);
+    say($("msg"), err.code === "limit_exceeded" && v ? `Limit reached: at most ${err.details.limit} per shopper, all sizes together.` : explain(err), "bad");
+    if (err.code === "out_of_stock" && !v) setAvailable(productID, err.details.available);
+    if (err.code === "out_of_stock" && v) { v.available = err.details.available; renderSizes(productID); renderDrop(productID); }
     if (err.code === "not_admitted") refreshTicket(productID);
   }
 }
@@ -296,10 +399,8 @@ function renderCart() {
   const root = $("cart");
   root.replaceChildren();
   for (const r of cart) {
-    const p = products.get(r.product_id);
-    const name = p ? p.product.name : r.product_id;
-    root.append(el("li", { "data-reservation": r.id },
-      el("div", {}, `${r.quantity} × ${name} `, el("span", { class: "status" }, r.status.replace("_", " "))),
+    root.append(el("li", { "data-reservation": r.id, "data-variant": r.variant_id || "" },
+      el("div", {}, `${r.quantity} × ${itemName(r.product_id, r.variant_id)} `, el("span", { class: "status" }, r.status.replace("_", " "))),
       el("div", { class: "countdown", "data-expires": r.expires_at }, left(r.expires_at) || ""),
       r.status === "reserved" ? el("button", { type: "button", class: "secondary", onclick: () => release(r.id) }, "Release") : ""));
   }
@@ -353,6 +454,8 @@ function showOrder() {
   $("order").hidden = false;
   $("order-id").textContent = order.id;
   $("order-amount").textContent = money(order.amount_cents, order.currency);
+  $("order-items").replaceChildren(...(order.items || []).map((i) => el("li", { "data-variant": i.variant_id || "" },
+    `${i.quantity} × ${itemName(i.product_id, i.variant_id)} · ${money(i.unit_price_cents, order.currency)} each`)));
   $("order-status").textContent = order.status.replace("_", " ");
   $("order-status").dataset.status = order.status;
   $("pay-test").hidden = !(state.config.local && order.status === "payment_pending");
