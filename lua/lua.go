@@ -101,11 +101,6 @@ var Broadcast = variants + broadcast
 //go:embed catalog.lua
 var Catalog string
 
-// IdemLost marks a product whose Redis state was lost before its gate is rebuilt (idemlost.lua).
-//
-//go:embed idemlost.lua
-var IdemLost string
-
 // Join puts a connection into a product's room, within the room limit (join.lua).
 //
 //go:embed join.lua

@@ -15,8 +15,6 @@
 -- KEYS[7..10]  {p:ID}:q, {p:ID}:qt, {p:ID}:qpre, {p:ID}:qseg: the waiting room (waitroom.lua)
 -- KEYS[11] {s:USER}:rate  the shopper's token bucket (another slot: this script runs on the
 --          non-cluster Redis the stack deploys, as checkout.lua and join.lua do)
--- KEYS[12] {p:ID}:idemlost  set (idemlost.lua) when Redis lost this product's keys less than an
---          idempotency entry's lifetime ago: a key without an entry may have had one
 --
 -- ARGV[1]  new reservation id      ARGV[2]  user id         ARGV[3]  quantity (> 0)
 -- ARGV[4]  deadline (ms since epoch)
@@ -38,11 +36,10 @@
 --   {"need_variant"}                      ARGV[13] is "" but the product has more than one variant
 --   {"replay", rid}                       same key, same request, and its hold is still live
 --   {"conflict"}                          same key, another request, hold still live
---   {"out_of_stock", available, seen}   available: the variant's
---   {"limit", max_per_user, held, seen}
---     seen is "1" when the Idempotency-Key has an entry whose hold is gone (the key succeeded
---     before: the caller answers from Postgres's record) or may have had one that Redis lost
---     (KEYS[12]), else "0" (no Postgres read needed)
+--   {"out_of_stock", available}         available: the variant's
+--   {"limit", max_per_user, held}
+--     (a keyed refusal is checked against Postgres by the caller: after a failover to an
+--     older copy, Redis may not know that the key was answered 201 before)
 --   {"missing"}                           no gate for this product: rebuild it from Postgres, then retry
 --   {"rate_limited", ms}                  the shopper's bucket is empty: retry after ms; nothing changed
 --   {"not_open", "opens"|"closes"}        before the opening or after the close
@@ -67,12 +64,8 @@ if ARGV[12] == '1' then
   end
 end
 
-local seen = '0'
 if rhash ~= '' then
   local e = redis.call('HMGET', KEYS[6], 'hash', 'rid')
-  if e[2] or redis.call('EXISTS', KEYS[12]) == 1 then
-    seen = '1'
-  end
   if e[2] and redis.call('HEXISTS', KEYS[2], e[2]) == 1 then
     if e[1] ~= rhash then
       return {'conflict'}
@@ -120,11 +113,11 @@ end
 
 local avail, max = tonumber(g[1]), tonumber(g[2])
 if qty > avail then
-  return {'out_of_stock', avail, seen}
+  return {'out_of_stock', avail}
 end
 local held = tonumber(redis.call('HGET', KEYS[4], user) or '0')
 if held + qty > max then
-  return {'limit', max, held, seen}
+  return {'limit', max, held}
 end
 
 avail = vr_add(KEYS[1], multi, vid, -qty)

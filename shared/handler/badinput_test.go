@@ -190,6 +190,8 @@ func takeSnapshot(t testing.TB, env *testenv.Env, products, users []string) snap
 	for _, id := range products {
 		query("product "+id, `SELECT (SELECT row_to_json(p)::text FROM products p WHERE id = $1)`, id)
 		query("holds "+id, `SELECT json_agg(r ORDER BY id)::text FROM reservations r WHERE product_id = $1`, id)
+		query("variants "+id, `SELECT json_agg(v ORDER BY id)::text FROM product_variants v WHERE product_id = $1`, id)
+		query("slots "+id, `SELECT json_agg(s ORDER BY variant_id, slot)::text FROM product_slots s WHERE product_id = $1`, id)
 		if _, ok := s.PG["product "+id]; ok {
 			s.Ledgers[id] = env.ReadLedger(t, id)
 		}

@@ -105,21 +105,22 @@ func cancelKey(orderID string, attempt time.Time) string {
 	return fmt.Sprintf("lastunit-cancel-%s-%d", orderID, attempt.UnixMilli())
 }
 
-// Succeeded reads a PaymentIntent; ok when it succeeded, with it as a succeeded event.
-func (s *Stripe) Succeeded(ctx context.Context, paymentIntentID string) (shop.PaymentEvent, bool, error) {
+// Intent reads a PaymentIntent: its status and, when it succeeded, it as the event Stripe
+// sends (the sweep applies it when the webhook never came).
+func (s *Stripe) Intent(ctx context.Context, paymentIntentID string) (shop.PaymentEvent, string, error) {
 	p := &stripe.PaymentIntentParams{}
 	p.Context = ctx
 	pi, err := s.api.PaymentIntents.Get(paymentIntentID, p)
 	if err != nil {
-		return shop.PaymentEvent{}, false, fmt.Errorf("read payment intent: %w", err)
+		return shop.PaymentEvent{}, "", fmt.Errorf("read payment intent: %w", err)
 	}
 	if pi.Status != stripe.PaymentIntentStatusSucceeded {
-		return shop.PaymentEvent{}, false, nil
+		return shop.PaymentEvent{}, string(pi.Status), nil
 	}
 	return shop.PaymentEvent{
 		ID: "sweep:" + pi.ID, Type: shop.EventPaymentSucceeded, PaymentIntentID: pi.ID,
 		OrderID: pi.Metadata["order_id"], AmountCents: pi.Amount, Currency: string(pi.Currency),
-	}, true, nil
+	}, shop.IntentSucceeded, nil
 }
 
 // Refund refunds a PaymentIntent in full.

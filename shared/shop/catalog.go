@@ -336,6 +336,10 @@ type SweepReport struct {
 	// CancelsFinished counts cancels left between their steps (refund requested, not yet
 	// cancelled) that this sweep refunded and cancelled.
 	CancelsFinished int `json:"cancels_finished"`
+	// Reconciled counts orders checked against Stripe (reconcilePayments), and
+	// PaymentsReconciled those Stripe said were paid while Postgres had them expired.
+	Reconciled         int `json:"reconciled"`
+	PaymentsReconciled int `json:"payments_reconciled"`
 }
 
 // sweepBatch is how many holds one Postgres statement of the sweep expires.
@@ -407,6 +411,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		if err := s.finishCancels(ctx, &rep); err != nil {
 			errs = append(errs, err)
 		}
+		if err := s.reconcilePayments(ctx, &rep); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return rep, err
@@ -461,7 +468,6 @@ func (s *Service) checkGate(ctx context.Context, p ProductRow, now time.Time, re
 		return nil
 	}
 	s.Log.Warn("stale gate: rebuilt from postgres", "product_id", p.ID, "why", why)
-	s.markLost(ctx, p.ID)
 	if err := s.Gate.Invalidate(ctx, p.ID, max(gen+1, p.Gen)); err != nil {
 		return err
 	}
@@ -526,7 +532,6 @@ func (s *Service) sweepGate(ctx context.Context, p ProductRow, now time.Time, re
 		// A crash, or a failover to a copy that missed the release: in the second case the
 		// version went back with it, so the gate is rebuilt under a new generation, whose
 		// version is above every one handed out before.
-		s.markLost(ctx, productID)
 		if err := s.Gate.Invalidate(ctx, productID, math.MaxInt64); err != nil {
 			return err
 		}

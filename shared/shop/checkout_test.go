@@ -615,9 +615,9 @@ type alreadyPaid struct {
 func (p alreadyPaid) CancelIntent(context.Context, string, string, time.Time) error {
 	return shop.ErrAlreadyPaid
 }
-func (p alreadyPaid) Succeeded(_ context.Context, pi string) (shop.PaymentEvent, bool, error) {
+func (p alreadyPaid) Intent(_ context.Context, pi string) (shop.PaymentEvent, string, error) {
 	return shop.PaymentEvent{ID: "sweep:" + pi, Type: shop.EventPaymentSucceeded, PaymentIntentID: pi,
-		OrderID: p.order.ID, AmountCents: p.order.AmountCents, Currency: p.order.Currency}, true, nil
+		OrderID: p.order.ID, AmountCents: p.order.AmountCents, Currency: p.order.Currency}, shop.IntentSucceeded, nil
 }
 
 // A payment that succeeded but whose webhook never came is applied by the sweep after the

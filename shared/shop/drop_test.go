@@ -187,29 +187,75 @@ func TestConcurrentCreatingPutsKeepTheCount(t *testing.T) {
 	env.CheckLedger(t, "twice", 20)
 }
 
-// TestIdempotencyKeyAnswersAfterAFailover: a failover to an older copy keeps the product's
-// version but loses the key's entry; once the stale gate is found (here by the sweep) the
-// product is marked, and the retried key gets its first hold back, not a sold-out 409.
+// TestIdempotencyKeyAnswersAfterAFailover: a failover to an older copy loses the key's entry;
+// a retry with the same key, with no sweep in between, gets its first hold back, whatever the
+// older copy answers: units (Postgres refuses a second hold for the key), sold out, or the
+// shopper at the limit (Postgres keeps the key's first answer and is asked).
 func TestIdempotencyKeyAnswersAfterAFailover(t *testing.T) {
 	t.Parallel()
-	env := testenv.NewEnv(t)
-	env.Product(t, "one", 1, 1)
-	older := testenv.DumpProduct(t, env.Redis, "one")
-	req := shop.ReserveRequest{UserID: "ana", ProductID: "one", Quantity: 1, IdemKey: "k-1"}
-	first, err := env.Shop.Reserve(ctx, req)
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name  string
+		stock int64
+		// before runs before the copy is taken, between runs after it and before ana's
+		// keyed reserve.
+		before, between func(t *testing.T, env *testenv.Env)
+	}{
+		{name: "the copy has units", stock: 1},
+		{name: "the copy is sold out", stock: 1,
+			before: func(t *testing.T, env *testenv.Env) { reserveN(t, env, "bob", "one") },
+			between: func(t *testing.T, env *testenv.Env) {
+				rs, err := env.Shop.ListMine(ctx, "bob")
+				if err != nil || len(rs) != 1 {
+					t.Fatalf("bob's holds: %v, %v", rs, err)
+				}
+				if err := env.Shop.Release(ctx, "bob", rs[0].ID); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "the copy has the shopper at the limit", stock: 2,
+			before: func(t *testing.T, env *testenv.Env) { reserveN(t, env, "ana", "one") },
+			between: func(t *testing.T, env *testenv.Env) {
+				rs, err := env.Shop.ListMine(ctx, "ana")
+				if err != nil || len(rs) != 1 {
+					t.Fatalf("ana's holds: %v, %v", rs, err)
+				}
+				if err := env.Shop.Release(ctx, "ana", rs[0].ID); err != nil {
+					t.Fatal(err)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := testenv.NewEnv(t)
+			env.Product(t, "one", tc.stock, 1)
+			if tc.before != nil {
+				tc.before(t, env)
+			}
+			older := testenv.DumpProduct(t, env.Redis, "one")
+			if tc.between != nil {
+				tc.between(t, env)
+			}
+			req := shop.ReserveRequest{UserID: "ana", ProductID: "one", Quantity: 1, IdemKey: "k-1"}
+			first, err := env.Shop.Reserve(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			testenv.RestoreProduct(t, env.Redis, "one", older)
+			for i := range 2 {
+				again, err := env.Shop.Reserve(ctx, req)
+				if err != nil || again.ID != first.ID {
+					t.Fatalf("retry %d with the same key after a failover: %+v %v, want the first hold %s", i+1, again, err, first.ID)
+				}
+			}
+			env.Clock.Advance(2 * time.Minute)
+			if _, err := env.Shop.Sweep(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if l := env.CheckLedger(t, "one", tc.stock); l.HeldPG != 1 || l.HoldsPG[first.ID] != 1 {
+				t.Fatalf("after the retries: %+v; want only the first hold", l)
+			}
+		})
 	}
-	testenv.RestoreProduct(t, env.Redis, "one", older)
-	env.Clock.Advance(2 * time.Minute)
-	if _, err := env.Shop.Sweep(ctx); err != nil {
-		t.Fatal(err)
-	}
-	again, err := env.Shop.Reserve(ctx, req)
-	if err != nil || again.ID != first.ID {
-		t.Fatalf("the same key after a failover: %+v %v, want the first hold %s", again, err, first.ID)
-	}
-	env.CheckLedger(t, "one", 1)
 }
 
 // rebuildHook runs before once, just before the gate it wraps is rebuilt (inside the

@@ -112,6 +112,13 @@ type OrderStore interface {
 	// RefundsDue returns up to limit paid orders with a refund requested: cancels a crash
 	// left unfinished (or in progress now).
 	RefundsDue(ctx context.Context, limit int) ([]Order, error)
+	// ReconcileDue returns up to limit orders Stripe may still have a say about (expired or
+	// refunded, with a PaymentIntent, not settled) not checked since checkedBefore, least
+	// recently checked first, with their items.
+	ReconcileDue(ctx context.Context, checkedBefore time.Time, limit int) ([]Order, error)
+	// NoteChecked records that Stripe was asked about the order at now and, with settled,
+	// that it has nothing more to say (the order is never asked about again).
+	NoteChecked(ctx context.Context, orderID string, settled bool, now time.Time) error
 	// NoteRefundFailure records a requested refund's failed attempt (last_error, updated_at),
 	// so that RefundsDue tries the orders least recently tried first.
 	NoteRefundFailure(ctx context.Context, orderID, reason string, now time.Time) error
@@ -143,6 +150,9 @@ const (
 	RetakeShort       = "short"        // a product is sold out; the order is now refunded (refund it)
 	RetakeGone        = "gone"         // the order is no longer expired
 	RetakeGateChanged = "gate_changed" // a gate was rebuilt meanwhile; give back and retry
+	// RetakeOverLimit: the shopper is at max_per_user in Postgres (they hold or bought units of
+	// the product since, or an admin lowered the limit); the order is now refunded (refund it).
+	RetakeOverLimit = "over_limit"
 )
 
 // CartGate is the Redis side of checkout.
@@ -170,10 +180,16 @@ type Payments interface {
 	CancelIntent(ctx context.Context, orderID, paymentIntentID string, attempt time.Time) error
 	// Refund refunds a PaymentIntent in full, with an idempotency key from the order id.
 	Refund(ctx context.Context, orderID, paymentIntentID string) error
-	// Succeeded reads a PaymentIntent and, if it succeeded, returns it as the event Stripe
-	// would have sent (ok false otherwise).
-	Succeeded(ctx context.Context, paymentIntentID string) (ev PaymentEvent, ok bool, err error)
+	// Intent reads a PaymentIntent's status (IntentSucceeded, IntentCanceled, or another of
+	// Stripe's) and, when it succeeded, returns it as the event Stripe sends.
+	Intent(ctx context.Context, paymentIntentID string) (ev PaymentEvent, status string, err error)
 }
+
+// PaymentIntent statuses the shop acts on.
+const (
+	IntentSucceeded = "succeeded" // the shopper paid: the order ends fulfilled or refunded
+	IntentCanceled  = "canceled"  // final: it can never be paid
+)
 
 // PaymentGrace is how long past its payment deadline an order whose PaymentIntent succeeded
 // waits for the webhook before the sweep applies the payment itself.

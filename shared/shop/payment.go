@@ -3,7 +3,6 @@ package shop
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -65,15 +64,17 @@ func (s *Service) paymentSucceeded(ctx context.Context, o Order, ev PaymentEvent
 	if o.AmountCents != ev.AmountCents || o.Currency != ev.Currency {
 		s.Log.Error("payment does not match its order: refunded", "order_id", o.ID, "event_id", ev.ID,
 			"order_amount", o.AmountCents, "paid_amount", ev.AmountCents, "order_currency", o.Currency, "paid_currency", ev.Currency)
-		if o.Status != OrderPaymentPending {
-			return nil
+		if o.Status != OrderPaymentPending && o.Status != OrderExpired {
+			return nil // paid, fulfilled, refunded or cancelled by its own payment
 		}
 		// The shopper paid, but not this order's total: give the money back and end the order.
 		if err := s.Pay.Refund(ctx, o.ID, ev.PaymentIntentID); err != nil {
 			return err
 		}
-		_, err := s.endOrder(ctx, o.ID, OrderPaymentPending, OrderRefunded, StatusExpired)
-		return err
+		if _, err := s.endOrder(ctx, o.ID, o.Status, OrderRefunded, StatusExpired); err != nil {
+			return err
+		}
+		return s.Store.NoteChecked(ctx, o.ID, true, s.now())
 	}
 	for range 3 {
 		switch o.Status {
@@ -96,7 +97,7 @@ func (s *Service) paymentSucceeded(ctx context.Context, o Order, ev PaymentEvent
 			}
 		case OrderRefunded:
 			// A late payment found sold out: make sure the refund went through (idempotent).
-			return s.Pay.Refund(ctx, o.ID, ev.PaymentIntentID)
+			return s.refunded(ctx, o.ID, ev.PaymentIntentID)
 		default:
 			return nil // fulfilled or cancelled: nothing left to do
 		}
@@ -105,7 +106,7 @@ func (s *Service) paymentSucceeded(ctx context.Context, o Order, ev PaymentEvent
 			return err
 		}
 	}
-	return errors.New("order status kept changing under the payment event")
+	return Errorf(CodeUnavailable, "order status kept changing under the payment event")
 }
 
 // latePayment handles a payment that succeeded after its order expired: the order takes its
@@ -119,7 +120,7 @@ func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID stri
 			gens, short, missing, err := s.Gate.Retake(ctx, o.UserID, o.Items, deadline)
 			if err != nil || missing == "" || tries == 2 {
 				if missing != "" && err == nil {
-					err = fmt.Errorf("retake: gate of %s keeps missing", missing)
+					err = Errorf(CodeUnavailable, "retake: gate of %s keeps missing", missing)
 				}
 				return gens, short, err
 			}
@@ -152,13 +153,15 @@ func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID stri
 			}
 			s.Log.Info("late payment took its units again", "order_id", o.ID)
 			return true, s.Jobs.EnqueueFulfill(ctx, o.ID)
-		case RetakeShort:
+		case RetakeShort, RetakeOverLimit:
 			// The order is refunded in Postgres already; if the refund call fails, Stripe's
-			// retry of the event refunds it (same idempotency key).
-			if err := s.Pay.Refund(ctx, o.ID, paymentIntentID); err != nil {
+			// retry of the event refunds it (same idempotency key), and if Stripe gives up,
+			// the sweep's reconciliation does.
+			if err := s.refunded(ctx, o.ID, paymentIntentID); err != nil {
 				return false, err
 			}
-			s.Log.Info("late payment refunded: sold out", "order_id", o.ID, "product_id", res.Short)
+			why := map[string]string{RetakeShort: "sold out", RetakeOverLimit: "the shopper is at max_per_user"}[res.Outcome]
+			s.Log.Info("late payment refunded: "+why, "order_id", o.ID, "product_id", res.Short)
 			return true, nil
 		case RetakeGone:
 			return false, nil
@@ -171,20 +174,82 @@ func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID stri
 			}
 		}
 	}
-	return false, errors.New("retake: gates kept changing")
+	// Failovers and rebuilds all the while: Stripe's retry of the event tries again.
+	return false, Errorf(CodeUnavailable, "retake: gates kept changing")
+}
+
+// refunded makes sure the refund of an order Postgres has refunded went through, and notes
+// it settled: the reconciliation no longer asks Stripe about it.
+func (s *Service) refunded(ctx context.Context, orderID, paymentIntentID string) error {
+	if err := s.Pay.Refund(ctx, orderID, paymentIntentID); err != nil {
+		return err
+	}
+	return s.Store.NoteChecked(ctx, orderID, true, s.now())
 }
 
 // applyMissedPayment applies a payment whose webhook never arrived, read from Stripe.
 func (s *Service) applyMissedPayment(ctx context.Context, o Order) {
-	ev, ok, err := s.Pay.Succeeded(ctx, *o.PaymentIntentID)
-	if err == nil && ok {
+	ev, status, err := s.Pay.Intent(ctx, *o.PaymentIntentID)
+	if err == nil && status == IntentSucceeded {
 		err = s.paymentSucceeded(ctx, o, ev)
 	}
 	if err != nil {
 		s.Log.Error("apply a payment the webhook missed", "order_id", o.ID, "err", err)
 		return
 	}
-	s.Log.Warn("applied a payment the webhook missed", "order_id", o.ID, "succeeded", ok)
+	s.Log.Warn("applied a payment the webhook missed", "order_id", o.ID, "status", status)
+}
+
+// reconcilePayments asks Stripe about the orders that ended without a payment (expired) or
+// whose refund may not have gone through (refunded), so that no charge is stranded by a
+// webhook that keeps failing or never comes (DESIGN.md invariant 12). It costs Stripe at most
+// ReconcileBatch reads, and a refund or a late payment's refund for each, per sweep; an order
+// is asked about at most once per ReconcileEvery, least recently asked first, until it is
+// settled: its intent canceled, its refund confirmed, or ReconcileWindow (how long Stripe
+// retries a webhook) past its end with no payment.
+func (s *Service) reconcilePayments(ctx context.Context, rep *SweepReport) error {
+	now := s.now()
+	orders, err := s.Store.ReconcileDue(ctx, now.Add(-s.ReconcileEvery), s.ReconcileBatch)
+	if err != nil {
+		return err
+	}
+	for _, o := range orders {
+		settled, err := s.reconcile(ctx, o, now, rep)
+		if err != nil {
+			s.Log.Error("reconcile an order with stripe", "order_id", o.ID, "status", o.Status, "err", err)
+		}
+		if err := s.Store.NoteChecked(ctx, o.ID, settled && err == nil, now); err != nil {
+			return err
+		}
+		rep.Reconciled++
+	}
+	return nil
+}
+
+// reconcile settles one order against Stripe and reports whether Stripe has nothing more to
+// say about it.
+func (s *Service) reconcile(ctx context.Context, o Order, now time.Time, rep *SweepReport) (bool, error) {
+	pi := *o.PaymentIntentID
+	if o.Status == OrderRefunded {
+		// Postgres decided on a refund; the call may have failed and Stripe stopped asking.
+		return true, s.Pay.Refund(ctx, o.ID, pi)
+	}
+	ev, status, err := s.Pay.Intent(ctx, pi)
+	switch {
+	case err != nil:
+		return false, err
+	case status == IntentSucceeded:
+		// Paid, and the webhook failed or never came: apply it now (the units again, or a
+		// refund), exactly as the webhook would have.
+		rep.PaymentsReconciled++
+		s.Log.Warn("reconciliation found a payment the webhooks never settled", "order_id", o.ID, "payment_intent_id", pi)
+		return false, s.paymentSucceeded(ctx, o, ev) // paid or refunded now: no longer asked
+	case status == IntentCanceled:
+		return true, nil // it can never be paid
+	default:
+		// Not paid yet; past the window Stripe no longer delivers its webhook, so stop asking.
+		return now.After(o.UpdatedAt.Add(s.ReconcileWindow)), nil
+	}
 }
 
 // paymentCanceled ends a payment_pending order whose PaymentIntent was canceled.

@@ -98,6 +98,21 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 		if res.Outcome != GateMissing {
 			charge = false
 		}
+		if req.IdemKey != "" && refusal(res.Outcome) {
+			// A refusal stores nothing, but the key may have been answered 201 before, and
+			// after a failover to an older copy Redis no longer knows it: Postgres, which keeps
+			// every first answer, decides (one primary-key read; unkeyed refusals stay
+			// Redis-only). With Postgres unreachable the refusal stands, so that a drop's
+			// sold-out answers go on; only a failover at the same time can make it wrong.
+			out, err := s.replay(ctx, req, hash)
+			switch {
+			case errors.Is(err, ErrNotFound):
+			case errors.Is(err, ErrUnavailable):
+				s.Log.Warn("keyed refusal answered from redis alone: postgres is unreachable", "product_id", req.ProductID, "err", err)
+			default:
+				return out, err
+			}
+		}
 		switch res.Outcome {
 		case GateRateLimited:
 			return Reserved{}, RateLimited(res.Wait)
@@ -134,13 +149,6 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 			sleep(ctx, 20*time.Millisecond)
 			continue
 		case GateOutOfStock, GateLimit:
-			// A sold-out answer costs Postgres nothing, unless the key succeeded before (its
-			// Redis entry outlived its hold): then that first answer stands.
-			if req.IdemKey != "" && res.IdemSeen {
-				if out, err := s.replay(ctx, req, hash); !errors.Is(err, ErrNotFound) {
-					return out, err
-				}
-			}
 			if res.Outcome == GateLimit {
 				e := Errorf(CodeLimitExceeded, "at most %d units of this product per shopper", res.Limit)
 				e.Details = map[string]any{"limit": res.Limit}
@@ -204,7 +212,6 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 		// The gate lied (an older copy after a failover): drop it and retry, which rebuilds
 		// it from Postgres under a new generation and answers from the truth.
 		s.Log.Warn("stale gate: postgres refused a hold the gate granted", "product_id", a.ProductID, "gen", res.Gen, "err", err)
-		s.markLost(ctx, a.ProductID)
 		if err := s.Gate.Invalidate(context.WithoutCancel(ctx), a.ProductID, res.Gen+1); err != nil {
 			return Reserved{}, false, err
 		}
@@ -220,12 +227,14 @@ func (s *Service) record(ctx context.Context, req ReserveRequest, a GateReserve,
 	}
 }
 
-// markLost notes that a product's gate was found stale, so its idempotency entries may be
-// too (a failure only logs: the gate's rebuild goes on).
-func (s *Service) markLost(ctx context.Context, productID string) {
-	if err := s.Gate.MarkLost(context.WithoutCancel(ctx), productID); err != nil {
-		s.Log.Warn("mark lost idempotency entries", "product_id", productID, "err", err)
+// refusal reports whether a gate outcome refuses the request for good (as opposed to a
+// replay, a retry, or rate_limited's "slow down").
+func refusal(outcome string) bool {
+	switch outcome {
+	case GateOutOfStock, GateLimit, GateNotOpen, GateNotAdmitted:
+		return true
 	}
+	return false
 }
 
 // undo gives back the units the gate granted to a hold that Postgres did not record.

@@ -179,9 +179,6 @@ type GateState struct {
 	Purchased map[string]int64
 	// Row is the product as the rebuild read it, under the new generation (for the catalog).
 	Row ProductRow
-	// HasHistory says the product ever had a hold: if Redis lost its keys, it may have lost
-	// Idempotency-Key entries with them, whose answers Postgres keeps.
-	HasHistory bool
 }
 
 // IdemRecord is a stored answer to a request that carried an Idempotency-Key.
@@ -270,9 +267,6 @@ type Gate interface {
 	Rebuild(ctx context.Context, s GateState, now time.Time) (bool, error)
 	// Invalidate drops the product's gate if its generation is below gen.
 	Invalidate(ctx context.Context, productID string, gen int64) error
-	// MarkLost says the product's gate was found stale (an older copy after a failover), so
-	// its Idempotency-Key entries may be stale too: keyed sold-out answers then ask Postgres.
-	MarkLost(ctx context.Context, productID string) error
 	// Available returns the available units of each product that has a gate, in total and
 	// per variant.
 	Available(ctx context.Context, ids []string) (map[string]Availability, error)
@@ -408,9 +402,6 @@ type GateResult struct {
 	Which string
 	// Ahead is, for not_admitted, how many shoppers are ahead (-1: before the opening).
 	Ahead int64
-	// IdemSeen is, for out_of_stock and limit, whether the request's Idempotency-Key took a
-	// hold before (gone since): only then is its first answer looked up in Postgres.
-	IdemSeen bool
 }
 
 // Service runs the rules. Build it once per cold start.
@@ -437,6 +428,13 @@ type Service struct {
 	// FulfillDeadline is how long a paid order may wait for fulfillment before the sweep
 	// lists it as a failed job (more than the queue's retries take: 3 × visibility).
 	FulfillDeadline time.Duration
+	// ReconcileBatch bounds the orders one sweep asks Stripe about (reconcilePayments), so a
+	// sweep costs Stripe a bounded number of calls; ReconcileEvery is how often one order is
+	// asked about; ReconcileWindow how long after an order ended Stripe may still deliver a
+	// webhook for it (Stripe retries for up to three days).
+	ReconcileBatch  int
+	ReconcileEvery  time.Duration
+	ReconcileWindow time.Duration
 	// AdmissionWindow is how long an admitted ticket may reserve (ADMISSION_WINDOW).
 	AdmissionWindow time.Duration
 	// ShopperRate and ShopperBurst are each shopper's token bucket for POST /reservations,
@@ -456,7 +454,8 @@ type Service struct {
 
 // NewService returns a Service with the default clock, TTLs and logger.
 func NewService(st Store, g Gate) *Service {
-	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, AdmissionWindow: 2 * time.Minute, ShopperRate: 5, ShopperBurst: 10, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute, FailedJobMaxAge: 24 * time.Hour, FulfillDeadline: 15 * time.Minute}
+	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, AdmissionWindow: 2 * time.Minute, ShopperRate: 5, ShopperBurst: 10, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute, FailedJobMaxAge: 24 * time.Hour, FulfillDeadline: 15 * time.Minute,
+		ReconcileBatch: 20, ReconcileEvery: 10 * time.Minute, ReconcileWindow: 72*time.Hour + PaymentGrace}
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Millisecond) }

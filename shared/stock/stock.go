@@ -51,13 +51,14 @@ func KeysFor(id string) Keys {
 
 func (k Keys) list() []string { return []string{k.Gate, k.Holds, k.Deadlines, k.Users, k.Version} }
 
-// idemKey is the key of a user's Idempotency-Key entry for a product; with no key, a key of
-// the same slot that is never written.
-func idemKey(productID, userID, key string) string {
+// IdemKey is the key of a user's Idempotency-Key entry for a product; with no key, a key of
+// the same slot that is never written. The user id's length comes first, so that no user id
+// or key (either may contain ':') can make two users' entries one.
+func IdemKey(productID, userID, key string) string {
 	if key == "" {
 		return "{p:" + productID + "}:noidem"
 	}
-	return "{p:" + productID + "}:idem:" + userID + ":" + key
+	return "{p:" + productID + "}:idem:" + strconv.Itoa(len(userID)) + ":" + userID + ":" + key
 }
 
 func ms(t time.Time) int64 { return t.UnixMilli() }
@@ -65,9 +66,9 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 // Reserve runs reserve.lua for one hold.
 func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult, error) {
 	k := KeysFor(a.ProductID)
-	keys := append(k.list(), idemKey(a.ProductID, a.UserID, a.IdemKey))
+	keys := append(k.list(), IdemKey(a.ProductID, a.UserID, a.IdemKey))
 	keys = append(keys, QueueKeys(a.ProductID)...)
-	keys = append(keys, BucketKey(a.UserID), idemLostKey(a.ProductID))
+	keys = append(keys, BucketKey(a.UserID))
 	charge := "0"
 	if a.Charge {
 		charge = "1"
@@ -84,9 +85,9 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 	case shop.GateReplay:
 		r.ID = lua.Str(v, 1)
 	case shop.GateOutOfStock:
-		r.Available, r.IdemSeen = lua.Int(v, 1), lua.Str(v, 2) == "1"
+		r.Available = lua.Int(v, 1)
 	case shop.GateLimit:
-		r.Limit, r.IdemSeen = lua.Int(v, 1), lua.Str(v, 3) == "1"
+		r.Limit = lua.Int(v, 1)
 	case shop.GateRateLimited:
 		r.Wait = time.Duration(lua.Int(v, 1)) * time.Millisecond
 	case shop.GateNotOpen:
@@ -100,7 +101,7 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 // Release runs release.lua for one hold.
 func (g *Gate) Release(ctx context.Context, r shop.GateRelease) (shop.GateResult, error) {
 	k := KeysFor(r.ProductID)
-	keys := append(k.list(), idemKey(r.ProductID, r.UserID, r.IdemKey))
+	keys := append(k.list(), IdemKey(r.ProductID, r.UserID, r.IdemKey))
 	forget, deadline, fromReserved := "0", "", "0"
 	if r.IdemKey != "" {
 		forget = "1"
@@ -163,9 +164,6 @@ func (g *Gate) Rebuild(ctx context.Context, s shop.GateState, now time.Time) (bo
 	k := KeysFor(s.ProductID)
 	var rebuilt *redis.Cmd
 	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		if s.HasHistory {
-			p.Eval(ctx, lua.IdemLost, []string{k.Version, idemLostKey(s.ProductID)}, g.IdemTTL.Milliseconds())
-		}
 		rebuilt = p.Eval(ctx, lua.Rebuild, k.list(), args...)
 		p.Eval(ctx, lua.GateDrop, []string{k.Gate, k.Users}, dropArgs(s)...)
 		return nil
@@ -179,19 +177,6 @@ func (g *Gate) Rebuild(ctx context.Context, s shop.GateState, now time.Time) (bo
 	}
 	return lua.Str(v, 0) == "rebuilt", nil
 }
-
-// MarkLost marks a product whose gate was found stale (an older copy after a failover): its
-// Idempotency-Key entries may be older too, so for as long as entries live a keyed sold-out
-// answer asks Postgres for the key's first answer. The lifetime is relative (PX).
-func (g *Gate) MarkLost(ctx context.Context, productID string) error {
-	if err := g.rdb.Set(ctx, idemLostKey(productID), "1", g.IdemTTL).Err(); err != nil {
-		return fmt.Errorf("mark lost entries of %s: %w", productID, Translate(err))
-	}
-	return nil
-}
-
-// idemLostKey marks a product whose Redis state was lost (idemlost.lua, MarkLost).
-func idemLostKey(productID string) string { return "{p:" + productID + "}:idemlost" }
 
 // dropArgs are gatedrop.lua's ARGV for a state.
 func dropArgs(s shop.GateState) []any {

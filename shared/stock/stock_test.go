@@ -102,7 +102,7 @@ func TestGateScripts(t *testing.T) {
 	if rel, err := g.Release(ctx, shop.GateRelease{ProductID: "p1", ID: "r2", UserID: "v", IdemKey: "k"}); err != nil || rel.Outcome != shop.GateAbsent {
 		t.Fatalf("second release r2: %+v, %v", rel, err)
 	}
-	if n, _ := rdb.Exists(ctx, "{p:p1}:idem:v:k").Result(); n != 0 {
+	if n, _ := rdb.Exists(ctx, stock.IdemKey("p1", "v", "k")).Result(); n != 0 {
 		t.Fatal("the undone hold's idempotency entry is still there")
 	}
 	if r, err := g.Reserve(ctx, shop.GateReserve{ProductID: "p1", ID: "r5", UserID: "v", Quantity: 1, IdemKey: "k", RequestHash: "h2", Now: now, Deadline: now.Add(time.Minute)}); err != nil || r.Outcome != shop.GateOK {
@@ -154,5 +154,30 @@ func TestUnavailableRedis(t *testing.T) {
 	_, err := down.Reserve(ctx, shop.GateReserve{ProductID: "p1", ID: "r1", UserID: "u", Quantity: 1})
 	if shop.ErrorCode(err) != shop.CodeUnavailable {
 		t.Fatalf("reserve on a redis that is down: %v, want unavailable", err)
+	}
+}
+
+// Two shoppers whose user id and key join to the same text ("a:b" with "c", "a" with "b:c")
+// have two entries: neither is answered as a replay or a conflict of the other.
+func TestIdempotencyEntriesOfUsersWithColons(t *testing.T) {
+	t.Parallel()
+	rdb := testenv.Redis(t)
+	g := stock.New(rdb)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	if set, err := g.Rebuild(ctx, shop.GateState{ProductID: "colon", Available: 5, MaxPerUser: 5, Gen: 1}, now); err != nil || !set {
+		t.Fatalf("rebuild: %v, %v", set, err)
+	}
+	for i, a := range []shop.GateReserve{
+		{ID: "r1", UserID: "a:b", IdemKey: "c", RequestHash: "h1"},
+		{ID: "r2", UserID: "a", IdemKey: "b:c", RequestHash: "h2"},
+	} {
+		a.ProductID, a.Quantity, a.Now, a.Deadline = "colon", 1, now, now.Add(time.Minute)
+		r, err := g.Reserve(ctx, a)
+		if err != nil || r.Outcome != shop.GateOK {
+			t.Fatalf("reserve %d (%s, key %s): %+v, %v; want ok", i+1, a.UserID, a.IdemKey, r, err)
+		}
+	}
+	if stock.IdemKey("colon", "a:b", "c") == stock.IdemKey("colon", "a", "b:c") {
+		t.Fatal("two users' entries share a key")
 	}
 }

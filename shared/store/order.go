@@ -294,6 +294,14 @@ func (s *Store) RetakeOrder(ctx context.Context, orderID string, deadline, now t
 				if rerr := sp.Rollback(ctx); rerr != nil {
 					return fmt.Errorf("rollback to savepoint: %w", translate(rerr))
 				}
+				if pe.Code == codeOverLimit {
+					// The shopper holds or bought max_per_user units of the product meanwhile
+					// (or an admin lowered it): the limit is a fact of Postgres, not a stale
+					// gate, so no retry can pass it. Refunded, decided under the lock.
+					res.Outcome, res.Short = shop.RetakeOverLimit, pe.Detail
+					_, err := tx.Exec(ctx, `UPDATE orders SET status = 'refunded', updated_at = $2 WHERE id = $1`, orderID, now)
+					return translate(err)
+				}
 				res.Outcome, res.Stale, res.StaleGen = shop.RetakeGateChanged, pe.Detail, gens[pe.Detail]
 				return nil
 			}
@@ -306,6 +314,39 @@ func (s *Store) RetakeOrder(ctx context.Context, orderID string, deadline, now t
 		return nil
 	})
 	return res, err
+}
+
+// ReconcileDue returns up to limit orders Stripe may still have a say about (expired or
+// refunded, with a PaymentIntent, not settled) that were not checked since checkedBefore,
+// least recently checked first, with their items.
+func (s *Store) ReconcileDue(ctx context.Context, checkedBefore time.Time, limit int) ([]shop.Order, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+orderCols+` FROM orders
+		WHERE status IN ('expired', 'refunded') AND payment_intent_id IS NOT NULL AND settled_at IS NULL
+			AND (checked_at IS NULL OR checked_at < $1)
+		ORDER BY checked_at NULLS FIRST, id LIMIT $2`, checkedBefore, limit)
+	if err != nil {
+		return nil, fmt.Errorf("select orders to reconcile: %w", translate(err))
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (shop.Order, error) { return scanOrder(row) })
+	if err != nil {
+		return nil, fmt.Errorf("select orders to reconcile: %w", translate(err))
+	}
+	for i := range out {
+		if out[i].Items, err = orderItems(ctx, s.pool, out[i].ID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// NoteChecked records that Stripe was asked about an order at now and, with settled, that
+// it has nothing more to say (never asked again). It never unsettles an order.
+func (s *Store) NoteChecked(ctx context.Context, orderID string, settled bool, now time.Time) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE orders SET checked_at = $2,
+		settled_at = CASE WHEN $3 THEN COALESCE(settled_at, $2) ELSE settled_at END WHERE id = $1`, orderID, now, settled); err != nil {
+		return fmt.Errorf("note order checked with stripe: %w", translate(err))
+	}
+	return nil
 }
 
 // EventSeen reports whether a Stripe event was handled already.

@@ -475,9 +475,6 @@ func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.Gate
 		}
 		st.Row = p
 		st.Row.Gen = st.Gen
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM reservations WHERE product_id = $1)`, id).Scan(&st.HasHistory); err != nil {
-			return fmt.Errorf("read hold history: %w", translate(err))
-		}
 		rows, err := tx.Query(ctx, `SELECT `+reservationCols+` FROM reservations WHERE product_id = $1 AND status IN `+liveStatuses, id)
 		if err != nil {
 			return fmt.Errorf("select live holds: %w", translate(err))
