@@ -39,7 +39,11 @@ type edit struct {
 var mutations = []mutation{
 	{
 		name: "pg-count", why: "Postgres no longer enforces the count: a hold its free units cannot cover goes live anyway",
-		edits: []edit{{"shared/store/migrations/0004_product_slots.sql", "    IF total < q THEN\n        RAISE EXCEPTION USING ERRCODE = 'LU001'", "    IF total < q THEN RETURN; END IF;\n    IF false THEN\n        RAISE EXCEPTION USING ERRCODE = 'LU001'"}},
+		edits: []edit{{"shared/store/migrations/0044_variants_switch.sql", "    IF total < q THEN\n        RAISE EXCEPTION USING ERRCODE = 'LU001'", "    IF total < q THEN RETURN; END IF;\n    IF false THEN\n        RAISE EXCEPTION USING ERRCODE = 'LU001'"}},
+	},
+	{
+		name: "size-gate", why: "the gate checks a reserve against the product's total, not the size's units (Postgres still counts per size)",
+		edits: []edit{{"lua/reserve.lua", "redis.call('HMGET', KEYS[1], vr_field(multi, vid), 'max', 'gen')", "redis.call('HMGET', KEYS[1], 'avail', 'max', 'gen')"}},
 	},
 	{
 		name: "limit-gate", why: "the gate no longer checks max_per_user (Postgres still does)",
