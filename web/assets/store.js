@@ -6,7 +6,7 @@
 // sizes disabled); the cart and the order name the size. A product with one variant,
 // "default", looks as it did before variants: no picker.
 import { api, ApiError, el, loadConfig, money, say, state } from "./api.js";
-import { accessToken, initAuth, signIn, signOut, signedIn, user } from "./auth.js";
+import { initAuth, signIn, signOut, signedIn, user } from "./auth.js";
 
 const KEY = "lastunit.shopper";
 const $ = (id) => document.getElementById(id);
@@ -297,10 +297,11 @@ function showLive() {
     : "Live stock: connecting…";
 }
 
-async function connect() {
+// The socket carries only public data, so it is opened without a token (a token in a URL ends
+// up in logs).
+function connect() {
   const url = state.config.websocket_url || ((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-  const token = await accessToken();
-  const ws = new WebSocket(token ? url + "?token=" + encodeURIComponent(token) : url);
+  const ws = new WebSocket(url);
   socket = ws;
   let opened = false;
   // A handshake a proxy swallows may hang for minutes before it fails: give up on it sooner.
@@ -522,7 +523,6 @@ function sessionEnded() {
   showUser();
   say($("msg"), "Your session ended. Sign in again to reserve.", "bad");
   loadCart();
-  if (socket) socket.close(); // reconnects as a viewer
 }
 
 async function main() {
