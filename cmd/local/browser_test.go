@@ -132,6 +132,27 @@ func waitText(t *testing.T, ctx context.Context, sel, want string, d time.Durati
 	return 0
 }
 
+// waitJS waits until the expression is true in the tab's page, asking again every 100 ms
+// (each try short, so that one asked during a navigation cannot hang the test), up to d.
+func waitJS(t *testing.T, ctx context.Context, what, expr string, d time.Duration) {
+	t.Helper()
+	var last error
+	for start := time.Now(); time.Since(start) < d; time.Sleep(100 * time.Millisecond) {
+		var ok bool
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		last = chromedp.Run(c, chromedp.Evaluate(expr, &ok))
+		cancel()
+		if last == nil && ok {
+			return
+		}
+	}
+	var url string
+	c, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	chromedp.Run(c, chromedp.Evaluate(`location.href`, &url)) //nolint:errcheck
+	t.Fatalf("%s: not within %s (at %s; last error %v)", what, d, url, last)
+}
+
 // screenshot saves the page to $SCREENSHOTS (docs/pages.md's pictures come from here).
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
@@ -153,18 +174,18 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // the code gone from the address bar.
 func signInAs(t *testing.T, ctx context.Context, url, name string, admin bool) {
 	t.Helper()
-	actions := []chromedp.Action{
-		chromedp.Navigate(url),
-		chromedp.WaitVisible("#signin-button", chromedp.ByQuery),
-		chromedp.Click("#signin-button", chromedp.ByQuery),
-		chromedp.WaitVisible("#username", chromedp.ByQuery), // the provider's page, not the store's
-		chromedp.SendKeys("#username", name, chromedp.ByQuery),
-	}
+	do(t, ctx, "open "+url, chromedp.Navigate(url), chromedp.WaitVisible("#signin-button", chromedp.ByQuery),
+		chromedp.Click("#signin-button", chromedp.ByQuery))
+	// Each click above and below starts a navigation: wait for its page by asking it again
+	// (a query that waits across a navigation can hang in chromedp).
+	waitJS(t, ctx, "the provider's sign-in page", `!!document.querySelector("#username")`, 20*time.Second)
+	actions := []chromedp.Action{chromedp.SendKeys("#username", name, chromedp.ByQuery)}
 	if admin {
 		actions = append(actions, chromedp.Click("#admin", chromedp.ByQuery), chromedp.SendKeys("#admin-secret", testSecret, chromedp.ByQuery))
 	}
-	actions = append(actions, chromedp.Click("#oidc-submit", chromedp.ByQuery), chromedp.WaitVisible("#whoami", chromedp.ByQuery))
+	actions = append(actions, chromedp.Click("#oidc-submit", chromedp.ByQuery))
 	do(t, ctx, "sign in "+name, actions...)
+	waitJS(t, ctx, "back on the page, signed in", `!!document.querySelector("#whoami:not([hidden])")`, 20*time.Second)
 	waitText(t, ctx, "#who", "Signed in as "+name, 5*time.Second)
 	var search, token string
 	do(t, ctx, "read the session", chromedp.Evaluate(`location.search`, &search),
@@ -212,6 +233,14 @@ func TestStorefrontInABrowser(t *testing.T) {
 			t.Fatalf("signed out, %s is enabled", sel)
 		}
 	}
+	legend := func() string {
+		var l string
+		do(t, admin, "read the tools' legend", chromedp.Evaluate(`document.querySelector("#admin-area legend").textContent`, &l))
+		return l
+	}
+	if l := legend(); !strings.Contains(l, "sign in as an admin") {
+		t.Fatalf("signed out, the tools' legend reads %q", l)
+	}
 	screenshot(t, admin, "dashboard-signed-out.png")
 	// Signed in as an admin through the OpenID flow: enabled, and no error left on the page.
 	signInAs(t, admin, srv.URL+"/dashboard", "ada", true)
@@ -226,6 +255,17 @@ func TestStorefrontInABrowser(t *testing.T) {
 	do(t, admin, "message", chromedp.Text("#msg", &msg, chromedp.ByQuery, chromedp.AtLeast(0)))
 	if strings.TrimSpace(msg) != "" {
 		t.Fatalf("after signing in the dashboard says %q", msg)
+	}
+	// What a screen reader reads with the tools no longer asks an admin to sign in.
+	if l := legend(); l != "Admin tools" {
+		t.Fatalf("signed in as an admin, the tools' legend reads %q", l)
+	}
+	// No empty band under the header: with no message, the products come right after it
+	// (main's padding, under 2rem).
+	var band float64
+	do(t, admin, "the band under the header", chromedp.Evaluate(`document.querySelector("#products-title").getBoundingClientRect().top - document.querySelector("header").getBoundingClientRect().bottom`, &band))
+	if band > 32 {
+		t.Fatalf("%.0f px of empty space between the header and the products", band)
 	}
 	// The create form lines up with the products table: the same left edge, every field inside
 	// the table's width, and no sideways scrolling of the page.
@@ -255,6 +295,12 @@ func TestStorefrontInABrowser(t *testing.T) {
 	signInAs(t, bob, srv.URL+"/", "bob", false)
 	waitText(t, bob, `[data-available="hoodie"]`, "5 available", 5*time.Second)
 	waitText(t, bob, "#live", "Live stock: on", 5*time.Second)
+	// A product with one variant ("default") has no size picker: it looks as before variants.
+	var pickers int
+	do(t, bob, "size pickers", chromedp.Evaluate(`document.querySelectorAll(".sizes").length`, &pickers))
+	if pickers != 0 {
+		t.Fatalf("%d size pickers on one-variant products", pickers)
+	}
 
 	// Alice reserves 2; Bob's page follows without a reload.
 	do(t, alice, "alice reserves",
@@ -461,6 +507,17 @@ func TestDropInABrowser(t *testing.T) {
 	do(t, shoppers[first], first+" reserves", chromedp.Click(`[data-product="sneaker"] button.reserve`, chromedp.ByQuery))
 	waitText(t, shoppers[first], "#cart", "1 × Sneaker", 5*time.Second)
 	waitText(t, shoppers[second], `[data-available="sneaker"]`, "Sold out", 5*time.Second)
+	waitText(t, shoppers[second], `[data-drop="sneaker"] .opens`, "Sold out", 5*time.Second)
+	// A shopper who comes now reads sold out, not "On sale · Join the queue".
+	carol := tab(t, b)
+	signInAs(t, carol, srv.URL+"/", "carol", false)
+	waitText(t, carol, `[data-drop="sneaker"] .opens`, "Sold out", 5*time.Second)
+	waitText(t, carol, `[data-drop="sneaker"] .ticket`, "Sold out", 5*time.Second)
+	var drop string
+	do(t, carol, "carol reads the drop", chromedp.Evaluate(`document.querySelector('[data-product="sneaker"]').innerText`, &drop))
+	if strings.Contains(drop, "On sale") || strings.Contains(drop, "Join the queue") {
+		t.Fatalf("a sold-out drop reads %q", drop)
+	}
 	do(t, shoppers[second], "reserve when sold out", chromedp.Evaluate(`document.querySelector('[data-product="sneaker"] button.reserve').disabled`, &disabled))
 	if !disabled {
 		t.Fatal("the reserve button is enabled on a sold-out product")
@@ -526,4 +583,203 @@ func TestReferencePageInABrowser(t *testing.T) {
 	if v := cspViolations(t, ctx); len(v) > 0 {
 		t.Errorf("the design page broke the Content-Security-Policy: %v", v)
 	}
+}
+
+// TestLiveStockFallsBackToPolling: a network that blocks WebSockets. The storefront's socket
+// is dropped and cannot connect again; the page says so and reads GET /products/{id} every few
+// seconds instead, so another shopper's hold and release still show without a reload (also on
+// a page that never had a socket); when the network lets the socket through again, the page
+// goes back to it and the polling stops.
+func TestLiveStockFallsBackToPolling(t *testing.T) {
+	env := testenv.NewEnv(t)
+	env.Stripe, env.Queue = testenv.Stripe(t), testenv.Queue(t, time.Second)
+	env.Shop.Pay, env.Shop.Jobs = env.Stripe, env.Queue
+	env.Shop.Now = time.Now
+	srv, _, block := startFullServerBlockable(t, env)
+	call(t, srv, "PUT", "/admin/products/tee", bearer(t, "ada", "admin"), `{"name":"Tee","price_cents":2500,"currency":"usd","stock":9,"max_per_user":9}`)
+	b := browser(t)
+	alice, viewer := tab(t, b), tab(t, b)
+	signInAs(t, alice, srv.URL+"/", "alice", false)
+	do(t, viewer, "viewer opens the store", chromedp.Navigate(srv.URL+"/"))
+	waitText(t, viewer, "#live", "Live stock: on", 5*time.Second)
+	waitText(t, viewer, `[data-available="tee"]`, "9 available", 5*time.Second)
+	reserve := func(qty string) {
+		t.Helper()
+		do(t, alice, "alice reserves "+qty,
+			chromedp.SetValue("#qty-tee", qty, chromedp.ByQuery),
+			chromedp.Click(`[data-product="tee"] button.reserve`, chromedp.ByQuery))
+		waitText(t, alice, "#msg", "Held "+qty, 5*time.Second)
+	}
+
+	// The network starts blocking: the open socket drops and the next handshake is refused.
+	block.set(true)
+	waitText(t, viewer, "#live", "blocked on this network", 10*time.Second)
+	reserve("2")
+	waitText(t, viewer, `[data-available="tee"]`, "7 available", 10*time.Second)
+	if block.polls.Load() == 0 {
+		t.Fatal("the viewer's page shows the new count but never read GET /products/{id}")
+	}
+	screenshot(t, viewer, "storefront-polling.png")
+
+	// A page opened on such a network never has a socket: it polls from the start.
+	do(t, viewer, "viewer reloads", chromedp.Reload())
+	waitText(t, viewer, "#live", "blocked on this network", 15*time.Second)
+	do(t, alice, "alice releases", chromedp.Click(`#cart [data-reservation] button`, chromedp.ByQuery))
+	waitText(t, alice, "#msg", "Released", 5*time.Second)
+	waitText(t, viewer, `[data-available="tee"]`, "9 available", 10*time.Second)
+
+	// The network lets WebSockets through again: the page returns to the socket (it tries
+	// at least every 10 s) and stops polling.
+	block.set(false)
+	waitText(t, viewer, "#live", "Live stock: on", 20*time.Second)
+	waitText(t, alice, "#live", "Live stock: on", 20*time.Second)
+	time.Sleep(time.Second) // a read sent just before the socket opened may still arrive
+	polls := block.polls.Load()
+	reserve("1")
+	waitText(t, viewer, `[data-available="tee"]`, "8 available", 5*time.Second)
+	time.Sleep(7 * time.Second) // two polling periods
+	if n := block.polls.Load() - polls; n != 0 {
+		t.Errorf("the page read GET /products/{id} %d times after its socket came back", n)
+	}
+	for name, ctx := range map[string]context.Context{"alice": alice, "viewer": viewer} {
+		if v := cspViolations(t, ctx); len(v) != 0 {
+			t.Errorf("the Content-Security-Policy blocked %v on %s's page", v, name)
+		}
+	}
+	env.CheckLedger(t, "tee", 9)
+}
+
+// TestVariantsInABrowser: a product in sizes, end to end in real Chromium. The admin creates
+// it with the dashboard's size rows, edits them (removes a size, changes a stock) and restocks
+// one size; the dashboard shows each size's ledger. On the storefront a shopper who picked a
+// size sees it sell out live in front of her (the pick is dropped, the size disabled) and buys
+// another; at "1 per customer" she cannot take a second size; the cart and the order name the
+// size. Then the network blocks the socket and the polling keeps each size's count right.
+func TestVariantsInABrowser(t *testing.T) {
+	env := testenv.NewEnv(t)
+	env.Stripe, env.Queue = testenv.Stripe(t), testenv.Queue(t, time.Second)
+	env.Shop.Pay, env.Shop.Jobs = env.Stripe, env.Queue
+	env.Shop.Now = time.Now
+	srv, _, block := startFullServerBlockable(t, env)
+	b := browser(t)
+	admin := tab(t, b)
+	signInAs(t, admin, srv.URL+"/dashboard", "ada", true)
+	for i := 0; i < 50 && disabled(t, admin, "#create button[type=submit]"); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The admin creates the sneaker in four sizes, the last one dearer.
+	actions := []chromedp.Action{
+		chromedp.SendKeys("#p-id", "sneaker", chromedp.ByQuery), chromedp.SendKeys("#p-name", "Sneaker", chromedp.ByQuery),
+		chromedp.SetValue("#p-price", "12000", chromedp.ByQuery), chromedp.SetValue("#p-max", "1", chromedp.ByQuery),
+	}
+	for i, size := range []struct{ id, name, price string }{{"us-9", "US 9", ""}, {"us-10", "US 10", ""}, {"us-11", "US 11", ""}, {"us-12", "US 12", "13000"}} {
+		row := fmt.Sprintf("#v-rows tr:nth-child(%d) ", i+1)
+		actions = append(actions, chromedp.Click("#v-add", chromedp.ByQuery),
+			chromedp.SendKeys(row+".v-id", size.id, chromedp.ByQuery), chromedp.SendKeys(row+".v-name", size.name, chromedp.ByQuery),
+			chromedp.SetValue(row+".v-stock", "1", chromedp.ByQuery), chromedp.SetValue(row+".v-price", size.price, chromedp.ByQuery))
+	}
+	actions = append(actions, chromedp.Click("#create button[type=submit]", chromedp.ByQuery))
+	do(t, admin, "create the sneaker in sizes", actions...)
+	waitText(t, admin, "#msg", "Saved sneaker", 5*time.Second)
+	waitText(t, admin, `tr[data-variant="us-12"]`, "$130.00", 5*time.Second)
+	waitText(t, admin, `tr[data-product="sneaker"]:not([data-variant]) [data-col="stock"]`, "4", 5*time.Second)
+	if !disabled(t, admin, "#p-stock") {
+		t.Fatal("with size rows the product's Stock field is enabled")
+	}
+
+	// Edit: US 12 goes (never held), US 10 gets 2; then US 11 is restocked by one.
+	do(t, admin, "edit the sneaker",
+		chromedp.Click(`[data-edit="sneaker"]`, chromedp.ByQuery),
+		chromedp.Evaluate(`[...document.querySelectorAll("#v-rows tr")].find((r) => r.querySelector(".v-id").value === "us-12").querySelector("button").click()`, nil),
+		chromedp.Evaluate(`[...document.querySelectorAll("#v-rows tr")].find((r) => r.querySelector(".v-id").value === "us-10").querySelector(".v-stock").value = "2"`, nil),
+		chromedp.Click("#create button[type=submit]", chromedp.ByQuery))
+	waitText(t, admin, "#msg", "Saved sneaker", 5*time.Second)
+	waitText(t, admin, `tr[data-variant="us-10"] [data-col="stock"]`, "2", 5*time.Second)
+	var gone bool
+	for i := 0; i < 50 && !gone; i++ {
+		do(t, admin, "is US 12 gone", chromedp.Evaluate(`document.querySelector('tr[data-variant="us-12"]') === null`, &gone))
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !gone {
+		t.Fatal("the removed size is still on the dashboard")
+	}
+	do(t, admin, "restock US 11", chromedp.SetValue(`[id="delta-sneaker--us-11"]`, "1", chromedp.ByQuery),
+		chromedp.Click(`tr[data-variant="us-11"] button`, chromedp.ByQuery))
+	waitText(t, admin, "#msg", "Restocked sneaker us-11", 5*time.Second)
+	waitText(t, admin, `tr[data-variant="us-11"] [data-col="stock"]`, "2", 5*time.Second)
+	// Now US 9: 1, US 10: 2, US 11: 2.
+
+	alice, bob := tab(t, b), tab(t, b)
+	signInAs(t, alice, srv.URL+"/", "alice", false)
+	signInAs(t, bob, srv.URL+"/", "bob", false)
+	for _, c := range []context.Context{alice, bob} {
+		waitText(t, c, "#live", "Live stock: on", 5*time.Second)
+		waitText(t, c, `[data-available="sneaker"]`, "5 available", 5*time.Second)
+		waitText(t, c, `[data-sizes="sneaker"]`, "US 9", 5*time.Second)
+	}
+	size := func(id string) string { return fmt.Sprintf(`[data-sizes="sneaker"] input[data-variant=%q]`, id) }
+	if !disabled(t, alice, `[data-product="sneaker"] button.reserve`) {
+		t.Fatal("Reserve is enabled before a size is picked")
+	}
+	waitText(t, alice, `[data-product="sneaker"] button.reserve`, "Pick a size", 2*time.Second)
+
+	// Alice picks US 9; Bob takes the last US 9: on Alice's page it sells out, live.
+	do(t, alice, "alice picks US 9", chromedp.Click(size("us-9")+" + label", chromedp.ByQuery))
+	do(t, bob, "bob reserves US 9", chromedp.Click(size("us-9")+" + label", chromedp.ByQuery),
+		chromedp.Click(`[data-product="sneaker"] button.reserve`, chromedp.ByQuery))
+	waitText(t, bob, "#msg", "Held 1 × Sneaker (US 9)", 5*time.Second)
+	waitText(t, bob, "#cart", "1 × Sneaker (US 9)", 5*time.Second)
+	waitText(t, alice, "#msg", "Sneaker (US 9) just sold out", 5*time.Second)
+	waitText(t, alice, size("us-9")+" + label", "sold out", 2*time.Second)
+	if !disabled(t, alice, size("us-9")) {
+		t.Fatal("a sold-out size can still be picked")
+	}
+	if !disabled(t, alice, `[data-product="sneaker"] button.reserve`) {
+		t.Fatal("Reserve is enabled with the picked size sold out")
+	}
+	screenshot(t, alice, "storefront-sizes.png")
+
+	// She takes US 10 instead; at 1 per customer a second size is refused.
+	do(t, alice, "alice reserves US 10", chromedp.Click(size("us-10")+" + label", chromedp.ByQuery),
+		chromedp.Click(`[data-product="sneaker"] button.reserve`, chromedp.ByQuery))
+	waitText(t, alice, "#msg", "Held 1 × Sneaker (US 10)", 5*time.Second)
+	waitText(t, alice, "#cart", "1 × Sneaker (US 10)", 5*time.Second)
+	waitText(t, bob, size("us-10")+" + label", "1 left", 5*time.Second)
+	do(t, alice, "alice tries US 11 too", chromedp.Click(size("us-11")+" + label", chromedp.ByQuery),
+		chromedp.Click(`[data-product="sneaker"] button.reserve`, chromedp.ByQuery))
+	waitText(t, alice, "#msg", "at most 1 per shopper, all sizes together", 5*time.Second)
+
+	// Checkout and payment: the order names the size and its price.
+	do(t, alice, "checkout", chromedp.Click("#checkout", chromedp.ByQuery), chromedp.WaitVisible("#pay-test", chromedp.ByQuery))
+	waitText(t, alice, "#order-items", "1 × Sneaker (US 10) · $120.00", 5*time.Second)
+	do(t, alice, "pay", chromedp.Click("#pay-test", chromedp.ByQuery))
+	waitText(t, alice, "#msg", "Payment sent", 10*time.Second)
+	waitText(t, alice, "#order-status", "fulfilled", 30*time.Second)
+	waitText(t, admin, `tr[data-variant="us-10"] [data-col="sold"]`, "1", 5*time.Second)
+	waitText(t, admin, `tr[data-variant="us-9"] [data-col="held"]`, "1", 5*time.Second)
+	waitText(t, admin, "#orders", "1 × sneaker (us-10)", 5*time.Second)
+	screenshot(t, admin, "dashboard-sizes.png")
+
+	// The network blocks WebSockets: Bob's page polls, and each size's count still follows.
+	block.set(true)
+	waitText(t, bob, "#live", "blocked on this network", 10*time.Second)
+	for _, shopper := range []string{"carol", "dave"} {
+		r := call(t, srv, "POST", "/reservations", bearer(t, shopper), `{"product_id":"sneaker","variant_id":"us-11","quantity":1}`)
+		if r.status != 201 {
+			t.Fatalf("%s reserves US 11: %d %s", shopper, r.status, r.body)
+		}
+	}
+	waitText(t, bob, size("us-11")+" + label", "sold out", 10*time.Second)
+	waitText(t, bob, `[data-available="sneaker"]`, "1 available", 5*time.Second)
+	if !disabled(t, bob, size("us-11")) {
+		t.Fatal("polling: a sold-out size can still be picked")
+	}
+	for name, ctx := range map[string]context.Context{"alice": alice, "bob": bob, "admin": admin} {
+		if v := cspViolations(t, ctx); len(v) != 0 {
+			t.Errorf("the Content-Security-Policy blocked %v on %s's page", v, name)
+		}
+	}
+	env.CheckVariants(t, "sneaker")
+	env.CheckLedger(t, "sneaker", 5)
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,12 +30,50 @@ func startFullServer(t *testing.T, env *testenv.Env) *httptest.Server {
 // provider is s.oidc).
 func startFullServerWith(t *testing.T, env *testenv.Env) (*httptest.Server, *server) {
 	t.Helper()
+	srv, s, _ := startFullServerBlockable(t, env)
+	return srv, s
+}
+
+// wsBlock stands for a network that blocks WebSockets, in front of a test runner: while on,
+// the handshake at /ws is refused (403, as a filtering proxy answers it) and set(true) drops
+// the sockets that are open. It also counts the storefront's polling reads, GET /products/{id}.
+type wsBlock struct {
+	on    atomic.Bool
+	polls atomic.Int64
+	g     *wsGateway
+}
+
+// set turns the block on (dropping every open socket) or off; call it from the test's goroutine.
+func (b *wsBlock) set(on bool) {
+	b.on.Store(on)
+	if on {
+		b.g.closeAll()
+	}
+}
+
+func (b *wsBlock) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" && b.on.Load() {
+			http.Error(w, "WebSockets are blocked on this network", http.StatusForbidden)
+			return
+		}
+		if id, ok := strings.CutPrefix(r.URL.Path, "/products/"); ok && r.Method == http.MethodGet && id != "" && !strings.Contains(id, "/") {
+			b.polls.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// startFullServerBlockable is startFullServerWith with a wsBlock in front of the runner.
+func startFullServerBlockable(t *testing.T, env *testenv.Env) (*httptest.Server, *server, *wsBlock) {
+	t.Helper()
 	env.Shop.Dead = env.Queue
 	health := func(ctx context.Context) error { return env.Pool.Ping(ctx) }
 	s := newServer(quiet, []byte(testSecret), health,
 		handler.Reserve(env.Shop, quiet), handler.Admin(env.Shop, quiet),
 		handler.Checkout(env.Shop, quiet), handler.Webhook(env.Shop, env.Stripe, quiet))
-	srv := httptest.NewUnstartedServer(withContract(t, s))
+	block := &wsBlock{}
+	srv := httptest.NewUnstartedServer(block.wrap(withContract(t, s)))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	p := &payer{auth: s.identity, orders: env.Shop.Store, secret: testenv.WebhookSecret, webhook: srv.URL + "/webhooks/stripe", client: srv.Client()}
@@ -50,8 +90,8 @@ func startFullServerWith(t *testing.T, env *testenv.Env) (*httptest.Server, *ser
 		t.Fatal(err)
 	}
 	go poll(ctx, quiet, env.Queue.Client, url, "arn:local", handler.Fulfill(env.Shop, quiet))
-	attachLive(t, env, s, srv.URL) // /ws, /@connections and the broadcaster, as the runner's startLive
-	return srv, s
+	block.g = attachLive(t, env, s, srv.URL) // /ws, /@connections and the broadcaster, as the runner's startLive
+	return srv, s, block
 }
 
 func bearer(t *testing.T, sub string, groups ...string) string {

@@ -2,12 +2,16 @@
 // countdown, checkout, and payment (Stripe's Payment Element, or "Pay (test)" locally).
 // Drops: a countdown to the opening, the waiting room (join, place in line live from the
 // room's "queue" messages and the ticket's number, the admission timer, sold out).
+// Variants: a product sold in sizes gets a size picker with each size's count live (sold-out
+// sizes disabled); the cart and the order name the size. A product with one variant,
+// "default", looks as it did before variants: no picker.
 import { api, ApiError, el, loadConfig, money, say, state } from "./api.js";
 import { initAuth, signIn, signOut, signedIn, user } from "./auth.js";
 
 const KEY = "lastunit.shopper";
 const $ = (id) => document.getElementById(id);
 const products = new Map(); // id → {product, version, node}
+const chosen = new Map(); // product id → the variant id the shopper picked (kept across re-renders)
 let cart = [];
 let order = null;
 let socket = null;
@@ -27,7 +31,35 @@ function explain(err) {
   }
 }
 
-function setAvailable(id, available, version) {
+// variantsOf is a product's variants; an answer without them is one variant, "default".
+function variantsOf(pr) {
+  return Array.isArray(pr.variants) && pr.variants.length ? pr.variants
+    : [{ id: "default", name: pr.name, price_cents: pr.price_cents, available: pr.available }];
+}
+
+// sized: the shopper chooses between variants (a size picker). A product whose only variant
+// is "default" is sold as one thing, as before variants.
+function sized(pr) {
+  const v = variantsOf(pr);
+  return v.length > 1 || v[0].id !== "default";
+}
+
+// variantMap is a Product answer's variants as the stock message carries them ({id: available}).
+function variantMap(pr) {
+  return Array.isArray(pr.variants) ? Object.fromEntries(pr.variants.map((v) => [v.id, v.available])) : undefined;
+}
+
+// itemName is "Sneaker (US 9)" for a sized product's variant, "Hoodie" otherwise.
+function itemName(productID, variantID) {
+  const p = products.get(productID);
+  if (!p) return productID + (variantID && variantID !== "default" ? ` (${variantID})` : "");
+  if (!sized(p.product)) return p.product.name;
+  const v = variantsOf(p.product).find((x) => x.id === variantID);
+  return `${p.product.name} (${v ? v.name : variantID})`;
+}
+
+// setAvailable applies a product's count, and its variants' counts when given ({id: available}).
+function setAvailable(id, available, version, variants) {
   const p = products.get(id);
   if (!p) return;
   if (version !== undefined) {
@@ -35,16 +67,59 @@ function setAvailable(id, available, version) {
     p.version = version;
   }
   p.product.available = available;
+  if (variants) {
+    const vs = variantsOf(p.product);
+    // A size added or removed since the page drew the card: draw the products again.
+    if (vs.length !== Object.keys(variants).length || vs.some((v) => !(v.id in variants))) reloadSoon();
+    for (const v of vs) if (v.id in variants) v.available = variants[v.id];
+    if (!sized(p.product)) vs[0].available = available;
+  }
   const n = p.node.querySelector(".available");
   n.textContent = available > 0 ? `${available} available` : "Sold out";
   n.classList.toggle("zero", available <= 0);
+  renderSizes(id);
   renderDrop(id);
+}
+
+// renderSizes shows each size's count; a sold-out size is disabled, and the shopper's pick
+// of it is dropped with a word.
+function renderSizes(id) {
+  const p = products.get(id);
+  if (!p || !sized(p.product)) return;
+  for (const v of variantsOf(p.product)) {
+    const input = p.node.querySelector(`input[data-variant="${CSS.escape(v.id)}"]`);
+    if (!input) continue;
+    const out = !(v.available > 0);
+    input.disabled = out;
+    input.closest(".size").dataset.state = out ? "sold_out" : "available";
+    input.closest(".size").querySelector(".left").textContent = out ? "sold out" : `${v.available} left`;
+    if (out && input.checked) {
+      input.checked = false;
+      chosen.delete(id);
+      // Sold out by someone else: say so. By the shopper's own hold: nothing to say.
+      if (p.held !== v.id) say($("msg"), `${itemName(id, v.id)} just sold out. Pick another size.`, "bad");
+    }
+  }
+}
+
+// picked is the variant the shopper chose on a sized product (null if none, or sold out).
+function picked(p) {
+  const input = p.node.querySelector(".sizes input:checked");
+  if (!input) return null;
+  const v = variantsOf(p.product).find((x) => x.id === input.value);
+  return v && v.available > 0 ? v : null;
+}
+
+let reloading = null;
+function reloadSoon() {
+  if (!reloading) reloading = setTimeout(() => { reloading = null; loadProducts().catch(() => {}); }, 500);
 }
 
 // canReserve: in stock, signed in, inside the sale window, and admitted where there is a queue.
 function canReserve(p) {
   const pr = p.product, now = Date.now();
   if (pr.available <= 0 || !signedIn()) return false;
+  if (sized(pr) && !picked(p)) return false;
   if (pr.opens_at && now < new Date(pr.opens_at).getTime()) return false;
   if (pr.closes_at && now >= new Date(pr.closes_at).getTime()) return false;
   return !(pr.queue_rate > 0) || (p.ticket && p.ticket.state === "admitted");
@@ -60,22 +135,31 @@ function clock(ms) {
 function renderDrop(id) {
   const p = products.get(id);
   if (!p) return;
-  p.node.querySelector("button.reserve").disabled = !canReserve(p);
+  const button = p.node.querySelector("button.reserve");
+  button.disabled = !canReserve(p);
+  button.textContent = sized(p.product) && !picked(p) && p.product.available > 0 ? "Pick a size" : "Reserve";
   const d = p.node.querySelector(".drop");
   if (!d) return;
   const pr = p.product, now = Date.now();
   const opens = pr.opens_at ? new Date(pr.opens_at).getTime() : 0;
   const closes = pr.closes_at ? new Date(pr.closes_at).getTime() : 0;
   const when = d.querySelector(".opens");
-  when.textContent = opens > now ? "Opens in " + clock(opens - now) : closes && closes <= now ? "Sale closed" : closes ? "Closes in " + clock(closes - now) : "On sale";
-  when.dataset.open = opens > now ? "no" : closes && closes <= now ? "closed" : "yes";
+  // Open and nothing left: the sale reads sold out, not "On sale" (units may still come back
+  // from a released or expired hold; the count and the queue follow them live).
+  const soldOut = opens <= now && !(closes && closes <= now) && pr.available <= 0;
+  when.textContent = opens > now ? "Opens in " + clock(opens - now) : closes && closes <= now ? "Sale closed" : soldOut ? "Sold out" : closes ? "Closes in " + clock(closes - now) : "On sale";
+  when.dataset.open = opens > now ? "no" : closes && closes <= now ? "closed" : soldOut ? "sold_out" : "yes";
   if (!(pr.queue_rate > 0)) return;
   const t = p.ticket, line = d.querySelector(".ticket"), join = d.querySelector("button.join");
-  join.hidden = !signedIn() || (t && t.state !== "expired");
+  // Sold out, a shopper without a ticket is not invited to queue for nothing.
+  join.hidden = !signedIn() || (t && t.state !== "expired") || soldOut;
   join.textContent = t && t.state === "expired" ? "Join again" : "Join the queue";
-  line.dataset.state = t ? t.state : "none";
+  line.dataset.state = t ? t.state : soldOut ? "sold_out" : "none";
   line.dataset.number = t && t.number != null ? String(t.number) : "";
-  if (!t) { line.textContent = signedIn() ? "Join the queue to buy." : "Sign in to join the queue."; return; }
+  if (!t || (soldOut && t.state === "expired")) {
+    line.textContent = soldOut ? "Sold out." : signedIn() ? "Join the queue to buy." : "Sign in to join the queue.";
+    return;
+  }
   const serving = Math.max(t.serving || 0, p.serving || 0);
   switch (t.state) {
     case "waiting":
@@ -84,7 +168,8 @@ function renderDrop(id) {
       if (t.number <= serving) refreshTicket(id);
       break;
     case "sold_out": line.textContent = `Sold out for now · place ${t.number}; you keep it in case units come back`; break;
-    case "admitted": line.textContent = "Your turn! Reserve within " + clock(new Date(t.admitted_until).getTime() - now); break;
+    case "admitted": line.textContent = soldOut ? "Sold out. Your turn lasts " + clock(new Date(t.admitted_until).getTime() - now) + " in case units come back."
+      : "Your turn! Reserve within " + clock(new Date(t.admitted_until).getTime() - now); break;
     case "expired": line.textContent = "Your turn has passed."; break;
   }
   if (t.state === "admitted" && new Date(t.admitted_until).getTime() <= now) refreshTicket(id);
@@ -127,10 +212,12 @@ function renderProducts(list) {
   products.clear();
   for (const p of list) {
     const qid = "qty-" + p.id;
+    p.variants = variantsOf(p);
     const node = el("article", { class: "card", "data-product": p.id, "aria-labelledby": "name-" + p.id },
       el("h3", { id: "name-" + p.id }, p.name),
       el("div", {}, money(p.price_cents, p.currency), " · max ", String(p.max_per_user), " per shopper"),
       el("div", { class: "available", "data-available": p.id, "aria-live": "polite" }),
+      sized(p) ? sizePicker(p) : "",
       el("div", { class: "row" },
         el("label", { for: qid }, "Quantity"),
         el("input", { id: qid, type: "number", min: "1", max: String(Math.min(p.max_per_user, 1000)), value: "1", inputmode: "numeric" }),
@@ -143,6 +230,8 @@ function renderProducts(list) {
     }
     products.set(p.id, { product: p, version: undefined, node, ticket: null, serving: 0 });
     root.append(node);
+    const keep = chosen.get(p.id) && node.querySelector(`.sizes input[value="${CSS.escape(chosen.get(p.id))}"]`);
+    if (keep) keep.checked = true;
     setAvailable(p.id, p.available);
   }
   if (list.length === 0) {
@@ -150,6 +239,21 @@ function renderProducts(list) {
       el("a", { href: "/dashboard" }, "dashboard"), " (or with the README's curl walkthrough, PUT /admin/products/{id}); they show up here."));
   }
   subscribeAll();
+}
+
+// sizePicker is a radio group of the product's variants, each with its count (renderSizes).
+function sizePicker(p) {
+  return el("fieldset", { class: "sizes", "data-sizes": p.id },
+    el("legend", {}, "Size"),
+    ...p.variants.map((v, i) => {
+      const rid = `size-${p.id}-${i}`;
+      return el("span", { class: "size" },
+        el("input", { type: "radio", id: rid, name: "size-" + p.id, value: v.id, "data-variant": v.id,
+          onchange: () => { chosen.set(p.id, v.id); products.get(p.id).held = null; renderDrop(p.id); } }),
+        el("label", { for: rid }, el("span", { class: "name" }, v.name,
+          v.price_cents !== p.price_cents ? " · " + money(v.price_cents, p.currency) : ""),
+          el("small", { class: "left" })));
+    }));
 }
 
 async function loadProducts() {
@@ -172,16 +276,49 @@ setInterval(() => {
 }, 1000);
 
 // Live stock: subscribe to every product shown; re-subscribe as a heartbeat so that a room
-// membership lost on the server heals, and reconnect when the socket closes. The socket carries
-// only public data, so it is opened without a token (a token in a URL ends up in logs).
+// membership lost on the server heals, and reconnect when the socket closes. When the socket
+// cannot connect (a network or proxy that blocks WebSockets, or a handshake that hangs), the
+// page reads GET /products/{id} every POLL_MS instead, says so, and keeps trying the socket
+// (after 1, 2, 4, 8, then every 10 s); the first socket that opens stops the polling.
+const POLL_MS = 3000;
+const CONNECT_TIMEOUT_MS = 5000;
+const RETRY_MAX_MS = 10000;
+let live = false; // the socket is open and subscribed
+let failures = 0; // connection attempts in a row that never opened
+let pollTimer = null;
+let polling = false; // a round of reads is in flight
+
+function showLive() {
+  const n = $("live");
+  const mode = live ? "socket" : failures > 0 ? "polling" : "connecting";
+  n.dataset.mode = mode;
+  n.textContent = mode === "socket" ? "Live stock: on"
+    : mode === "polling" ? `Live stock: the live connection is blocked on this network; updating every ${POLL_MS / 1000} s instead.`
+    : "Live stock: connecting…";
+}
+
+// The socket carries only public data, so it is opened without a token (a token in a URL ends
+// up in logs).
 function connect() {
   const url = state.config.websocket_url || ((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
-  socket = new WebSocket(url);
-  socket.onopen = () => { $("live").textContent = "Live stock: on"; subscribeAll(); };
-  socket.onmessage = (e) => {
+  const ws = new WebSocket(url);
+  socket = ws;
+  let opened = false;
+  // A handshake a proxy swallows may hang for minutes before it fails: give up on it sooner.
+  const timeout = setTimeout(() => { if (!opened) ws.close(); }, CONNECT_TIMEOUT_MS);
+  ws.onopen = () => {
+    opened = true;
+    clearTimeout(timeout);
+    live = true;
+    failures = 0;
+    stopPolling();
+    showLive();
+    subscribeAll();
+  };
+  ws.onmessage = (e) => {
     let m;
     try { m = JSON.parse(e.data); } catch (_) { return; }
-    if (m.type === "stock") setAvailable(m.product_id, m.available, m.version);
+    if (m.type === "stock") setAvailable(m.product_id, m.available, m.version, m.variants);
     if (m.type === "queue" && products.has(m.product_id)) {
       const p = products.get(m.product_id);
       p.serving = m.serving;
@@ -189,7 +326,41 @@ function connect() {
       renderDrop(m.product_id);
     }
   };
-  socket.onclose = () => { $("live").textContent = "Live stock: reconnecting…"; setTimeout(connect, 1000); };
+  ws.onclose = () => {
+    clearTimeout(timeout);
+    live = false;
+    if (!opened) failures++;
+    // A socket that was open and dropped gets one quick try before the page falls back.
+    if (failures > 0) startPolling();
+    showLive();
+    setTimeout(connect, failures === 0 ? 1000 : Math.min(1000 * 2 ** (failures - 1), RETRY_MAX_MS));
+  };
+}
+
+function startPolling() {
+  if (pollTimer) return;
+  pollTimer = setInterval(pollOnce, POLL_MS);
+  pollOnce();
+}
+
+function stopPolling() {
+  clearInterval(pollTimer);
+  pollTimer = null;
+}
+
+// pollOnce reads every product shown once (GET /products/{id}, the cached public route). An
+// answer that arrives after the socket came back is dropped: the socket's versioned value is
+// newer than a possibly cached read.
+async function pollOnce() {
+  if (polling) return;
+  polling = true;
+  try {
+    await Promise.all([...products.keys()].map(async (id) => {
+      let pr;
+      try { pr = await api("GET", "/products/" + encodeURIComponent(id)); } catch (_) { return; }
+      if (!live) setAvailable(id, pr.available, undefined, variantMap(pr));
+    }));
+  } finally { polling = false; }
 }
 
 function subscribeAll() {
@@ -199,14 +370,21 @@ function subscribeAll() {
 setInterval(subscribeAll, 5 * 60 * 1000);
 
 async function reserve(productID, quantity) {
+  const p = products.get(productID);
+  const v = sized(p.product) ? picked(p) : null;
+  if (sized(p.product) && !v) { say($("msg"), "Pick a size first.", "bad"); return; }
+  const body = v ? { product_id: productID, variant_id: v.id, quantity } : { product_id: productID, quantity };
   try {
-    const r = await api("POST", "/reservations", { product_id: productID, quantity }, { "Idempotency-Key": crypto.randomUUID() });
+    const r = await api("POST", "/reservations", body, { "Idempotency-Key": crypto.randomUUID() });
+    p.held = v ? v.id : null;
+    // The answer's count is the product's (all sizes); each size's count follows live.
     setAvailable(productID, r.available);
-    say($("msg"), `Held ${r.quantity} × ${products.get(productID).product.name}.`, "good");
+    say($("msg"), `Held ${r.quantity} × ${itemName(productID, r.variant_id || (v && v.id))}.`, "good");
     await loadCart();
   } catch (err) {
-    say($("msg"), explain(err), "bad");
-    if (err.code === "out_of_stock") setAvailable(productID, err.details.available);
+    say($("msg"), err.code === "limit_exceeded" && v ? `Limit reached: at most ${err.details.limit} per shopper, all sizes together.` : explain(err), "bad");
+    if (err.code === "out_of_stock" && !v) setAvailable(productID, err.details.available);
+    if (err.code === "out_of_stock" && v) { v.available = err.details.available; renderSizes(productID); renderDrop(productID); }
     if (err.code === "not_admitted") refreshTicket(productID);
   }
 }
@@ -222,10 +400,8 @@ function renderCart() {
   const root = $("cart");
   root.replaceChildren();
   for (const r of cart) {
-    const p = products.get(r.product_id);
-    const name = p ? p.product.name : r.product_id;
-    root.append(el("li", { "data-reservation": r.id },
-      el("div", {}, `${r.quantity} × ${name} `, el("span", { class: "status" }, r.status.replace("_", " "))),
+    root.append(el("li", { "data-reservation": r.id, "data-variant": r.variant_id || "" },
+      el("div", {}, `${r.quantity} × ${itemName(r.product_id, r.variant_id)} `, el("span", { class: "status" }, r.status.replace("_", " "))),
       el("div", { class: "countdown", "data-expires": r.expires_at }, left(r.expires_at) || ""),
       r.status === "reserved" ? el("button", { type: "button", class: "secondary", onclick: () => release(r.id) }, "Release") : ""));
   }
@@ -279,6 +455,8 @@ function showOrder() {
   $("order").hidden = false;
   $("order-id").textContent = order.id;
   $("order-amount").textContent = money(order.amount_cents, order.currency);
+  $("order-items").replaceChildren(...(order.items || []).map((i) => el("li", { "data-variant": i.variant_id || "" },
+    `${i.quantity} × ${itemName(i.product_id, i.variant_id)} · ${money(i.unit_price_cents, order.currency)} each`)));
   $("order-status").textContent = order.status.replace("_", " ");
   $("order-status").dataset.status = order.status;
   $("pay-test").hidden = !(state.config.local && order.status === "payment_pending");
