@@ -1,0 +1,39 @@
+-- Draws (API.md "Draws"): a product sold by a verifiable raffle instead of first come.
+-- A product is a draw while it has a row in draws. New tables only: nothing running today
+-- reads or locks them, so this migration takes no lock a request waits on.
+CREATE TABLE draws (
+    product_id       text PRIMARY KEY REFERENCES products (id),
+    -- The secret seed: 32 bytes from a secure source, made once when the product became a draw
+    -- and never changed (its SHA-256 is shown from then on; the seed itself after the draw).
+    seed             bytea NOT NULL CHECK (length(seed) = 32),
+    draw_at          timestamptz NOT NULL,
+    -- Fixed once, at closes_at: hex SHA-256 of the sorted entrants joined with "\n".
+    entries_digest   text CHECK (entries_digest ~ '^[0-9a-f]{64}$'),
+    entries_fixed_at timestamptz,
+    beacon           text CHECK (beacon ~ '^[!-~]{1,256}$'),
+    -- Set in the transaction that ranked every entry: the draw ran, exactly once.
+    drawn_at         timestamptz,
+    created_at       timestamptz NOT NULL,
+    CHECK ((entries_digest IS NULL) = (entries_fixed_at IS NULL)),
+    CHECK (drawn_at IS NULL OR entries_digest IS NOT NULL)
+);
+
+-- One entry per shopper per draw. entrant is SHA-256(product_id || ':' || user_id), the only
+-- name the public record shows.
+CREATE TABLE draw_entries (
+    product_id       text NOT NULL REFERENCES draws (product_id),
+    user_id          text NOT NULL,
+    entrant          bytea NOT NULL CHECK (length(entrant) = 32),
+    variant_ids      text[] NOT NULL CHECK (cardinality(variant_ids) BETWEEN 1 AND 5),
+    quantity         integer NOT NULL CHECK (quantity BETWEEN 1 AND 1000),
+    state            text NOT NULL DEFAULT 'entered' CHECK (state IN ('entered', 'won', 'waitlisted', 'expired', 'lost')),
+    rank             integer CHECK (rank >= 1),
+    reservation_id   text,
+    variant_id       text,
+    offer_expires_at timestamptz,
+    created_at       timestamptz NOT NULL,
+    updated_at       timestamptz NOT NULL,
+    PRIMARY KEY (product_id, user_id)
+);
+-- The draw serves entries in rank order; backfill looks for the best-ranked waitlisted one.
+CREATE INDEX draw_entries_rank ON draw_entries (product_id, rank);
