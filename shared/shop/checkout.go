@@ -62,6 +62,11 @@ func (s *Service) Checkout(ctx context.Context, req CheckoutRequest) (Order, err
 	if err != nil {
 		return Order{}, err
 	}
+	for i := range out.Items {
+		if out.Items[i].VariantID == "" {
+			out.Items[i].VariantID = DefaultVariant // an answer stored before variants
+		}
+	}
 	if fresh != nil {
 		out.ClientSecret = fresh
 		return out, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"regexp"
 	"sort"
 	"strconv"
@@ -36,6 +37,12 @@ const migrateLock = 7_240_611
 // outside a transaction, one statement at a time (CREATE INDEX CONCURRENTLY); its statements must
 // be safe to run again, and the file is recorded as applied once they all succeeded.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return MigrateUpTo(ctx, pool, math.MaxInt)
+}
+
+// MigrateUpTo is Migrate for the migrations numbered up to last (tests build a database at an
+// older schema with it).
+func MigrateUpTo(ctx context.Context, pool *pgxpool.Pool, last int) error {
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		return fmt.Errorf("migrate: list: %w", err)
@@ -46,6 +53,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
 		if err != nil {
 			return fmt.Errorf("migrate: %s: name must start with a number: %w", base, err)
+		}
+		if version > last {
+			break
 		}
 		sql, err := migrations.ReadFile(name)
 		if err != nil {
@@ -59,7 +69,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			select { // someone held a lock we need: let their traffic through, then try again
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+			case <-time.After(min(time.Duration(try)*100*time.Millisecond, 2*time.Second)):
 			}
 		}
 		if err != nil {
@@ -69,11 +79,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// lockTimeout bounds each migration statement's wait for a lock; lockTries how often a file is
-// tried again when it timed out.
+// lockTimeout bounds each migration statement's wait for a lock, well below Postgres's
+// deadlock_timeout (1 s): a migration whose lock wait closes a cycle with the traffic gives up
+// first, so the deadlock detector never picks a request as the victim. lockTries is how often
+// a file is tried again when it timed out.
 const (
-	lockTimeout = "2s"
-	lockTries   = 30
+	lockTimeout = "200ms"
+	lockTries   = 50
 	noTx        = "-- lastunit:no-transaction"
 )
 

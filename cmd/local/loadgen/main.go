@@ -53,6 +53,7 @@ type Options struct {
 	Timeout         time.Duration // per HTTP request
 	SkipCeiling     bool          // measure reserves only
 	SkipBurst       bool          // skip the burst
+	Variants        int           // sizes of the variants pair's product (0 skips the pair)
 }
 
 func main() {
@@ -86,6 +87,7 @@ func parseFlags(args []string) (Options, error) {
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Second, "timeout of one HTTP request")
 	fs.BoolVar(&o.SkipCeiling, "skip-ceiling", false, "do not measure the insert ceiling")
 	fs.BoolVar(&o.SkipBurst, "skip-burst", false, "do not run the burst")
+	fs.IntVar(&o.Variants, "variants", 12, "after each concurrency, reserve a product in this many sizes and a one-variant product in one interleaved loop (0 skips it)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -101,6 +103,8 @@ func parseFlags(args []string) (Options, error) {
 		return o, errors.New("-duration must be positive and -warmup not negative")
 	case o.Users < 1:
 		return o, errors.New("-users must be at least 1")
+	case o.Variants < 0 || o.Variants > 100:
+		return o, errors.New("-variants must be from 0 to 100")
 	case o.Burst < 0 || o.BurstStock < 0 || o.CeilingMaxConns < 1:
 		return o, errors.New("-burst and -burst-stock must not be negative, -ceiling-max-conns must be positive")
 	case !o.SkipCeiling && o.DatabaseURL == "":
@@ -118,6 +122,9 @@ type Row struct {
 	Conc    int
 	Reserve Loop
 	Ceiling Loop // zero when the ceiling was skipped
+	// One and Sizes are the variants pair: one interleaved loop over a one-variant product and
+	// a product in Options.Variants sizes (zero when skipped).
+	One, Sizes Loop
 }
 
 // Loop is the outcome of one closed loop.
@@ -137,6 +144,18 @@ func (l Loop) PerSec() float64 {
 		return 0
 	}
 	return float64(l.OK) / l.Elapsed.Seconds()
+}
+
+// Mean returns the mean latency in milliseconds.
+func (l Loop) Mean() float64 {
+	if len(l.Lat) == 0 {
+		return math.NaN()
+	}
+	var sum time.Duration
+	for _, d := range l.Lat {
+		sum += d
+	}
+	return float64(sum.Microseconds()) / 1000 / float64(len(l.Lat))
 }
 
 // Pct returns the p-th percentile latency (0 < p <= 1) in milliseconds, nearest rank.
@@ -239,6 +258,16 @@ func run(ctx context.Context, o Options, out io.Writer) error {
 				failures = append(failures, fmt.Sprintf("c=%d: %d inserts failed %v, e.g. %s", n, row.Ceiling.Failed, row.Ceiling.Statuses, row.Ceiling.Sample))
 			}
 		}
+		if o.Variants > 0 {
+			if err := variantsPair(ctx, o, c, admin, tokens, runID, &row); err != nil {
+				return err
+			}
+			for _, l := range []Loop{row.One, row.Sizes} {
+				if l.Failed > 0 {
+					failures = append(failures, fmt.Sprintf("c=%d variants pair: %d reserves failed %v, e.g. %s", n, l.Failed, l.Statuses, l.Sample))
+				}
+			}
+		}
 		rows = append(rows, row)
 	}
 
@@ -321,6 +350,14 @@ func report(w io.Writer, o Options, rows []Row, b *BurstResult, startLoad string
 		if r.Ceiling.PerSec() > 0 {
 			ratio := r.Reserve.PerSec() / r.Ceiling.PerSec()
 			fmt.Fprintf(w, "target reserve >= 70 %% of insert ceiling at c=%d: %s (%.0f %%)\n", r.Conc, verdict(ratio >= 0.7), 100*ratio)
+		}
+	}
+	for _, r := range rows {
+		if r.One.OK > 0 && r.Sizes.OK > 0 {
+			d := 100 * (r.Sizes.Mean() - r.One.Mean()) / r.One.Mean()
+			fmt.Fprintf(w, "variants pair at c=%d (one loop, alternating): one variant p50 %.2f ms p99 %.2f ms mean %.2f ms (%d); %d sizes p50 %.2f ms p99 %.2f ms mean %.2f ms (%d); target mean within 10 %%: %s (%+.1f %%)\n",
+				r.Conc, r.One.Pct(0.5), r.One.Pct(0.99), r.One.Mean(), r.One.OK, o.Variants, r.Sizes.Pct(0.5), r.Sizes.Pct(0.99), r.Sizes.Mean(), r.Sizes.OK,
+				verdict(d <= 10), d)
 		}
 	}
 	if b != nil {
@@ -635,6 +672,69 @@ func (c *client) tokens(ctx context.Context, prefix string, n int) ([]string, er
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)
+}
+
+// variantsPair reserves a one-variant product and a product in o.Variants sizes (each
+// reserve naming the next size) in one closed loop at the row's concurrency, alternating
+// between them, so that both see the same load; row.One and row.Sizes get their figures.
+func variantsPair(ctx context.Context, o Options, c *client, admin string, tokens []string, runID string, row *Row) error {
+	one, sized := fmt.Sprintf("bench-%s-c%d-one", runID, row.Conc), fmt.Sprintf("bench-%s-c%d-sizes", runID, row.Conc)
+	if err := c.putProduct(ctx, admin, one, 100_000_000, 1_000_000_000); err != nil {
+		return fmt.Errorf("create product %s: %w", one, err)
+	}
+	sizes := make([]map[string]any, o.Variants)
+	bodies := make([][]byte, o.Variants)
+	for i := range sizes {
+		id := fmt.Sprintf("us-%d", i+1)
+		sizes[i] = map[string]any{"id": id, "name": "US " + fmt.Sprint(i+1), "stock": 100_000_000}
+		bodies[i] = []byte(fmt.Sprintf(`{"product_id":%q,"variant_id":%q,"quantity":1}`, sized, id))
+	}
+	body, _ := json.Marshal(map[string]any{"name": "bench " + sized, "price_cents": 100, "currency": "usd", "max_per_user": 1_000_000_000, "variants": sizes})
+	if status, b, err := c.do(ctx, http.MethodPut, "/admin/products/"+sized, admin, body); err != nil || status != http.StatusOK {
+		return fmt.Errorf("PUT /admin/products/%s: %d %s %v", sized, status, truncate(b), err)
+	}
+	oneBody := []byte(fmt.Sprintf(`{"product_id":%q,"quantity":1}`, one))
+	logf("c=%d: variants pair: %s and %s (%d sizes), alternating, for %s (+%s warm-up)", row.Conc, one, sized, o.Variants, o.Duration, o.Warmup)
+	var next atomic.Uint64
+	var mu sync.Mutex
+	from := time.Now().Add(o.Warmup)
+	var lat [2][]time.Duration
+	var fails [2]int
+	var statuses [2]map[string]int
+	statuses[0], statuses[1] = map[string]int{}, map[string]int{}
+	var sample string
+	closedLoop(ctx, row.Conc, o.Warmup, o.Duration, func(ctx context.Context) (string, error) {
+		n := next.Add(1)
+		tok := tokens[int(n/2%uint64(len(tokens)))]
+		k, b := int(n%2), oneBody
+		if k == 1 {
+			b = bodies[int(n/2%uint64(len(bodies)))]
+		}
+		t0 := time.Now()
+		class, err := c.reserve(ctx, tok, b)
+		d := time.Since(t0)
+		if t0.Before(from) {
+			return class, err
+		}
+		mu.Lock()
+		if class == "" {
+			lat[k] = append(lat[k], d)
+		} else {
+			fails[k]++
+			statuses[k][class]++
+			if sample == "" && err != nil {
+				sample = err.Error()
+			}
+		}
+		mu.Unlock()
+		return class, err
+	})
+	for k, l := range []*Loop{&row.One, &row.Sizes} {
+		slices.Sort(lat[k])
+		*l = Loop{OK: len(lat[k]), Failed: fails[k], Statuses: statuses[k], Sample: sample, Lat: lat[k], Elapsed: o.Duration}
+	}
+	logf("c=%d: variants pair: one variant mean %.2f ms (%d), %d sizes mean %.2f ms (%d)", row.Conc, row.One.Mean(), row.One.OK, o.Variants, row.Sizes.Mean(), row.Sizes.OK)
+	return ctx.Err()
 }
 
 // putProduct creates a product through the admin route.

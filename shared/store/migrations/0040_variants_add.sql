@@ -1,14 +1,24 @@
--- Variants, step 1 of 2 (add and backfill): every product is sold in 1..100 variants (sizes),
+-- Variants, step 1 of 6 (add the table and backfill it): every product is sold in 1..100 variants (sizes),
 -- each with its own stock on hand, sold units and counter slots. The old functions keep serving
 -- through the pooler while this runs and after it (docs/variants.md, "The migration"): nothing
 -- here changes a column's type, every new column has a constant default (no table rewrite, and
 -- an insert by today's code, which does not name the column, gets the one variant every product
 -- has until an admin gives it more: `default`), and the only backfill is one row per product.
 --
+-- Each file is one transaction that waits for one contended table lock, taken first: today's
+-- code takes its table locks in more than one order (a reserve: slots, then reservations; a
+-- release: reservations, then slots), so a transaction holding a strong lock on one of them
+-- while waiting for another could close a cycle with it, and Postgres would cancel one side.
+-- store.Migrate's lock timeout (200 ms, below the 1 s deadlock_timeout) ends any wait that
+-- does, before a request can be picked as the victim; the file is then tried again.
+--
 -- products.stock and products.sold stay, as the totals over the product's variants: a trigger
 -- on product_variants keeps them (the new code changes only variants), and while today's code
 -- may still run, a trigger on products carries its direct changes of stock and sold to the
 -- product's one variant (it refuses them on a product with more than one).
+
+-- Today's reserves read products (FOR KEY SHARE), which SHARE ROW EXCLUSIVE lets through.
+LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE;
 
 CREATE TABLE product_variants (
     product_id  text NOT NULL REFERENCES products (id) ON DELETE CASCADE,
@@ -23,22 +33,10 @@ CREATE TABLE product_variants (
     PRIMARY KEY (product_id, id)
 );
 
--- The backfill: one variant per product, under a lock that keeps today's admin and fulfillment
--- writes of products out for the few milliseconds it takes (reserves only read products).
-LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE;
+-- The backfill: one variant per product, under the lock above, which keeps today's admin and
+-- fulfillment writes of products out for the few milliseconds it takes.
 INSERT INTO product_variants (product_id, id, name, price_cents, stock, sold, position, created_at, updated_at)
 SELECT id, 'default', name, NULL, stock, sold, 0, created_at, updated_at FROM products;
-
--- Holds, order items and counter slots name their variant. A constant default is a catalog
--- change only (no rewrite): every existing row reads `default`, and so does every row today's
--- code inserts.
-ALTER TABLE reservations ADD COLUMN variant_id text NOT NULL DEFAULT 'default';
-ALTER TABLE order_items ADD COLUMN variant_id text NOT NULL DEFAULT 'default';
-ALTER TABLE product_slots ADD COLUMN variant_id text NOT NULL DEFAULT 'default';
-
--- A hold names a variant of its product (checked for new rows now, for the old ones by step 2).
-ALTER TABLE reservations ADD CONSTRAINT reservations_variant_fk
-    FOREIGN KEY (product_id, variant_id) REFERENCES product_variants (product_id, id) NOT VALID;
 
 -- Totals follow the variants (the new code's only way to change stock and sold).
 CREATE FUNCTION lu_variant_totals() RETURNS trigger LANGUAGE plpgsql AS $$

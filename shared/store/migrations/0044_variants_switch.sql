@@ -1,4 +1,4 @@
--- Variants, step 2 of 2 (switch): the counter slots count per variant, and the triggers that
+-- Variants, step 5 of 6 (switch): the counter slots count per variant, and the triggers that
 -- keep them take and give a hold's units from its own variant's slots. Invariant, per variant:
 --
 --   sum(product_slots.free of the variant) + units in its live holds == product_variants.stock
@@ -9,9 +9,12 @@
 -- Today's code, still running, takes its units from a slot by (product_id, slot) in its
 -- reserve's fast path: on a product with one variant that is still exactly one row.
 
--- The old holds name a variant too (the constant default of step 1): no row can fail this, and
--- VALIDATE does not block writes.
-ALTER TABLE reservations VALIDATE CONSTRAINT reservations_variant_fk;
+-- The slots first (the contended lock; product_slots has 64 rows per variant, so this file
+-- holds it for milliseconds), then product_variants for the foreign key: a request of today's
+-- code that changes product_variants (by the step 1 triggers) holds no slot lock it could wait on.
+LOCK TABLE product_slots IN ACCESS EXCLUSIVE MODE;
+LOCK TABLE product_variants IN SHARE ROW EXCLUSIVE MODE;
+ALTER TABLE product_slots ADD COLUMN variant_id text NOT NULL DEFAULT 'default';
 
 ALTER TABLE product_slots DROP CONSTRAINT product_slots_pkey,
     ADD CONSTRAINT product_slots_pkey PRIMARY KEY (product_id, variant_id, slot);
