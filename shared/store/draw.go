@@ -64,7 +64,8 @@ func (s *Store) Draw(ctx context.Context, productID string) (shop.DrawRow, error
 	return d, err
 }
 
-const entryCols = `product_id, user_id, variant_ids, quantity, state, rank, reservation_id, variant_id, offer_expires_at, created_at`
+// entryCols are an entry's columns from draw_entries e left joined with its outcome draw_ranks r.
+const entryCols = `e.product_id, e.user_id, e.variant_ids, e.quantity, coalesce(r.state, 'entered'), r.rank, r.reservation_id, r.variant_id, r.offer_expires_at, e.created_at`
 
 func scanEntry(row pgx.Row) (shop.Entry, error) {
 	var e shop.Entry
@@ -92,7 +93,7 @@ func (s *Store) PutEntry(ctx context.Context, e shop.Entry, now time.Time) (shop
 		   FOR SHARE OF d
 		ON CONFLICT (product_id, user_id) DO UPDATE
 		   SET variant_ids = EXCLUDED.variant_ids, quantity = EXCLUDED.quantity, updated_at = EXCLUDED.updated_at
-		RETURNING `+entryCols,
+		RETURNING product_id, user_id, variant_ids, quantity, 'entered', NULL::bigint, NULL::text, NULL::text, NULL::timestamptz, created_at`,
 		e.ProductID, e.UserID, now, entrant, e.VariantIDs, e.Quantity))
 	if errors.Is(err, shop.ErrNotFound) {
 		return shop.Entry{}, false, nil
@@ -127,7 +128,7 @@ func (s *Store) DeleteEntry(ctx context.Context, productID, userID string, now t
 
 // Entry returns the shopper's entry; shop.ErrNotFound if there is none.
 func (s *Store) Entry(ctx context.Context, productID, userID string) (shop.Entry, error) {
-	e, err := scanEntry(s.pool.QueryRow(ctx, `SELECT `+entryCols+` FROM draw_entries WHERE product_id = $1 AND user_id = $2`, productID, userID))
+	e, err := scanEntry(s.pool.QueryRow(ctx, `SELECT `+entryCols+` FROM draw_entries e LEFT JOIN draw_ranks r USING (product_id, user_id) WHERE e.product_id = $1 AND e.user_id = $2`, productID, userID))
 	if err != nil && !errors.Is(err, shop.ErrNotFound) {
 		return e, fmt.Errorf("select entry %s: %w", productID, err)
 	}
@@ -179,7 +180,8 @@ func (s *Store) FixEntries(ctx context.Context, productID string, now time.Time)
 	return digest, err
 }
 
-// RankDraw ranks every entry of the draw in one transaction, set-based: each entry's rank key
+// RankDraw ranks every entry of the draw in one transaction, set-based (one INSERT into
+// draw_ranks in rank order, every entry waitlisted until offered): each entry's rank key
 // (hex SHA-256 of seed:digest:beacon:entrant, as shared/draw.RankKey) is computed by
 // Postgres, and ranks follow the keys' order (raw SHA-256 bytes sort like their lower-case hex;
 // ties, which would need a SHA-256 collision, go to the smaller entrant as in draw.Ranks). The
@@ -207,11 +209,12 @@ func (s *Store) RankDraw(ctx context.Context, productID string, now time.Time) (
 			beacon = *d.Beacon
 		}
 		prefix := d.Seed.Hex() + ":" + *digest + ":" + beacon + ":"
+		// Every entry starts waitlisted; the offers then go down the list in rank order exactly as
+		// a backfill does (one rule for both).
 		if _, err := tx.Exec(ctx, `
-			UPDATE draw_entries e SET rank = k.r, updated_at = $3
-			  FROM (SELECT user_id, row_number() OVER (ORDER BY sha256(convert_to($2 || encode(entrant, 'hex'), 'UTF8')), entrant) AS r
-			          FROM draw_entries WHERE product_id = $1) k
-			 WHERE e.product_id = $1 AND e.user_id = k.user_id`, productID, prefix, now); err != nil {
+			INSERT INTO draw_ranks (product_id, rank, user_id, state, updated_at)
+			SELECT $1, row_number() OVER (ORDER BY sha256(convert_to($2 || encode(entrant, 'hex'), 'UTF8')), entrant), user_id, 'waitlisted', $3
+			  FROM draw_entries WHERE product_id = $1`, productID, prefix, now); err != nil {
 			return fmt.Errorf("rank entries: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE draws SET drawn_at = $2 WHERE product_id = $1`, productID, now); err != nil {
@@ -247,7 +250,10 @@ func (s *Store) DrawRecord(ctx context.Context, productID string) (draw.Record, 
 			h := d.Seed.Hex()
 			rec.Seed = &h
 		}
-		rows, err := tx.Query(ctx, `SELECT encode(entrant, 'hex'), rank, variant_ids, quantity, state FROM draw_entries WHERE product_id = $1 ORDER BY rank NULLS LAST, entrant`, productID)
+		rows, err := tx.Query(ctx, `
+			SELECT encode(e.entrant, 'hex'), r.rank, e.variant_ids, e.quantity, coalesce(r.state, 'entered')
+			  FROM draw_entries e LEFT JOIN draw_ranks r USING (product_id, user_id)
+			 WHERE e.product_id = $1 ORDER BY r.rank NULLS LAST, e.entrant`, productID)
 		if err != nil {
 			return err
 		}

@@ -264,7 +264,7 @@ func TestOverlappingSweepsDrawOnce(t *testing.T) {
 		t.Fatalf("%d sweeps ran the draw, want exactly 1", ran.Load())
 	}
 	var n, distinct, lo, hi int
-	if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT rank), min(rank), max(rank) FROM draw_entries WHERE product_id = 'once'`).Scan(&n, &distinct, &lo, &hi); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT rank), min(rank), max(rank) FROM draw_ranks WHERE product_id = 'once'`).Scan(&n, &distinct, &lo, &hi); err != nil {
 		t.Fatal(err)
 	}
 	if n != 300 || distinct != 300 || lo != 1 || hi != 300 {

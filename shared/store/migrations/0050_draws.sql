@@ -18,22 +18,33 @@ CREATE TABLE draws (
     CHECK (drawn_at IS NULL OR entries_digest IS NOT NULL)
 );
 
--- One entry per shopper per draw. entrant is SHA-256(product_id || ':' || user_id), the only
--- name the public record shows.
+-- One entry per shopper per draw, as the shopper made it (replaced or withdrawn only during the
+-- entry period). entrant is SHA-256(product_id || ':' || user_id), the only name the public
+-- record shows.
 CREATE TABLE draw_entries (
+    product_id  text NOT NULL REFERENCES draws (product_id),
+    user_id     text NOT NULL,
+    entrant     bytea NOT NULL CHECK (length(entrant) = 32),
+    variant_ids text[] NOT NULL CHECK (cardinality(variant_ids) BETWEEN 1 AND 5),
+    quantity    integer NOT NULL CHECK (quantity BETWEEN 1 AND 1000),
+    created_at  timestamptz NOT NULL,
+    updated_at  timestamptz NOT NULL,
+    PRIMARY KEY (product_id, user_id)
+);
+
+-- The draw's outcome: one row per entry, written by the draw in one INSERT in rank order
+-- (appending to the primary key is far cheaper than updating a million entries), then each
+-- entry's offer. An entry without a row here has not been drawn ('entered').
+CREATE TABLE draw_ranks (
     product_id       text NOT NULL REFERENCES draws (product_id),
+    rank             integer NOT NULL CHECK (rank >= 1),
     user_id          text NOT NULL,
-    entrant          bytea NOT NULL CHECK (length(entrant) = 32),
-    variant_ids      text[] NOT NULL CHECK (cardinality(variant_ids) BETWEEN 1 AND 5),
-    quantity         integer NOT NULL CHECK (quantity BETWEEN 1 AND 1000),
-    state            text NOT NULL DEFAULT 'entered' CHECK (state IN ('entered', 'won', 'waitlisted', 'expired', 'lost')),
-    rank             integer CHECK (rank >= 1),
+    state            text NOT NULL CHECK (state IN ('won', 'waitlisted', 'expired', 'lost')),
     reservation_id   text,
     variant_id       text,
     offer_expires_at timestamptz,
-    created_at       timestamptz NOT NULL,
     updated_at       timestamptz NOT NULL,
-    PRIMARY KEY (product_id, user_id)
+    PRIMARY KEY (product_id, rank),
+    UNIQUE (product_id, user_id),
+    CHECK ((state IN ('won', 'expired')) = (reservation_id IS NOT NULL))
 );
--- The draw serves entries in rank order; backfill looks for the best-ranked waitlisted one.
-CREATE INDEX draw_entries_rank ON draw_entries (product_id, rank);
