@@ -2,6 +2,8 @@ package shop
 
 import (
 	"context"
+	"crypto/sha256"
+	"strings"
 	"time"
 
 	"lastunit/shared/draw"
@@ -259,4 +261,30 @@ func Allocate(free map[string]int64, waiting []Waiting) []Offer {
 		}
 	}
 	return offers
+}
+
+// OfferID is the id of the hold offered to a shopper's entry: derived from the product and the
+// shopper, so that the same offer made again (the sweep that made it died before Postgres
+// recorded it) is recognised by the gate and takes its units once. Each entry is offered at
+// most once (an expired offer is never renewed), so one id per entry is enough. It has the
+// shape of every reservation id.
+func OfferID(productID, userID string) string {
+	h := sha256.Sum256([]byte("lastunit draw offer\x00" + productID + "\x00" + userID))
+	return "r_" + strings.ToLower(idEncoding.EncodeToString(h[:15]))
+}
+
+// GateOffer is one offer.lua call: a hold of VariantID for the entry's shopper, deadline
+// DRAW_OFFER_WINDOW after the offer.
+type GateOffer struct {
+	ProductID, VariantID, ID, UserID string
+	Quantity                         int64
+	Deadline                         time.Time
+}
+
+// DrawGate is the gate's part in a draw.
+type DrawGate interface {
+	// Offer runs offer.lua: outcomes GateOK (Available, Gen, Version), GateReplay (Gen: the
+	// hold exists already), GateNoVariant, GateOutOfStock (Available: the variant's), GateLimit
+	// (Limit) or GateMissing.
+	Offer(ctx context.Context, o GateOffer) (GateResult, error)
 }

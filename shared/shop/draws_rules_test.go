@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -196,5 +197,14 @@ func TestAllocateProperties(t *testing.T) {
 				left[want] -= e.Quantity
 			}
 		}
+	}
+}
+
+func TestOfferID(t *testing.T) {
+	t.Parallel()
+	shape := regexp.MustCompile(`^r_[a-z2-7]{24}$`)
+	a, again, b, other := shop.OfferID("shoe", "alice"), shop.OfferID("shoe", "alice"), shop.OfferID("shoe", "bob"), shop.OfferID("shoe2", "alice")
+	if !shape.MatchString(a) || a != again || a == b || a == other {
+		t.Fatalf("OfferID: %s %s %s %s", a, again, b, other)
 	}
 }
