@@ -140,8 +140,18 @@ bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs th
 	@$(GO) test -run '^$$' -bench 'Checkout20' -benchtime 300x -count 1 ./shared/stock/ | tee $(RUN)/bench-checkout.txt | grep -E '^Benchmark'
 	@awk '/Checkout20\/script/ {s=$$3} /Checkout20\/chatty/ {c=$$3} END {printf "| cart | script µs | chatty µs | speed-up |\n|---|---:|---:|---:|\n| 20 items | %.0f | %.0f | %.1f× |\n", s/1000, c/1000, c/s}' $(RUN)/bench-checkout.txt
 	@echo
+	@echo "sold out (409) through shop.Reserve from 50 goroutines: without an Idempotency-Key (Redis only) and with one (plus a Postgres read)"
+	@$(GO) test -run '^$$' -bench 'SoldOut' -benchtime 20000x -count 3 ./shared/shop/ | grep -E '^Benchmark'
+	@echo
 	@echo "reserve.lua round trip: a product in 12 sizes vs one variant vs the script before variants (interleaved, medians; docs/variants.md)"
 	@$(GO) test -run '^$$' -bench 'ReserveVariants' -benchtime 5000x -count 3 ./shared/stock/ | tee $(RUN)/bench-variants.txt | grep -E '^Benchmark'
+
+# Mutation testing (cmd/mutants): plants each known bug in a copy of the tree and runs the
+# tests of shared/ and lua/; every mutant must be killed. `go run ./cmd/mutants -list` lists them.
+.PHONY: mutants
+MUTANTS_FLAGS ?=
+mutants: services ## plant each known bug (cmd/mutants -list) in a copy of the tree; a test must fail for every one
+	$(GO) run ./cmd/mutants $(MUTANTS_FLAGS)
 
 # Live stock fan-out (cmd/local/fanoutbench): FANOUT_VIEWERS viewers over FANOUT_PRODUCTS
 # products on the runner's /ws, FANOUT_RATE changes/s on one product for FANOUT_DURATION.

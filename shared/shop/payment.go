@@ -3,7 +3,6 @@ package shop
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -107,7 +106,7 @@ func (s *Service) paymentSucceeded(ctx context.Context, o Order, ev PaymentEvent
 			return err
 		}
 	}
-	return errors.New("order status kept changing under the payment event")
+	return Errorf(CodeUnavailable, "order status kept changing under the payment event")
 }
 
 // latePayment handles a payment that succeeded after its order expired: the order takes its
@@ -121,7 +120,7 @@ func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID stri
 			gens, short, missing, err := s.Gate.Retake(ctx, o.UserID, o.Items, deadline)
 			if err != nil || missing == "" || tries == 2 {
 				if missing != "" && err == nil {
-					err = fmt.Errorf("retake: gate of %s keeps missing", missing)
+					err = Errorf(CodeUnavailable, "retake: gate of %s keeps missing", missing)
 				}
 				return gens, short, err
 			}
@@ -175,7 +174,8 @@ func (s *Service) latePayment(ctx context.Context, o Order, paymentIntentID stri
 			}
 		}
 	}
-	return false, errors.New("retake: gates kept changing")
+	// Failovers and rebuilds all the while: Stripe's retry of the event tries again.
+	return false, Errorf(CodeUnavailable, "retake: gates kept changing")
 }
 
 // refunded makes sure the refund of an order Postgres has refunded went through, and notes
