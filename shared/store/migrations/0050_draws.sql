@@ -1,6 +1,8 @@
 -- Draws (API.md "Draws"): a product sold by a verifiable raffle instead of first come.
--- A product is a draw while it has a row in draws. New tables only: nothing running today
--- reads or locks them, so this migration takes no lock a request waits on.
+-- A product is a draw while it has a row in draws. New tables only, nothing running today
+-- reads them; the one lock on an existing table is the foreign key's on products (SHARE ROW
+-- EXCLUSIVE, held for the few milliseconds of this transaction, under the migrator's lock
+-- timeout and retries like every file).
 CREATE TABLE draws (
     product_id       text PRIMARY KEY REFERENCES products (id),
     -- The secret seed: 32 bytes from a secure source, made once when the product became a draw
