@@ -44,6 +44,13 @@ var QueueCast = waitroom + queuecast
 //go:embed gatedrop.lua
 var GateDrop string
 
+//go:embed offer.lua
+var offer string
+
+// Offer makes one draw offer: a hold of one variant for one entrant, without the sale window,
+// the waiting room or the rate (offer.lua, after variants.lua).
+var Offer = variants + offer
+
 //go:embed release.lua
 var release string
 

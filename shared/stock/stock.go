@@ -22,6 +22,7 @@ import (
 
 var (
 	reserveScript    = redis.NewScript(lua.Reserve)
+	offerScript      = redis.NewScript(lua.Offer)
 	releaseScript    = redis.NewScript(lua.Release)
 	invalidateScript = redis.NewScript(lua.Invalidate)
 )
@@ -94,6 +95,29 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 		r.Which = lua.Str(v, 1)
 	case shop.GateNotAdmitted:
 		r.Ahead = lua.Int(v, 1)
+	}
+	return r, nil
+}
+
+var _ shop.DrawGate = (*Gate)(nil)
+
+// Offer runs offer.lua: one draw offer, a hold taken without the sale window, the waiting room
+// or the rate, at most once per offer id.
+func (g *Gate) Offer(ctx context.Context, o shop.GateOffer) (shop.GateResult, error) {
+	v, err := offerScript.Run(ctx, g.rdb, KeysFor(o.ProductID).list(), o.ID, o.UserID, o.Quantity, ms(o.Deadline), o.VariantID).Slice()
+	if err != nil {
+		return shop.GateResult{}, fmt.Errorf("run offer.lua: %w", Translate(err))
+	}
+	r := shop.GateResult{Outcome: lua.Str(v, 0), VariantID: o.VariantID}
+	switch r.Outcome {
+	case shop.GateOK:
+		r.Available, r.Gen, r.Version = lua.Int(v, 1), lua.Int(v, 2), lua.Int(v, 3)
+	case shop.GateReplay:
+		r.Gen = lua.Int(v, 1)
+	case shop.GateOutOfStock:
+		r.Available = lua.Int(v, 1)
+	case shop.GateLimit:
+		r.Limit = lua.Int(v, 1)
 	}
 	return r, nil
 }
