@@ -46,6 +46,8 @@ func TestVariantsBadInput(t *testing.T) {
 		{name: "variant id 33 chars", event: put, mod: putBody(`"variants":[{"id":"abcdefghijklmnopqrstuvwxyz0123456","name":"S","stock":5}]`), status: 400, code: shop.CodeInvalidRequest, field: "variants[0].id"},
 		{name: "variant id twice", event: put, mod: putBody(`"variants":[{"id":"s","name":"S","stock":5},{"id":"s","name":"S2","stock":1}]`), status: 400, code: shop.CodeInvalidRequest, field: "variants[1].id"},
 		{name: "variant name empty", event: put, mod: putBody(`"variants":[{"id":"s","name":"","stock":5}]`), status: 400, code: shop.CodeInvalidRequest, field: "variants[0].name"},
+		{name: "variant name with NUL", event: put, mod: putBody(`"variants":[{"id":"s","name":"S\u0000","stock":5}]`), status: 400, code: shop.CodeInvalidRequest, field: "variants[0].name"},
+		{name: "variant name with a newline", event: put, mod: putBody(`"variants":[{"id":"s","name":"S\nM","stock":5}]`), status: 400, code: shop.CodeInvalidRequest, field: "variants[0].name"},
 		{name: "variant stock negative", event: put, mod: putBody(`"variants":[{"id":"s","name":"S","stock":-1}]`), status: 400, code: shop.CodeInvalidRequest, field: "variants[0].stock"},
 		{name: "variant stock as string", event: put, mod: putBody(`"variants":[{"id":"s","name":"S","stock":"5"}]`), status: 400, code: shop.CodeInvalidRequest, field: "variants.stock"},
 		{name: "variant price negative", event: put, mod: putBody(`"variants":[{"id":"s","name":"S","stock":5,"price_cents":-1}]`), status: 400, code: shop.CodeInvalidRequest, field: "variants[0].price_cents"},

@@ -301,8 +301,8 @@ func validVariants(vs []VariantInput) error {
 			return Invalid(field("id"), "a variant id must match [a-z0-9][a-z0-9._-]{0,31}")
 		case seen[v.ID]:
 			return Invalid(field("id"), "variant %q is listed twice", v.ID)
-		case !utf8.ValidString(v.Name) || n < 1 || n > MaxVariantNameLen:
-			return Invalid(field("name"), "a variant name is 1 to %d characters", MaxVariantNameLen)
+		case !ValidText(v.Name) || n < 1 || n > MaxVariantNameLen:
+			return Invalid(field("name"), "a variant name is 1 to %d characters, none of them a control character", MaxVariantNameLen)
 		case v.Stock < 0 || v.Stock > MaxStock:
 			return Invalid(field("stock"), "stock must be from 0 to %d", MaxStock)
 		case v.PriceCents != nil && (*v.PriceCents < 0 || *v.PriceCents > MaxPriceCents):
