@@ -173,3 +173,30 @@ func TestReconciliationStopsAfterTheWindow(t *testing.T) {
 		t.Fatalf("after the window the sweep still reads (%d)", n)
 	}
 }
+
+// A late payment after a failover to a copy of the gate from before its last rebuild (an
+// older generation than Postgres's) takes its units again at the first delivery: the old gate
+// is dropped and rebuilt, instead of being taken from again on every try (the payment then
+// failed until a sweep happened to rebuild the gate).
+func TestLatePaymentAfterAFailoverToAnOlderGeneration(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t).WithPayments(t)
+	tap := env.WithStripeTap(t)
+	env.Product(t, "gen", 3, 3)
+	o := lapsedOrder(t, env, "alice", "gen")
+	older := testenv.DumpProduct(t, env.Redis, "gen")
+	if _, err := env.Shop.Restock(ctx, "gen", 1); err != nil { // a new generation, the gate rebuilt
+		t.Fatal(err)
+	}
+	testenv.RestoreProduct(t, env.Redis, "gen", older)
+	tap.Succeed(t, o.ID)
+	if err := env.Shop.HandlePaymentEvent(ctx, succeeded(o, "evt_gen")); err != nil {
+		t.Fatalf("late payment after a failover to an older generation: %v", err)
+	}
+	if st := orderStatus(t, env, o.ID); st != shop.OrderPaid {
+		t.Fatalf("order is %s, want paid", st)
+	}
+	if l := env.CheckLedger(t, "gen", 4); l.HeldPG != 1 || l.Available != 3 {
+		t.Fatalf("after the retake: %+v", l)
+	}
+}

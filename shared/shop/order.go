@@ -138,7 +138,8 @@ type RetakeResult struct {
 	Outcome string
 	Short   string // the product that is sold out, for RetakeShort
 	Took    bool   // take took units in the gate (to give back unless RetakeDone)
-	// Stale names a product whose gate granted units Postgres does not have (RetakeGateChanged):
+	// Stale names a product whose gate granted units Postgres does not have, or took them
+	// under a generation Postgres no longer has (an older copy after a failover) (RetakeGateChanged):
 	// its gate of generation StaleGen must be dropped and rebuilt before trying again.
 	Stale    string
 	StaleGen int64

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -269,13 +270,22 @@ func (s *Store) RetakeOrder(ctx context.Context, orderID string, deadline, now t
 		for id, g := range gens {
 			ids, want = append(ids, id), append(want, g)
 		}
-		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT p.id FROM products p JOIN unnest($1::text[], $2::bigint[]) AS g(id, gen)
-			ON p.id = g.id AND p.gate_gen = g.gen FOR KEY SHARE OF p) x`, ids, want).Scan(&n); err != nil {
+		// The products whose gate took the units under a generation Postgres no longer has:
+		// an older copy after a failover (it must be dropped, or every retry takes from it
+		// again), or a rebuild in progress.
+		var current []string
+		if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(x.id), '{}') FROM (SELECT p.id FROM products p JOIN unnest($1::text[], $2::bigint[]) AS g(id, gen)
+			ON p.id = g.id AND p.gate_gen = g.gen FOR KEY SHARE OF p) x`, ids, want).Scan(&current); err != nil {
 			return fmt.Errorf("check gate generations: %w", translate(err))
 		}
-		if n != len(gens) {
+		if len(current) != len(gens) {
 			res.Outcome = shop.RetakeGateChanged
+			for _, id := range ids {
+				if !slices.Contains(current, id) {
+					res.Stale, res.StaleGen = id, gens[id]
+					break
+				}
+			}
 			return nil
 		}
 		// The holds' units are taken again in Postgres by the reservations trigger, which
