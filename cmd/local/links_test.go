@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -279,6 +280,21 @@ func TestLinksWalkTheSale(t *testing.T) {
 	json.Unmarshal(hold.body, &h)  //nolint:errcheck
 	if len(o.Items) != 1 || o.Items[0].ReservationID != h.ID {
 		t.Fatalf("the order %s is not of the hold %s: %s", o.ID, h.ID, order.body)
+	}
+	// The payment's fulfillment runs on the queue: the books are read once it is done (at rest).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var status string
+		if err := env.Pool.QueryRow(context.Background(), `SELECT status FROM orders WHERE id = $1`, o.ID).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		if status == "fulfilled" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("order %s is still %s 20 s after its payment", o.ID, status)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	env.CheckLedger(t, "links-tee", 6)
 }
