@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"lastunit/shared/rooms"
@@ -248,40 +247,7 @@ func TestFaultStormVariants(t *testing.T) {
 	close(stop)
 	bg.Wait()
 
-	// Quiesce: no more deaths; Stripe delivers what was never answered 2xx; every deadline
-	// passes and is swept; every paid order is fulfilled.
-	s.mu.Lock()
-	s.dying = false
-	redeliver := s.redeliver
-	s.mu.Unlock()
-	for _, ev := range redeliver {
-		if err := env.Shop.HandlePaymentEvent(ctx, ev); err != nil {
-			t.Errorf("Stripe's retry of %s after the storm: %v", ev.ID, err)
-		}
-	}
-	for range 4 {
-		env.Clock.Advance(time.Hour)
-		if _, err := env.Shop.Sweep(ctx); err != nil {
-			t.Errorf("sweep after the storm: %v", err)
-		}
-		rows, err := env.Pool.Query(ctx, `SELECT id FROM orders WHERE status = 'paid'`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, id := range ids {
-			if err := env.Shop.Fulfill(ctx, id, 1); err != nil {
-				t.Errorf("fulfill %s after the storm: %v", id, err)
-			}
-		}
-	}
-	env.Clock.Advance(time.Hour)
-	if _, err := env.Shop.Sweep(ctx); err != nil {
-		t.Errorf("last sweep: %v", err)
-	}
+	s.quiesce()
 
 	v, _ := s.restocked.Load("sizes")
 	l := env.CheckLedger(t, "sizes", s.stock0["sizes"]+v.(*atomic.Int64).Load())
