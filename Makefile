@@ -57,14 +57,14 @@ services: ## make sure Postgres and Redis answer; start PgBouncer, the SQS emula
 		$(MAKE) -s $(NODE) $(FAUXQS); \
 		echo "starting the SQS emulator (fauxqs) on 127.0.0.1:$(SQS_PORT)"; \
 		FAUXQS_PORT=$(SQS_PORT) FAUXQS_HOST=127.0.0.1 nohup $(NODE) -r $(CURDIR)/cmd/local/services/loopback.cjs $(FAUXQS) >$(RUN)/fauxqs.log 2>&1 & echo $$! >$(RUN)/fauxqs.pid; \
-		for i in $$(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$(SQS_PORT)) 2>/dev/null && break; sleep 0.1; done; \
+		for i in $$(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/$(SQS_PORT)) 2>/dev/null && break; sleep 0.1; done; \
 	fi
 	@(exec 3<>/dev/tcp/127.0.0.1/$(SQS_PORT)) 2>/dev/null || { echo "the SQS emulator does not answer on 127.0.0.1:$(SQS_PORT); see $(RUN)/fauxqs.log" >&2; exit 1; }
 	@if ! (exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null; then \
 		$(MAKE) -s $(STRIPE_MOCK); \
 		echo "starting stripe-mock on 127.0.0.1:$(STRIPE_MOCK_PORT)"; \
 		nohup $(STRIPE_MOCK) -http-addr 127.0.0.1:$(STRIPE_MOCK_PORT) -https-addr 127.0.0.1:$$(($(STRIPE_MOCK_PORT) + 1)) >$(RUN)/stripe-mock.log 2>&1 & echo $$! >$(RUN)/stripe-mock.pid; \
-		for i in $$(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null && break; sleep 0.1; done; \
+		for i in $$(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null && break; sleep 0.1; done; \
 	fi
 	@(exec 3<>/dev/tcp/127.0.0.1/$(STRIPE_MOCK_PORT)) 2>/dev/null || { echo "stripe-mock does not answer on 127.0.0.1:$(STRIPE_MOCK_PORT); see $(RUN)/stripe-mock.log" >&2; exit 1; }
 	@PGBOUNCER_PORT=$(PGBOUNCER_PORT) PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) bash cmd/local/services/pgbouncer.sh start

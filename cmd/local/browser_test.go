@@ -108,9 +108,17 @@ func do(t *testing.T, ctx context.Context, what string, actions ...chromedp.Acti
 	}
 }
 
-// waitText waits until the element's text contains want (ignoring case: CSS may upper-case it), up to d.
+// minWait is the least any wait of the browser tests allows: the waits are upper bounds, never
+// timing claims (latency is measured by make bench-fanout), and on a machine loaded by other
+// builds a page can take many seconds for what takes milliseconds when idle. A longer bound
+// only delays a test that fails anyway.
+const minWait = 30 * time.Second
+
+// waitText waits until the element's text contains want (ignoring case: CSS may upper-case it),
+// up to d (at least minWait).
 func waitText(t *testing.T, ctx context.Context, sel, want string, d time.Duration) time.Duration {
 	t.Helper()
+	d = max(d, minWait)
 	start := time.Now()
 	var got string
 	for time.Since(start) < d {
@@ -133,9 +141,11 @@ func waitText(t *testing.T, ctx context.Context, sel, want string, d time.Durati
 }
 
 // waitJS waits until the expression is true in the tab's page, asking again every 100 ms
-// (each try short, so that one asked during a navigation cannot hang the test), up to d.
+// (each try short, so that one asked during a navigation cannot hang the test), up to d (at
+// least minWait).
 func waitJS(t *testing.T, ctx context.Context, what, expr string, d time.Duration) {
 	t.Helper()
+	d = max(d, minWait)
 	var last error
 	for start := time.Now(); time.Since(start) < d; time.Sleep(100 * time.Millisecond) {
 		var ok bool
