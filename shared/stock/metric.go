@@ -26,6 +26,11 @@ func MetricKey(id string, sec int64) string {
 	return "{p:" + id + "}:m:" + strconv.FormatInt(sec, 10)
 }
 
+// metricKeyOf is MetricKey from a product's keys (the same hash tag).
+func metricKeyOf(k Keys, sec int64) string {
+	return strings.TrimSuffix(k.Gate, "gate") + "m:" + strconv.FormatInt(sec, 10)
+}
+
 // latencyArg encodes latency samples for metric.lua ("i:n,i:n").
 func latencyArg(h map[int]int64) string {
 	if len(h) == 0 {
@@ -125,9 +130,9 @@ func parseSecond(t int64, h map[string]string) shop.Second {
 			if ok {
 				x.AvailBefore, x.HeldBefore = num(a), num(b)
 			}
-		case strings.HasPrefix(f, "l"):
-			i, err := strconv.Atoi(f[1:])
-			if n := num(v); err == nil && n != nil {
+		case isBucket(f):
+			i, _ := strconv.Atoi(f[1:])
+			if n := num(v); n != nil {
 				if x.Latency == nil {
 					x.Latency = map[int]int64{}
 				}
@@ -146,6 +151,14 @@ func parseSecond(t int64, h map[string]string) shop.Second {
 		x.HeldBefore = new(int64)
 	}
 	return x
+}
+
+// isBucket reports whether a field is a latency bucket: "l" and digits ("lim" is a count).
+func isBucket(f string) bool {
+	if len(f) < 2 || f[0] != 'l' {
+		return false
+	}
+	return strings.Trim(f[1:], "0123456789") == ""
 }
 
 // MinutesWithCounts returns those of the minutes (unix second of their start) for which Redis
