@@ -66,7 +66,7 @@ func TestControlRoomScriptedDrop(t *testing.T) {
 	}
 	type row struct{ ok, lim, oos, rel, co, paid, avail, held int64 }
 	want := []row{
-		{avail: 5},                                // the second before the drop
+		{avail: 5}, // the second before the drop
 		{ok: 3, lim: 1, oos: 2, avail: 0, held: 5}, // second 0
 		{rel: 1, avail: 2, held: 3},                // 1
 		{ok: 1, avail: 0, held: 5},                 // 2
