@@ -542,7 +542,10 @@ func (s *Service) controlRoom(ctx context.Context, rows []ProductRow, now time.T
 	refunds, draws, aerr := s.Store.Overdue(ctx, now.Add(-RefundStuckAfter), now.Add(-DrawOverdueAfter))
 	if aerr == nil {
 		rep.RefundsStuck, rep.DrawsOverdue = int(refunds), int(draws)
+		s.figure("", FigureRefundsStuck, float64(refunds))
+		s.figure("", FigureDrawsOverdue, float64(draws))
 	}
+	s.figure("", FigureStaleGates, float64(rep.StaleGates))
 	return errors.Join(err, aerr)
 }
 

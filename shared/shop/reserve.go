@@ -82,6 +82,12 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (out Reserved
 	charge := true                  // only the first gate call of a request takes a token from the bucket
 	counted := ""                   // the last answer the gate counted
 	defer func() {
+		if err != nil {
+			switch ErrorCode(err) {
+			case CodeInternal, CodeUnavailable, CodePaymentProviderError:
+				s.figure(req.ProductID, FigureReserve5xx, 1)
+			}
+		}
 		if counted == "" {
 			return
 		}
