@@ -18,6 +18,7 @@ func TestControlRoomScriptedDrop(t *testing.T) {
 	t.Parallel()
 	env := testenv.NewEnv(t).WithPayments(t)
 	tap := env.WithStripeTap(t)
+	env.Shop.LatencyBatch = 1 // every reserve hands the last latency over
 	env.Product(t, "cr", 5, 2)
 	reserve := func(user string, qty int64, want shop.Code) string {
 		t.Helper()
