@@ -243,6 +243,7 @@ type Store interface {
 	DropIdem(ctx context.Context, userID, key string) error
 
 	OrderStore
+	ControlStore
 }
 
 // ErrMaybeWritten marks a write whose outcome is unknown: the statement may have committed
@@ -280,6 +281,7 @@ type Gate interface {
 	CartGate
 	Catalog
 	Drops
+	Meter
 }
 
 // Catalog is every product's shopper-facing details kept in Redis beside the gates, so that
@@ -336,6 +338,10 @@ type GateRelease struct {
 	// UserID and IdemKey name an Idempotency-Key entry to forget with the hold (undoing a
 	// reserve that Postgres refused); empty for none.
 	UserID, IdemKey string
+	// Count is what a release by this call counts in the second of At for the control room
+	// (CountReleased, CountExpired, CountUndo, CountLevels); "" or a zero At: nothing.
+	Count string
+	At    time.Time
 }
 
 // GateReserve is one reserve.lua call.
@@ -359,6 +365,9 @@ type GateReserve struct {
 	AdmissionWindow time.Duration
 	ShopperRate     float64
 	ShopperBurst    int64
+	// Latencies are reserve latencies this process measured earlier for the product (bucket →
+	// count, LatencyBucket), recorded by this call in its second's histogram.
+	Latencies map[int]int64
 }
 
 // Gate outcomes (GateResult.Outcome).
@@ -448,14 +457,21 @@ type Service struct {
 	// cancel.after_refund); an error from it stands for the process dying there (tests inject
 	// crashes).
 	Fault func(step string) error
+	// LatencyBatch is how many reserve latencies of a product this process gathers before a
+	// reserve hands them to the gate's histogram (DefaultLatencyBatch; 1: every reserve).
+	LatencyBatch int
+	// Figures hears the figures a function emits as CloudWatch metrics (shared/metric); nil:
+	// nobody.
+	Figures Figures
 
 	rebuilds singleflight.Group // one gate rebuild per product at a time in this process
+	latency  latencyBook        // reserve latencies measured, not yet handed to the gate
 }
 
 // NewService returns a Service with the default clock, TTLs and logger.
 func NewService(st Store, g Gate) *Service {
 	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, AdmissionWindow: 2 * time.Minute, ShopperRate: 5, ShopperBurst: 10, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute, FailedJobMaxAge: 24 * time.Hour, FulfillDeadline: 15 * time.Minute,
-		ReconcileBatch: 20, ReconcileEvery: 10 * time.Minute, ReconcileWindow: 72*time.Hour + PaymentGrace}
+		ReconcileBatch: 20, LatencyBatch: DefaultLatencyBatch, ReconcileEvery: 10 * time.Minute, ReconcileWindow: 72*time.Hour + PaymentGrace}
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Millisecond) }
