@@ -568,17 +568,24 @@ func scanReservation(row pgx.CollectableRow) (shop.Reservation, error) {
 // deadline is after now; the insert trigger takes its units from the product's slots and
 // records version, the gate's live-stock version when it granted them. With idem, the idempotency record is written in the same statement.
 func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen, version int64, now time.Time, idem *shop.IdemRecord) (bool, error) {
-	// The fast path takes the units from the hold's own slot in the same statement (one row
-	// lock, no trigger work: units_taken tells the trigger they are taken). When that slot is
-	// short, the plain insert lets the trigger look at the other slots, pool them, or refuse.
+	// The fast path takes the units from the hold's own slot and counts them against the
+	// shopper's max_per_user in the same statement (two row locks, no trigger work:
+	// units_taken and user_counted tell the triggers it is done). Over the limit, lu_over_limit
+	// raises LU003 as the trigger would, which aborts the statement with its slot take. When
+	// the slot is short, the plain insert lets the triggers look at the other slots, pool
+	// them, or refuse, and count the shopper.
 	const fast = `
-		WITH p AS (SELECT id FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
+		WITH p AS (SELECT id, max_per_user FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
 		s AS (UPDATE product_slots SET free = free - $4, ver = greatest(ver, $9)
 			WHERE product_id = $2 AND variant_id = $11 AND slot = $10 AND free >= $4 AND $5::timestamptz > $8::timestamptz
 				AND EXISTS (SELECT 1 FROM p)
 			RETURNING slot),
-		r AS (INSERT INTO reservations (id, product_id, variant_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version, units_taken)
-			SELECT $1, p.id, $11, $3, $4, 'reserved', $5, $6, $6, $9, true FROM p, s
+		u AS (INSERT INTO product_users AS pu (product_id, user_id, units) SELECT $2, $3, $4 FROM s
+			ON CONFLICT (product_id, user_id) DO UPDATE SET units = pu.units + EXCLUDED.units
+			RETURNING pu.units),
+		r AS (INSERT INTO reservations (id, product_id, variant_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version, units_taken, user_counted)
+			SELECT $1, p.id, $11, $3, $4, 'reserved', $5, $6, $6, $9, true, true FROM p, u
+			WHERE CASE WHEN u.units <= p.max_per_user THEN true ELSE lu_over_limit(p.id, u.units, p.max_per_user) END
 			RETURNING id)`
 	const plain = `
 		WITH p AS (SELECT id FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
