@@ -23,7 +23,7 @@ func holdID(stock int, fast bool) string {
 }
 
 // TestInsertHoldCountsTheShopperOnce: the reserve's statement counts the shopper's units
-// against max_per_user itself on the fast path (migration 0060) and the trigger does on the
+// against max_per_user itself on the fast path (lu_insert_hold, migration 0062) and the trigger does on the
 // plain path: either way, exactly once. A hold that would go over the limit is refused as a
 // stale gate (LU003) on both paths and changes nothing: no hold, no units taken, no count.
 func TestInsertHoldCountsTheShopperOnce(t *testing.T) {
