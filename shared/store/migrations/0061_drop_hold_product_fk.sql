@@ -5,7 +5,10 @@
 -- second referential-integrity check (a trigger, an index read and a KEY SHARE lock on the
 -- product's row) after the one the statement itself takes (issue 20).
 --
--- Dropping a foreign key takes reservations' table lock (taken first here) and a brief lock on
--- products; both waits are bounded by the migrator's lock timeout and retried.
+-- Dropping a foreign key locks both tables (ACCESS EXCLUSIVE, for the milliseconds of this
+-- transaction). products first: a reserve reads its product before it inserts its hold, so
+-- taking reservations first would wait on reserves that wait on it (every try timed out under
+-- the online test's traffic). Each wait is bounded by the migrator's lock timeout, then retried.
+LOCK TABLE products IN ACCESS EXCLUSIVE MODE;
 LOCK TABLE reservations IN ACCESS EXCLUSIVE MODE;
 ALTER TABLE reservations DROP CONSTRAINT reservations_product_id_fkey;
