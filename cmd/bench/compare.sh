@@ -9,6 +9,8 @@
 #
 # usage: compare.sh [REF]   default REF: the last release tag, else origin/main, else a929dc3
 #                           (main at the end of 2026-11-25, before the counter slots)
+# HEAD_REF, when set, builds the head side from that ref instead of the working tree (to
+# measure one commit against its parent).
 # environment: what benchrun.sh needs, plus CONC (200), USERS (3000), DURATION (10s), ROUNDS (2),
 # DB_MODE (direct: the runner straight to Postgres, as in issue 20; pooler: through PgBouncer),
 # CEILING_CONNS (16: the runner's pool), STATS (1: per-reserve statements, rows, buffers, trigger
@@ -32,10 +34,18 @@ out="$RUN_DIR/compare"
 mkdir -p "$out"
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
-echo "base: $ref ($sha), head: the working tree ($(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' + changes'))"
-git archive "$sha" | tar -x -C "$src"
-(cd "$src" && go build -o "$out/base-local" ./cmd/local)
-go build -o "$out/head-local" ./cmd/local
+head="the working tree ($(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' + changes'))"
+[ -z "${HEAD_REF:-}" ] || head="$HEAD_REF ($(git rev-parse --short "$HEAD_REF^{commit}"))"
+echo "base: $ref ($sha), head: $head"
+mkdir -p "$src/base" "$src/head"
+git archive "$sha" | tar -x -C "$src/base"
+(cd "$src/base" && go build -o "$out/base-local" ./cmd/local)
+if [ -n "${HEAD_REF:-}" ]; then
+  git archive "$(git rev-parse "$HEAD_REF^{commit}")" | tar -x -C "$src/head"
+  (cd "$src/head" && go build -o "$out/head-local" ./cmd/local)
+else
+  go build -o "$out/head-local" ./cmd/local
+fi
 go build -o "$out/loadgen" ./cmd/bench/loadgen
 cat >"$out/ceiling.sql" <<'SQL'
 INSERT INTO bench_pgbench (id, product_id, user_id, quantity, status, expires_at, created_at, updated_at)
@@ -66,7 +76,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 echo
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores; base $ref ($sha), head the working tree; c=$CONC, $USERS shoppers, one product, $DURATION per loop, runner $DB_MODE to Postgres, pgbench ceiling from $CEILING_CONNS connections"
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores; base $ref ($sha), head $head; c=$CONC, $USERS shoppers, one product, $DURATION per loop, runner $DB_MODE to Postgres, pgbench ceiling from $CEILING_CONNS connections"
 echo
 awk -v stats="$STATS" '
   function f(k,   i, kv) { for (i = 5; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) return kv[2] } return "" }
