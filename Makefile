@@ -188,8 +188,9 @@ BENCH_FLAGS    ?=
 # with p99 near 100 ms at c=200; 12 to 32 measured alike, 16 gave the steadiest p99).
 # SHOPPER_RATE=0: the load generators send far more than 5 requests/s per shopper on purpose.
 BENCH_ENV      ?= RESERVATION_TTL=1h EXPIRE_EVERY=1h DB_MAX_CONNS=16 SHOPPER_RATE=0
-BENCHRUN = PG_ADMIN="$(PG_ADMIN)" PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) PGBOUNCER_PORT=$(PGBOUNCER_PORT) REDIS_PORT=$(REDIS_PORT) \
-	BENCH_HOST=$(BENCH_HOST) RUN_DIR=$(RUN) $(BENCH_ENV) bash cmd/bench/benchrun.sh
+BENCHVARS = PG_ADMIN="$(PG_ADMIN)" PG_HOST=$(PG_HOST) PG_PORT=$(PG_PORT) PGBOUNCER_PORT=$(PGBOUNCER_PORT) REDIS_PORT=$(REDIS_PORT) \
+	BENCH_HOST=$(BENCH_HOST) BENCH_PORT=$(BENCH_PORT) RUN_DIR=$(RUN) $(BENCH_ENV)
+BENCHRUN = $(BENCHVARS) bash cmd/bench/benchrun.sh
 bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs the Postgres insert ceiling, plus a 1000-way burst
 	@mkdir -p $(RUN)
 	@$(BENCHRUN) bench $(BENCH_PORT) -- sh -c '$(GO) run ./cmd/bench/loadgen -url "$$RUNNER_URL" -db "$$DATABASE_URL" \
@@ -208,6 +209,22 @@ bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs th
 	@echo "the control room's counting on vs off (interleaved, medians; docs/control-room.md): reserve.lua's round trip alone, then the whole reserve (gate + Postgres)"
 	@$(GO) test -run '^$$' -bench 'ReserveCounting$$' -benchtime 5000x -count 3 ./shared/stock/ | grep -E '^Benchmark'
 	@$(GO) test -run '^$$' -bench 'ReserveCountingFull' -benchtime 500x -count 3 ./shared/shop/ | grep -E '^Benchmark'
+
+# The reserve side by side (cmd/bench/compare.sh): REF's runner (default: the last release tag,
+# else origin/main, else a929dc3) and the working tree's, back to back in alternating order on
+# fresh databases, under the same load; one table of reserves/s, p50/p99, the pgbench insert
+# ceiling, sold-out answers/s against a Redis EVALSHA ceiling, and per-reserve counts and CPU.
+.PHONY: bench-compare
+REF            ?=
+COMPARE_CONC   ?= 200
+COMPARE_USERS  ?= 3000
+COMPARE_ROUNDS ?= 2
+COMPARE_DB     ?= direct
+COMPARE_STATS  ?= 1
+bench-compare: services ## the reserve side by side: REF (default: last tag, origin/main or a929dc3) vs the working tree, back to back, one table
+	@mkdir -p $(RUN)
+	@$(BENCHVARS) CONC=$(COMPARE_CONC) USERS=$(COMPARE_USERS) DURATION=$(BENCH_DURATION) ROUNDS=$(COMPARE_ROUNDS) \
+		DB_MODE=$(COMPARE_DB) STATS=$(COMPARE_STATS) bash cmd/bench/compare.sh $(REF)
 
 # Mutation testing (cmd/mutants): plants each known bug in a copy of the tree and runs the
 # tests of shared/ and lua/; every mutant must be killed. `go run ./cmd/mutants -list` lists them.

@@ -565,49 +565,24 @@ func scanReservation(row pgx.CollectableRow) (shop.Reservation, error) {
 
 // InsertHold records a new hold in one statement, only while the product's gate generation
 // is still gen (checked under FOR KEY SHARE, which a rebuild's FOR UPDATE waits for) and the
-// deadline is after now; the insert trigger takes its units from the product's slots and
-// records version, the gate's live-stock version when it granted them. With idem, the idempotency record is written in the same statement.
+// deadline is after now: the units come from the hold's variant's slots and are counted
+// against the shopper's max_per_user, and version, the gate's live-stock version when it
+// granted them, is recorded. With idem, the idempotency record is written in the same
+// transaction. It runs lu_insert_hold (migration 0062), whose statements' plans Postgres
+// keeps per connection: the statement sent is a one-line SELECT, cheap to parse and plan.
 func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen, version int64, now time.Time, idem *shop.IdemRecord) (bool, error) {
-	// The fast path takes the units from the hold's own slot in the same statement (one row
-	// lock, no trigger work: units_taken tells the trigger they are taken). When that slot is
-	// short, the plain insert lets the trigger look at the other slots, pool them, or refuse.
-	const fast = `
-		WITH p AS (SELECT id FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
-		s AS (UPDATE product_slots SET free = free - $4, ver = greatest(ver, $9)
-			WHERE product_id = $2 AND variant_id = $11 AND slot = $10 AND free >= $4 AND $5::timestamptz > $8::timestamptz
-				AND EXISTS (SELECT 1 FROM p)
-			RETURNING slot),
-		r AS (INSERT INTO reservations (id, product_id, variant_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version, units_taken)
-			SELECT $1, p.id, $11, $3, $4, 'reserved', $5, $6, $6, $9, true FROM p, s
-			RETURNING id)`
-	const plain = `
-		WITH p AS (SELECT id FROM products WHERE id = $2 AND gate_gen = $7 FOR KEY SHARE),
-		r AS (INSERT INTO reservations (id, product_id, variant_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version)
-			SELECT $1, p.id, $11, $3, $4, 'reserved', $5, $6, $6, $9 FROM p WHERE $5::timestamptz > $8::timestamptz
-				AND $10::int >= 0
-			RETURNING id)`
-	const idemCTE = `,
-		i AS (INSERT INTO idempotency_keys (user_id, key, request_hash, status, body, created_at)
-			SELECT $3, $12, $13, $14, $15, $6 FROM r)`
-	args := []any{r.ID, r.ProductID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now, version, slotOf(r.ID), r.VariantID}
-	tail := ` SELECT (SELECT count(*) FROM p), count(*) FROM r`
+	const q = `SELECT lu_insert_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
+	args := []any{r.ID, r.ProductID, r.VariantID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now, version, slotOf(r.ID),
+		nil, nil, nil, nil}
 	if idem != nil {
-		tail = idemCTE + tail
-		args = append(args, idem.Key, idem.RequestHash, idem.Status, idem.Body)
+		args[11], args[12], args[13], args[14] = idem.Key, idem.RequestHash, idem.Status, idem.Body
 	}
-	var found, n int
-	run := func(q string) error {
-		err := s.pool.QueryRow(ctx, q+tail, args...).Scan(&found, &n)
-		for tries := 0; isDeadlock(err) && tries < 3; tries++ {
-			// Postgres aborted the statement (nothing written) to break a lock cycle between
-			// slot takes: try again.
-			err = s.pool.QueryRow(ctx, q+tail, args...).Scan(&found, &n)
-		}
-		return err
-	}
-	err := run(fast)
-	if err == nil && n == 0 && found == 1 && r.ExpiresAt.After(now) {
-		err = run(plain) // the hold's slot is short
+	var ok bool
+	err := s.pool.QueryRow(ctx, q, args...).Scan(&ok)
+	for tries := 0; isDeadlock(err) && tries < 3; tries++ {
+		// Postgres aborted the statement (nothing written) to break a lock cycle between
+		// slot takes: try again.
+		err = s.pool.QueryRow(ctx, q, args...).Scan(&ok)
 	}
 	if err != nil {
 		if isUniqueViolation(err, "idempotency_keys_pkey") {
@@ -623,7 +598,7 @@ func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen, version
 		}
 		return false, fmt.Errorf("insert reservation: %w", translate(err))
 	}
-	return n == 1, nil
+	return ok, nil
 }
 
 // Idem returns a stored idempotency record; shop.ErrNotFound if there is none.

@@ -36,6 +36,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 )
 
 // Options are the command line flags.
@@ -54,6 +55,11 @@ type Options struct {
 	SkipCeiling     bool          // measure reserves only
 	SkipBurst       bool          // skip the burst
 	Variants        int           // sizes of the variants pair's product (0 skips the pair)
+	SoldOut         bool          // after each reserve loop, a loop of sold-out answers (409 out_of_stock)
+	RedisURL        string        // the runner's Redis: an EVALSHA ceiling beside the sold-out loop ("" skips it)
+	Result          bool          // print one machine-readable RESULT line per concurrency (cmd/bench/compare.sh)
+	Stats           bool          // per reserve and per sold-out answer: statements, rows, buffers, trigger calls, CPU
+	RunnerPID       int           // the runner's process, for its CPU time (-stats)
 }
 
 func main() {
@@ -87,6 +93,11 @@ func parseFlags(args []string) (Options, error) {
 	fs.DurationVar(&o.Timeout, "timeout", 10*time.Second, "timeout of one HTTP request")
 	fs.BoolVar(&o.SkipCeiling, "skip-ceiling", false, "do not measure the insert ceiling")
 	fs.BoolVar(&o.SkipBurst, "skip-burst", false, "do not run the burst")
+	fs.BoolVar(&o.SoldOut, "soldout", false, "after each reserve loop, measure sold-out answers: shoppers reserving a product whose last unit is held (409 out_of_stock counts as success)")
+	fs.StringVar(&o.RedisURL, "redis", "", "Redis URL for the EVALSHA ceiling beside the sold-out loop: a one-HGET script from a go-redis client at the same concurrency (\"\" skips it)")
+	fs.BoolVar(&o.Result, "result", false, "also print one machine-readable line per concurrency: RESULT key=value ...")
+	fs.BoolVar(&o.Stats, "stats", false, "around the reserve and sold-out loops, read the database's statistics and the CPU time of the runner and of Postgres's backends, and print them per operation (adds 11 s of waiting before and after each loop)")
+	fs.IntVar(&o.RunnerPID, "runner-pid", 0, "the runner's process id, for its CPU time with -stats (0: Postgres only)")
 	fs.IntVar(&o.Variants, "variants", 12, "after each concurrency, reserve a product in this many sizes and a one-variant product in one interleaved loop (0 skips it)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -122,6 +133,10 @@ type Row struct {
 	Conc    int
 	Reserve Loop
 	Ceiling Loop // zero when the ceiling was skipped
+	// Stats and SoldOutStats are the per-operation breakdowns of -stats (nil without).
+	Stats, SoldOutStats *Breakdown
+	// SoldOut is the sold-out loop and EvalSHA the Redis ceiling beside it (zero when skipped).
+	SoldOut, EvalSHA Loop
 	// One and Sizes are the variants pair: one interleaved loop over a one-variant product and
 	// a product in Options.Variants sizes (zero when skipped).
 	One, Sizes Loop
@@ -130,6 +145,7 @@ type Row struct {
 // Loop is the outcome of one closed loop.
 type Loop struct {
 	OK       int             // successful operations in the measured window
+	All      int             // operations started, warm-up included, answered or not
 	Failed   int             // operations that did not succeed
 	Statuses map[string]int  // failures by HTTP status or error text
 	Sample   string          // one failure, as an example
@@ -235,14 +251,21 @@ func run(ctx context.Context, o Options, out io.Writer) error {
 		logf("c=%d: reserving %s for %s (+%s warm-up)", n, pid, o.Duration, o.Warmup)
 		body := []byte(fmt.Sprintf(`{"product_id":%q,"quantity":1}`, pid))
 		var next atomic.Uint64
-		res := closedLoop(ctx, n, o.Warmup, o.Duration, func(ctx context.Context) (string, error) {
-			tok := tokens[int(next.Add(1)%uint64(len(tokens)))]
-			return c.reserve(ctx, tok, body)
+		var res Loop
+		bd, err := measured(ctx, o, func() int {
+			res = closedLoop(ctx, n, o.Warmup, o.Duration, func(ctx context.Context) (string, error) {
+				tok := tokens[int(next.Add(1)%uint64(len(tokens)))]
+				return c.reserve(ctx, tok, body)
+			})
+			return res.All
 		})
+		if err != nil {
+			return err
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		row := Row{Conc: n, Reserve: res}
+		row := Row{Conc: n, Reserve: res, Stats: bd}
 		logf("c=%d: %d reserves, %.0f/s, p50 %.2f ms, p99 %.2f ms, %d non-201", n, res.OK, res.PerSec(), res.Pct(0.50), res.Pct(0.99), res.Failed)
 		if res.Failed > 0 {
 			failures = append(failures, fmt.Sprintf("c=%d: %d reserves failed %v, e.g. %s", n, res.Failed, res.Statuses, res.Sample))
@@ -256,6 +279,14 @@ func run(ctx context.Context, o Options, out io.Writer) error {
 			logf("c=%d: %d inserts over %d conns, %.0f/s, p50 %.2f ms, p99 %.2f ms", n, row.Ceiling.OK, row.Ceiling.Conns, row.Ceiling.PerSec(), row.Ceiling.Pct(0.50), row.Ceiling.Pct(0.99))
 			if row.Ceiling.Failed > 0 {
 				failures = append(failures, fmt.Sprintf("c=%d: %d inserts failed %v, e.g. %s", n, row.Ceiling.Failed, row.Ceiling.Statuses, row.Ceiling.Sample))
+			}
+		}
+		if o.SoldOut {
+			if err := soldOut(ctx, o, c, admin, tokens, runID, &row); err != nil {
+				return err
+			}
+			if row.SoldOut.Failed > 0 {
+				failures = append(failures, fmt.Sprintf("c=%d sold out: %d answers other than 409 out_of_stock %v, e.g. %s", n, row.SoldOut.Failed, row.SoldOut.Statuses, row.SoldOut.Sample))
 			}
 		}
 		if o.Variants > 0 {
@@ -294,6 +325,30 @@ func run(ctx context.Context, o Options, out io.Writer) error {
 	}
 
 	report(out, o, rows, burst, startLoad)
+	for _, r := range rows {
+		if r.Stats != nil {
+			r.Stats.print(out, fmt.Sprintf("reserve at c=%d", r.Conc))
+		}
+		if r.SoldOutStats != nil {
+			r.SoldOutStats.print(out, fmt.Sprintf("sold-out answer at c=%d", r.Conc))
+		}
+	}
+	if o.Result {
+		for _, r := range rows {
+			stats := ""
+			if r.Stats != nil {
+				stats = fmt.Sprintf(" runner_cpu_us=%.0f pg_cpu_us=%.0f xacts=%.2f bufs=%.1f", r.Stats.RunnerCPU, r.Stats.PGCPU,
+					r.Stats.DB["transactions (commits + rollbacks)"], r.Stats.DB["buffer accesses (hit + read)"])
+			}
+			if r.SoldOutStats != nil {
+				stats += fmt.Sprintf(" soldout_runner_cpu_us=%.0f", r.SoldOutStats.RunnerCPU)
+			}
+			fmt.Fprintf(out, "RESULT conc=%d reserve_rps=%.0f p50_ms=%.2f p99_ms=%.2f reserves=%d ceiling_rps=%.0f soldout_rps=%.0f soldout_p99_ms=%.2f evalsha_rps=%.0f load=%s",
+				r.Conc, r.Reserve.PerSec(), r.Reserve.Pct(0.5), r.Reserve.Pct(0.99), r.Reserve.OK, r.Ceiling.PerSec(),
+				r.SoldOut.PerSec(), r.SoldOut.Pct(0.99), r.EvalSHA.PerSec(), strings.ReplaceAll(loadAvg(), " ", "/"))
+			fmt.Fprintln(out, stats)
+		}
+	}
 	if len(failures) > 0 {
 		return errors.New(strings.Join(failures, "; "))
 	}
@@ -353,6 +408,15 @@ func report(w io.Writer, o Options, rows []Row, b *BurstResult, startLoad string
 		}
 	}
 	for _, r := range rows {
+		if r.SoldOut.OK > 0 {
+			fmt.Fprintf(w, "sold out at c=%d: %.0f answers/s (409 out_of_stock), p50 %.2f ms, p99 %.2f ms", r.Conc, r.SoldOut.PerSec(), r.SoldOut.Pct(0.5), r.SoldOut.Pct(0.99))
+			if r.EvalSHA.PerSec() > 0 {
+				fmt.Fprintf(w, "; Redis EVALSHA ceiling %.0f/s; sold out / ceiling %.2f (target >= 0.30)", r.EvalSHA.PerSec(), r.SoldOut.PerSec()/r.EvalSHA.PerSec())
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	for _, r := range rows {
 		if r.One.OK > 0 && r.Sizes.OK > 0 {
 			d := 100 * (r.Sizes.Mean() - r.One.Mean()) / r.One.Mean()
 			fmt.Fprintf(w, "variants pair at c=%d (one loop, alternating): one variant p50 %.2f ms p99 %.2f ms mean %.2f ms (%d); %d sizes p50 %.2f ms p99 %.2f ms mean %.2f ms (%d); target mean within 10 %%: %s (%+.1f %%)\n",
@@ -386,6 +450,7 @@ func sum(m map[string]int) int {
 func closedLoop(ctx context.Context, conc int, warmup, dur time.Duration, op func(context.Context) (string, error)) Loop {
 	type worker struct {
 		ok, failed int
+		all        int
 		lat        []time.Duration
 		classes    map[string]int
 		sample     string
@@ -407,6 +472,7 @@ func closedLoop(ctx context.Context, conc int, warmup, dur time.Duration, op fun
 				}
 				class, err := op(ctx)
 				t1 := time.Now()
+				w.all++
 				if t0.Before(from) {
 					continue
 				}
@@ -431,6 +497,7 @@ func closedLoop(ctx context.Context, conc int, warmup, dur time.Duration, op fun
 	for i := range ws {
 		w := &ws[i]
 		l.OK += w.ok
+		l.All += w.all
 		l.Failed += w.failed
 		l.Lat = append(l.Lat, w.lat...)
 		for k, v := range w.classes {
@@ -735,6 +802,108 @@ func variantsPair(ctx context.Context, o Options, c *client, admin string, token
 	}
 	logf("c=%d: variants pair: one variant mean %.2f ms (%d), %d sizes mean %.2f ms (%d)", row.Conc, row.One.Mean(), row.One.OK, o.Variants, row.Sizes.Mean(), row.Sizes.OK)
 	return ctx.Err()
+}
+
+// soldOut measures the answer every shopper of a drop gets after the last unit: a product of
+// one unit, held by the first shopper, then a closed loop of distinct shoppers reserving it
+// without an Idempotency-Key (409 out_of_stock is the expected answer). With o.RedisURL, the
+// EVALSHA ceiling follows at the same concurrency: a one-HGET script on a hash of the runner's
+// Redis DB from a go-redis client with its default pool, the most a Redis round trip of a
+// script can do here.
+func soldOut(ctx context.Context, o Options, c *client, admin string, tokens []string, runID string, row *Row) error {
+	pid := fmt.Sprintf("bench-%s-c%d-gone", runID, row.Conc)
+	if err := c.putProduct(ctx, admin, pid, 1, 1); err != nil {
+		return fmt.Errorf("create product %s: %w", pid, err)
+	}
+	body := []byte(fmt.Sprintf(`{"product_id":%q,"quantity":1}`, pid))
+	if class, err := c.reserve(ctx, tokens[0], body); class != "" {
+		return fmt.Errorf("take the last unit of %s: %w", pid, err)
+	}
+	logf("c=%d: sold-out answers from %s for %s (+%s warm-up)", row.Conc, pid, o.Duration, o.Warmup)
+	var next atomic.Uint64
+	bd, err := measured(ctx, o, func() int {
+		row.SoldOut = closedLoop(ctx, row.Conc, o.Warmup, o.Duration, func(ctx context.Context) (string, error) {
+			tok := tokens[1+int(next.Add(1)%uint64(len(tokens)-1))]
+			class, err := c.reserve(ctx, tok, body)
+			if class == "409 out_of_stock" {
+				return "", nil
+			}
+			if class == "" {
+				return "201", errors.New("a sold-out product granted a hold")
+			}
+			return class, err
+		})
+		return row.SoldOut.All
+	})
+	if err != nil {
+		return err
+	}
+	row.SoldOutStats = bd
+	logf("c=%d: sold out: %.0f answers/s, p99 %.2f ms, %d other", row.Conc, row.SoldOut.PerSec(), row.SoldOut.Pct(0.99), row.SoldOut.Failed)
+	if o.RedisURL == "" {
+		return ctx.Err()
+	}
+	ropt, err := redis.ParseURL(o.RedisURL)
+	if err != nil {
+		return fmt.Errorf("-redis: %w", err)
+	}
+	rc := redis.NewClient(ropt)
+	defer rc.Close()
+	key := "bench:" + runID + ":evalsha"
+	if err := rc.HSet(ctx, key, "avail", 0).Err(); err != nil {
+		return fmt.Errorf("evalsha ceiling: %w", err)
+	}
+	defer rc.Del(context.WithoutCancel(ctx), key)
+	script := redis.NewScript(`return redis.call('HGET', KEYS[1], ARGV[1])`)
+	if err := script.Load(ctx, rc).Err(); err != nil {
+		return fmt.Errorf("evalsha ceiling: %w", err)
+	}
+	row.EvalSHA = closedLoop(ctx, row.Conc, o.Warmup, o.Duration, func(ctx context.Context) (string, error) {
+		if err := script.EvalSha(ctx, rc, []string{key}, "avail").Err(); err != nil {
+			return "error", err
+		}
+		return "", nil
+	})
+	logf("c=%d: EVALSHA ceiling %.0f/s", row.Conc, row.EvalSHA.PerSec())
+	return ctx.Err()
+}
+
+// measured runs loop, which returns how many operations it made; with o.Stats it returns the
+// breakdown per operation of the statistics read before and after it.
+func measured(ctx context.Context, o Options, loop func() int) (*Breakdown, error) {
+	if !o.Stats {
+		loop()
+		return nil, ctx.Err()
+	}
+	cfg, err := pgx.ParseConfig(o.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("-stats: %w", err)
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("-stats: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	sleep := func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(statsWait):
+		}
+	}
+	sleep()
+	before, err := snapshot(ctx, conn, o.RunnerPID)
+	if err != nil {
+		return nil, fmt.Errorf("-stats: %w", err)
+	}
+	ops := loop()
+	sleep()
+	after, err := snapshot(ctx, conn, o.RunnerPID)
+	if err != nil {
+		return nil, fmt.Errorf("-stats: %w", err)
+	}
+	bd := breakdown(before, after, ops)
+	return &bd, ctx.Err()
 }
 
 // putProduct creates a product through the admin route.

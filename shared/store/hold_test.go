@@ -1,0 +1,95 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"lastunit/shared/shop"
+	"lastunit/shared/store"
+	"lastunit/shared/testenv"
+)
+
+// holdID returns a new hold id whose fast-path slot has units (want true) or none (false) on a
+// product whose stock is spread over slots 0..stock-1 with one unit each.
+func holdID(stock int, fast bool) string {
+	for {
+		id := shop.NewID("r_")
+		if (store.SlotOf(id) < stock) == fast {
+			return id
+		}
+	}
+}
+
+// TestInsertHoldCountsTheShopperOnce: the reserve's statement counts the shopper's units
+// against max_per_user itself on the fast path (lu_insert_hold, migration 0062) and the trigger does on the
+// plain path: either way, exactly once. A hold that would go over the limit is refused as a
+// stale gate (LU003) on both paths and changes nothing: no hold, no units taken, no count.
+func TestInsertHoldCountsTheShopperOnce(t *testing.T) {
+	t.Parallel()
+	const stock, limit = 10, 3
+	for _, tc := range []struct {
+		name  string
+		paths []bool // per hold of one unit: fast path (its slot has a unit) or plain
+	}{
+		{"fast path", []bool{true, true, true}},
+		{"plain path", []bool{false, false, false}},
+		{"both", []bool{true, false, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			pool, _ := testenv.Postgres(t)
+			st := store.New(pool)
+			now := testenv.Start
+			p, err := st.UpsertProduct(ctx, "tee", shop.ProductInput{Name: "tee", Currency: "usd", Stock: stock, MaxPerUser: limit}, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hold := func(id, user string, q int64) (bool, error) {
+				r := shop.Reservation{ID: id, ProductID: "tee", VariantID: shop.DefaultVariant, UserID: user, Quantity: q,
+					Status: shop.StatusReserved, ExpiresAt: now.Add(time.Hour), CreatedAt: now}
+				return st.InsertHold(ctx, r, p.Gen, 1, now, nil)
+			}
+			check := func(user string, wantUnits, wantFree int64) {
+				t.Helper()
+				var units, held, free int64
+				if err := pool.QueryRow(ctx, `SELECT
+						coalesce((SELECT units FROM product_users WHERE product_id = 'tee' AND user_id = $1), 0),
+						(SELECT coalesce(sum(quantity), 0) FROM reservations WHERE product_id = 'tee' AND user_id = $1 AND status = 'reserved'),
+						(SELECT sum(free) FROM product_slots WHERE product_id = 'tee')`, user).Scan(&units, &held, &free); err != nil {
+					t.Fatal(err)
+				}
+				if units != wantUnits || held != wantUnits || free != wantFree {
+					t.Fatalf("%s: product_users %d, held %d, free %d; want %d, %d, %d", user, units, held, free, wantUnits, wantUnits, wantFree)
+				}
+			}
+			for i, fast := range tc.paths {
+				ok, err := hold(holdID(stock, fast), "ann", 1)
+				if err != nil || !ok {
+					t.Fatalf("hold %d (fast %v): %v, %v", i+1, fast, ok, err)
+				}
+				check("ann", int64(i+1), stock-int64(i+1))
+			}
+			// At the limit: refused on either path, nothing changes.
+			for _, fast := range []bool{true, false} {
+				ok, err := hold(holdID(stock, fast), "ann", 1)
+				if !errors.Is(err, shop.ErrGateStale) || ok {
+					t.Fatalf("a hold over max_per_user (fast %v): %v, %v; want ErrGateStale", fast, ok, err)
+				}
+				check("ann", limit, stock-limit)
+			}
+			// Over the limit in one hold, for a shopper with no row yet: no row is left behind.
+			ok, err := hold(holdID(stock, true), "bob", limit+1)
+			if !errors.Is(err, shop.ErrGateStale) || ok {
+				t.Fatalf("a hold of %d over max_per_user %d: %v, %v; want ErrGateStale", limit+1, limit, ok, err)
+			}
+			check("bob", 0, stock-limit)
+			var rows int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM product_users WHERE user_id = 'bob'`).Scan(&rows); err != nil || rows != 0 {
+				t.Fatalf("bob's refused hold left %d product_users rows (%v)", rows, err)
+			}
+		})
+	}
+}
