@@ -210,7 +210,11 @@ func dropArgs(s shop.GateState) []any {
 		}
 		return strconv.FormatInt(ms(*t), 10)
 	}
-	args := []any{s.Gen, opt(s.OpensAt), opt(s.ClosesAt), s.QueueRate}
+	draw := "0"
+	if s.Draw {
+		draw = "1"
+	}
+	args := []any{s.Gen, opt(s.OpensAt), opt(s.ClosesAt), s.QueueRate, draw}
 	for u, n := range s.Purchased {
 		args = append(args, u, n)
 	}
