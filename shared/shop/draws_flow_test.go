@@ -33,7 +33,6 @@ func drawEnv(t testing.TB, id string, units int64) (*testenv.Env, time.Time, tim
 	return e, opens, closes, drawAt
 }
 
-
 func entry(t testing.TB, e *testenv.Env, id, user string, q int64, vs ...string) shop.Entry {
 	t.Helper()
 	en, err := e.Shop.Enter(context.Background(), shop.EntryRequest{UserID: user, ProductID: id, VariantIDs: vs, Quantity: q})
