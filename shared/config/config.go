@@ -177,7 +177,9 @@ func Open(ctx context.Context, c Config, log *slog.Logger, opts ...store.Option)
 		opt.DialTimeout = redisDialTimeout
 	}
 	rdb := redis.NewClient(opt)
-	svc := shop.NewService(store.New(pool), stock.New(rdb))
+	gate := stock.New(rdb)
+	svc := shop.NewService(store.New(pool), gate)
+	svc.DrawNotify = gate
 	svc.Log = log
 	svc.HoldTTL = c.ReservationTTL
 	svc.PaymentWindow = c.PaymentWindow

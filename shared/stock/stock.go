@@ -347,3 +347,18 @@ func Translate(err error) error {
 	}
 	return err
 }
+
+// DrawChanged writes a draw's counts for its room's next draw message (drawcast.lua sends
+// them, coalesced). It implements shop.DrawNotifier.
+func (g *Gate) DrawChanged(ctx context.Context, productID string, c shop.DrawCounts) error {
+	k := "{p:" + productID + "}:draw"
+	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k, "won", c.Won, "waitlisted", c.Waitlisted)
+		p.HIncrBy(ctx, k, "seq", 1)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write draw counts: %w", Translate(err))
+	}
+	return nil
+}
