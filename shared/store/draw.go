@@ -296,6 +296,16 @@ func checkAllocation(ctx context.Context, tx pgx.Tx, cur shop.ProductRow, create
 		c.Allocation, c.DrawAt, c.EntriesFixed = shop.AllocationDraw, &drawAt, fixed
 	case !errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("lock draw: %w", translate(err))
+	case cur.OpensAt == nil:
+		// A first-come product without an opening has been on sale since it was created: once
+		// it was ever held, its sale has started.
+		var held bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM reservations WHERE product_id = $1)`, cur.ID).Scan(&held); err != nil {
+			return fmt.Errorf("look for holds: %w", translate(err))
+		}
+		if held {
+			c.OpensAt = &time.Time{}
+		}
 	}
 	return check(c)
 }
