@@ -65,7 +65,7 @@ func TestDrawsBadInput(t *testing.T) {
 		{name: "a held first-come product becomes a draw", event: put, setup: func(t *testing.T, c *caseEnv) { c.reserve(t, c.other, 1) },
 			mod: window(`,"allocation":"draw","draw_at":"2026-11-25T15:00:00Z"`, period), status: 409, code: shop.CodeInvalidState, field: "allocation"},
 		{name: "a started draw goes first come", event: put, setup: asDraw, mod: sizes(started), status: 409, code: shop.CodeInvalidState, field: "allocation"},
-		{name: "a started draw moves draw_at", event: put, setup: asDraw, mod: sizes(`,"allocation":"draw","draw_at":"2026-11-25T16:00:00Z"`+started), status: 409, code: shop.CodeInvalidState, field: "draw_at"},
+		{name: "a started draw moves draw_at", event: put, setup: asDraw, mod: sizes(`,"allocation":"draw","draw_at":"2026-11-25T16:00:00Z"` + started), status: 409, code: shop.CodeInvalidState, field: "draw_at"},
 		{name: "a started draw moves opens_at", event: put, setup: asDraw, mod: sizes(`,"allocation":"draw","draw_at":"2026-11-25T14:00:00Z","opens_at":"2026-11-25T11:30:00Z","closes_at":"2026-11-25T13:00:00Z"`), status: 409, code: shop.CodeInvalidState, field: "opens_at"},
 
 		// POST /products/{id}/entry
