@@ -368,6 +368,12 @@ func (s *Store) OfferRound(ctx context.Context, productID string, now time.Time,
 
 func (s *Store) offerRound(ctx context.Context, tx pgx.Tx, productID string, now time.Time, window time.Duration, idFor func(string) string,
 	rule func(map[string]int64, shop.Waiting) (shop.Offer, bool), out *shop.DrawRound) error {
+	// The product first, in the order of every path that locks it and then its draw or its
+	// slots (UpsertProduct, Restock, RebuildGate take it FOR UPDATE): the holds inserted below
+	// need this lock anyway (their foreign key), and taking it last would deadlock with them.
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM products WHERE id = $1 FOR KEY SHARE`, productID); err != nil {
+		return fmt.Errorf("lock product: %w", err)
+	}
 	d, err := lockDraw(ctx, tx, productID)
 	if err != nil {
 		return err
