@@ -68,6 +68,7 @@ func readDraw(t testing.TB, e *testenv.Env, id string) drawState {
 func checkDraw(t testing.TB, e *testenv.Env, id string, units int64) drawState {
 	t.Helper()
 	e.CheckLedger(t, id, units)
+	e.CheckVariants(t, id) // per size in both stores, and nobody past max_per_user
 	st := readDraw(t, e, id)
 	users := map[string]bool{}
 	for _, r := range st.entries {
