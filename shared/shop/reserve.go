@@ -412,6 +412,7 @@ func (s *Service) Release(ctx context.Context, userID, id string) error {
 		s.figure(r.ProductID, FigureReleased, 1)
 	}
 	s.changed(ctx, r.ProductID)
+	s.holdsEnded(ctx, r) // a draw's offer: its units go to the waitlist at once
 	return nil
 }
 

@@ -43,6 +43,7 @@ func NewEnv(t testing.TB) *Env {
 	gate := stock.New(rdb)
 	gate.Now = clock.Now
 	svc := shop.NewService(store.New(pool), gate)
+	svc.DrawNotify = gate
 	svc.Now = clock.Now
 	svc.ShopperRate = 0 // the clock stands still in tests: tests of the rate turn it on
 	svc.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))
