@@ -26,6 +26,7 @@ type StripeTap struct {
 	mu          sync.Mutex
 	intents     map[string]*TapIntent      // by PaymentIntent id
 	byOrder     map[string]string          // order id -> PaymentIntent id
+	byKey       map[string]string          // idempotency key of a create -> PaymentIntent id
 	refunds     map[string]map[string]bool // PaymentIntent id -> idempotency keys of the refunds made
 	failRefunds int                        // refunds still to answer with a server error
 	keepOpen    bool                       // cancels answer canceled but leave the intent as it was
@@ -48,7 +49,7 @@ func (e *Env) WithStripeTap(t testing.TB) *StripeTap {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tap := &StripeTap{intents: map[string]*TapIntent{}, byOrder: map[string]string{}, refunds: map[string]map[string]bool{},
+	tap := &StripeTap{intents: map[string]*TapIntent{}, byOrder: map[string]string{}, byKey: map[string]string{}, refunds: map[string]map[string]bool{},
 		calls: map[string]int{}, backend: httputil.NewSingleHostReverseProxy(target)}
 	srv := httptest.NewServer(tap)
 	t.Cleanup(srv.Close)
@@ -172,8 +173,15 @@ func (p *StripeTap) overlay(kind string, parts []string, form url.Values, key st
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
+	case kind == "POST /v1/payment_intents" && key != "" && p.byKey[key] != "":
+		// Stripe answers a create retried with the same Idempotency-Key (stripe-go retries one
+		// that timed out) with the first intent; stripe-mock, which keeps nothing, makes another.
+		p.show(obj, p.intents[p.byKey[key]])
 	case kind == "POST /v1/payment_intents":
 		id, _ := obj["id"].(string)
+		if key != "" {
+			p.byKey[key] = id
+		}
 		amount, _ := strconv.ParseInt(form.Get("amount"), 10, 64)
 		pi := &TapIntent{ID: id, OrderID: form.Get("metadata[order_id]"), Currency: form.Get("currency"), Amount: amount, Status: "requires_payment_method"}
 		p.intents[id], p.byOrder[pi.OrderID] = pi, id
