@@ -3,7 +3,9 @@
 -- lua.go puts in front of this file, reads and writes the holds.)
 --
 -- KEYS     three per product in the cart, in order: {p:ID}:gate, {p:ID}:holds, {p:ID}:dl
---          (a cart spans products, so this script needs a non-cluster Redis or one slot)
+--          (a cart spans products, so this script needs a non-cluster Redis or one slot), then,
+--          when the caller counts (metric.lua), one more per product in the same order:
+--          {p:ID}:m:<second of ARGV[2]>, where a checkout that succeeds counts "co" once
 --
 -- ARGV[1]  user id (every hold must be this user's)
 -- ARGV[2]  now (ms): every hold's deadline must be after it
@@ -37,9 +39,16 @@ end
 if #failed > 0 then
   return {'failed', unpack(failed)}
 end
+local nproducts = 0
 for _, h in ipairs(holds) do
   local k, rid, qty, vid = h[1], h[2], h[3], h[4]
   redis.call('HSET', KEYS[3 * k - 1], rid, vr_hold(qty, deadline, 'checked_out', vid, user))
   redis.call('ZADD', KEYS[3 * k], deadline, rid)
+  nproducts = math.max(nproducts, k)
+end
+if #KEYS > 3 * nproducts then
+  for k = 1, nproducts do
+    mt_add(KEYS[3 * nproducts + k], 'co')
+  end
 end
 return {'ok', #holds}

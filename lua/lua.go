@@ -13,18 +13,22 @@ var waitroom string
 //go:embed variants.lua
 var variants string
 
+//go:embed metric.lua
+var metric string
+
 //go:embed reserve.lua
 var reserve string
 
 // Reserve takes units of one variant of a product for a new hold (reserve.lua, after the
-// libraries waitroom.lua and variants.lua).
-var Reserve = waitroom + variants + reserve
+// libraries waitroom.lua, variants.lua and metric.lua).
+var Reserve = waitroom + variants + metric + reserve
 
 //go:embed queue.lua
 var queue string
 
-// Queue joins, reads or counts a product's waiting room (queue.lua after waitroom.lua).
-var Queue = waitroom + queue
+// Queue joins, reads or counts a product's waiting room (queue.lua after waitroom.lua and
+// metric.lua).
+var Queue = waitroom + metric + queue
 
 //go:embed ratelimit.lua
 var ratelimit string
@@ -49,14 +53,14 @@ var offer string
 
 // Offer makes one draw offer: a hold of one variant for one entrant, without the sale window,
 // the waiting room or the rate (offer.lua, after variants.lua).
-var Offer = variants + offer
+var Offer = variants + metric + offer
 
 //go:embed release.lua
 var release string
 
 // Release ends one hold and gives its units back exactly once (release.lua)
 // (after variants.lua)
-var Release = variants + release
+var Release = variants + metric + release
 
 //go:embed rebuild.lua
 var rebuild string
@@ -75,7 +79,7 @@ var checkout string
 
 // Checkout validates a whole cart and checks it out, all or nothing (checkout.lua)
 // (after variants.lua)
-var Checkout = variants + checkout
+var Checkout = variants + metric + checkout
 
 //go:embed uncheckout.lua
 var uncheckout string
@@ -89,12 +93,13 @@ var retake string
 
 // Retake takes an expired order's units again after a late payment (retake.lua)
 // (after variants.lua)
-var Retake = variants + retake
+var Retake = variants + metric + retake
 
-// Drop forgets fulfilled holds without giving their units back (drop.lua).
-//
 //go:embed drop.lua
-var Drop string
+var drop string
+
+// Drop forgets fulfilled holds without giving their units back (drop.lua, after metric.lua).
+var Drop = metric + drop
 
 //go:embed broadcast.lua
 var broadcast string
@@ -107,6 +112,13 @@ var Broadcast = variants + broadcast
 //
 //go:embed catalog.lua
 var Catalog string
+
+//go:embed count.lua
+var count string
+
+// Count counts events of a product's second that no other script runs for (count.lua, after
+// metric.lua).
+var Count = metric + count
 
 // Join puts a connection into a product's room, within the room limit (join.lua).
 //

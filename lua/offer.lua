@@ -47,5 +47,6 @@ avail = vr_add(KEYS[1], multi, vid, -qty)
 redis.call('HINCRBY', KEYS[4], user, qty)
 redis.call('HSET', KEYS[2], rid, vr_hold(qty, deadline, 'reserved', vid, user))
 redis.call('ZADD', KEYS[3], deadline, rid)
+mt_held(KEYS[1], qty)
 local ver = redis.call('INCR', KEYS[5])
 return {'ok', avail, tonumber(g[3]), ver}

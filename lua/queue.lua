@@ -4,11 +4,14 @@
 -- KEYS[1]  {p:ID}:gate   hash: opens, closes, qrate, avail (drop fields from gatedrop.lua)
 -- KEYS[2..5]  {p:ID}:q, {p:ID}:qt, {p:ID}:qpre, {p:ID}:qseg: the waiting room
 -- KEYS[6]  {s:USER}:rate  the shopper's token bucket (another slot; "join" only, else any key)
+-- KEYS[7]  {p:ID}:m:<second of ARGV[3]>  the second's counts (metric.lua; any key of the slot
+--          when ARGV[8] is "0")
 --
 -- ARGV[1]  "join" (POST /products/{id}/queue), "get" (GET), or "stats" (the dashboard)
 -- ARGV[2]  user id ("" for stats)    ARGV[3]  now (ms, the caller's clock)
 -- ARGV[4]  a secret random seed (hex) for the one shuffle at the opening
 -- ARGV[5]  ADMISSION_WINDOW (ms)     ARGV[6]  SHOPPER_RATE   ARGV[7]  SHOPPER_BURST
+-- ARGV[8]  "1" to count (join and get: a first join counts "qj", and serving is recorded), else "0"
 --
 -- Returns one of:
 --   {"missing"}                 no gate: rebuild it from Postgres, then retry
@@ -63,6 +66,11 @@ if op == 'stats' then
 end
 
 local tk = wr_ticket(K, st, user, now, window)
+local M = mt_open(KEYS[7], ARGV[8], '')
+if op == 'join' and not tk then
+  mt_add(M, 'qj')
+end
+mt_serving(M, st.serving)
 if op == 'join' and (not tk or tk.state == 'expired') then
   if not st.opened then
     redis.call('RPUSH', K.pre, user)

@@ -23,13 +23,15 @@ end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 local n = tonumber(ARGV[6])
 local first = 7 + 2 * n
+local held = 0
 for i = first, #ARGV, 6 do
   local rid, qty, deadline, state, user, vid = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  held = held + tonumber(qty)
   redis.call('HSET', KEYS[2], rid, vr_hold(qty, deadline, state, vid, user))
   redis.call('ZADD', KEYS[3], deadline, rid)
   redis.call('HINCRBY', KEYS[4], user, qty)
 end
-redis.call('HSET', KEYS[1], 'avail', ARGV[1], 'max', ARGV[2], 'gen', ARGV[3], 'vs', ARGV[5])
+redis.call('HSET', KEYS[1], 'avail', ARGV[1], 'max', ARGV[2], 'gen', ARGV[3], 'vs', ARGV[5], 'held', held)
 if n > 1 then
   for i = 7, first - 1, 2 do
     redis.call('HSET', KEYS[1], 'v:' .. ARGV[i], ARGV[i + 1])

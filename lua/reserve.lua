@@ -15,6 +15,7 @@
 -- KEYS[7..10]  {p:ID}:q, {p:ID}:qt, {p:ID}:qpre, {p:ID}:qseg: the waiting room (waitroom.lua)
 -- KEYS[11] {s:USER}:rate  the shopper's token bucket (another slot: this script runs on the
 --          non-cluster Redis the stack deploys, as checkout.lua and join.lua do)
+-- KEYS[12] {p:ID}:m:<second of ARGV[7]>  the second's counts (metric.lua)
 --
 -- ARGV[1]  new reservation id      ARGV[2]  user id         ARGV[3]  quantity (> 0)
 -- ARGV[4]  deadline (ms since epoch)
@@ -26,6 +27,8 @@
 -- ARGV[10] SHOPPER_RATE (requests per second; 0: no limit)   ARGV[11] SHOPPER_BURST
 -- ARGV[12] "1" to take a token from the bucket, "0" for a retry of the same request
 -- ARGV[13] variant id, "" for the product's one variant
+-- ARGV[14] "1" to count this answer in KEYS[12] (metric.lua), "0" not to
+-- ARGV[15] latency samples of this process's earlier reserves of the product ("i:n,...", metric.lua)
 --
 -- Drop fields of the gate hash (set by gatedrop.lua with the rebuild): opens, closes (ms),
 -- qrate (queue_rate; 0 or absent: no waiting room).
@@ -56,10 +59,12 @@ end
 local rid, user, qty = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local deadline, rhash = ARGV[4], ARGV[5]
 local now = tonumber(ARGV[7])
+local M = mt_open(KEYS[12], ARGV[14], ARGV[15])
 
 if ARGV[12] == '1' then
   local wait = wr_bucket(KEYS[11], now, tonumber(ARGV[10]), tonumber(ARGV[11]))
   if wait > 0 then
+    mt_add(M, 'rl')
     return {'rate_limited', wait}
   end
 end
@@ -90,15 +95,19 @@ end
 
 local G = wr_gate(KEYS[1])
 if G.opens >= 0 and now < G.opens then
+  mt_add(M, 'no')
   return {'not_open', 'opens'}
 end
 if G.closes >= 0 and now >= G.closes then
+  mt_add(M, 'no')
   return {'not_open', 'closes'}
 end
+local serving
 local WR = {q = KEYS[7], t = KEYS[8], pre = KEYS[9], seg = KEYS[10]}
 if G.rate > 0 then
   local st = wr_touch(WR, now, G, ARGV[8])
   local tk = wr_ticket(WR, st, user, now, tonumber(ARGV[9]))
+  serving = st.serving
   if not tk or tk.state ~= 'admitted' then
     local ahead = -1
     if st.opened then
@@ -107,16 +116,20 @@ if G.rate > 0 then
         ahead = tk.ahead
       end
     end
+    mt_add(M, 'na')
+    mt_serving(M, serving)
     return {'not_admitted', ahead}
   end
 end
 
 local avail, max = tonumber(g[1]), tonumber(g[2])
 if qty > avail then
+  mt_add(M, 'oos')
   return {'out_of_stock', avail}
 end
 local held = tonumber(redis.call('HGET', KEYS[4], user) or '0')
 if held + qty > max then
+  mt_add(M, 'lim')
   return {'limit', max, held}
 end
 
@@ -125,6 +138,9 @@ redis.call('HINCRBY', KEYS[4], user, qty)
 redis.call('HSET', KEYS[2], rid, vr_hold(qty, deadline, 'reserved', vid, user))
 redis.call('ZADD', KEYS[3], deadline, rid)
 local ver = redis.call('INCR', KEYS[5])
+local gheld = mt_held(KEYS[1], qty)
+mt_add(M, 'ok')
+mt_level(M, avail, gheld, avail + qty, gheld - qty, serving, now)
 if G.rate > 0 and avail <= 0 then
   G.avail = avail
   wr_touch(WR, now, G, ARGV[8]) -- sold out: the queue pauses from this moment

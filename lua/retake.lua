@@ -48,6 +48,7 @@ for i = 3, #ARGV, 4 do
   local k, rid, qty, vid = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   if redis.call('HEXISTS', KEYS[5 * k - 3], rid) == 0 then
     vr_add(KEYS[5 * k - 4], multi[k], vid, -qty)
+    mt_held(KEYS[5 * k - 4], qty)
     redis.call('HINCRBY', KEYS[5 * k - 1], user, qty)
   end
   redis.call('HSET', KEYS[5 * k - 3], rid, vr_hold(qty, deadline, 'checked_out', vid, user))

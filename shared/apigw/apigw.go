@@ -127,6 +127,9 @@ func (m *Mux) Serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (eve
 		if resp.StatusCode >= 500 {
 			attrs = append(attrs, "err", err.Error())
 		}
+	} else if raw, ok := body.(Raw); ok {
+		resp = events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: raw.Headers, Body: raw.Body}
+		attrs = append(attrs, "status", status)
 	} else {
 		resp = JSON(status, body)
 		attrs = append(attrs, "status", status)
@@ -161,6 +164,13 @@ func (m *Mux) dispatch(ctx context.Context, req *Request) (status int, body any,
 		return 0, nil, shop.Errorf(shop.CodeForbidden, "this route needs the admin group")
 	}
 	return e.fn(ctx, req)
+}
+
+// Raw is a handler's answer that is not JSON (a CSV download): its headers, Content-Type
+// among them, and its body as they are.
+type Raw struct {
+	Headers map[string]string
+	Body    string
 }
 
 // JSON answers status with v encoded as JSON (no body when v is nil).

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"strconv"
+	"strings"
 	"time"
 
 	"lastunit/shared/apigw"
@@ -23,6 +25,8 @@ const (
 	RouteCancelJob     = "POST /admin/failed-jobs/{order_id}/cancel"
 	RouteRedrive       = "POST /admin/failed-jobs/redrive"
 	RouteAdminOrders   = "GET /admin/orders"
+	RouteLive          = "GET /admin/products/{id}/live"
+	RouteReport        = "GET /admin/products/{id}/report"
 )
 
 // ProductBody is the body of PUT /admin/products/{id}; every field is required, but for
@@ -175,6 +179,28 @@ func Admin(svc *shop.Service, log *slog.Logger) *apigw.Mux {
 		}
 		orders, err := svc.AdminOrders(ctx, status)
 		return http.StatusOK, map[string]any{"orders": orders}, err
+	})
+	m.Handle(RouteLive, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		seconds := 300
+		if v, set := r.Event.QueryStringParameters["seconds"]; set {
+			n, err := strconv.Atoi(v)
+			if err != nil || strings.TrimLeft(v, "0123456789") != "" || n < 1 || n > shop.LiveMax {
+				return 0, nil, shop.Invalid("seconds", "seconds must be an integer from 1 to %d", shop.LiveMax)
+			}
+			seconds = n
+		}
+		live, err := svc.Live(ctx, r.Param("id"), seconds)
+		return http.StatusOK, live, err
+	})
+	m.Handle(RouteReport, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		rep, err := svc.Report(ctx, r.Param("id"))
+		if err != nil || !WantsCSV(r.Header("Accept")) {
+			return http.StatusOK, rep, err
+		}
+		return http.StatusOK, apigw.Raw{Headers: map[string]string{
+			"Content-Type":        "text/csv; charset=utf-8",
+			"Content-Disposition": `attachment; filename="` + rep.ProductID + `-report.csv"`,
+		}, Body: ReportCSV(rep)}, nil
 	})
 	return m
 }

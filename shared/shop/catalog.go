@@ -351,6 +351,10 @@ type SweepReport struct {
 	// PaymentsReconciled those Stripe said were paid while Postgres had them expired.
 	Reconciled         int `json:"reconciled"`
 	PaymentsReconciled int `json:"payments_reconciled"`
+	// RefundsStuck counts refunds requested more than an hour ago and not done, DrawsOverdue
+	// draws whose draw_at is more than 5 minutes past and not drawn (alarms, docs/control-room.md).
+	RefundsStuck int `json:"refunds_stuck"`
+	DrawsOverdue int `json:"draws_overdue"`
 }
 
 // sweepBatch is how many holds one Postgres statement of the sweep expires.
@@ -376,11 +380,12 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		for _, h := range holds {
 			// FromReserved: Postgres expired it from reserved, so a checkout mark in the gate
 			// is a checkout that died before its order (else the units would wait 15 minutes).
-			res, err := s.Gate.Release(ctx, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt, FromReserved: true})
+			res, err := s.Gate.Release(ctx, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt, FromReserved: true, Count: CountExpired, At: now})
 			if err != nil {
 				return rep, err // the orphan pass of a later sweep finds it
 			}
 			if res.Outcome == GateReleased {
+				s.figure(h.ProductID, FigureExpired, 1)
 				rep.UnitsFreed += int(res.Quantity)
 				s.changed(ctx, h.ProductID)
 			}
@@ -411,6 +416,9 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 	}
 	if _, err := s.Store.DeleteIdemBefore(ctx, now.Add(-s.IdemTTL-time.Hour)); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.controlRoom(ctx, rows, now, &rep); err != nil {
 		errs = append(errs, err)
 	}
 	// The passes that call Stripe come last: a slow or failing Stripe must not keep the gates
@@ -525,7 +533,7 @@ func (s *Service) sweepGate(ctx context.Context, p ProductRow, now time.Time, re
 		}
 		// Released only if its deadline is still the one read: a late payment may have
 		// taken the hold again since Postgres was asked.
-		res, err := s.Gate.Release(ctx, GateRelease{ProductID: productID, ID: id, Deadline: deadline})
+		res, err := s.Gate.Release(ctx, GateRelease{ProductID: productID, ID: id, Deadline: deadline, Count: CountLevels, At: now})
 		if err != nil {
 			return err
 		}

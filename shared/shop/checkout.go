@@ -238,6 +238,9 @@ func (s *Service) checkout(ctx context.Context, req CheckoutRequest) (Order, err
 		return Order{}, &Error{Code: CodePaymentProviderError, Message: "the payment provider failed; your holds are kept, try again", Err: err}
 	}
 	order.PaymentIntentID, order.ClientSecret = &pi, &secret
+	for _, id := range orderProducts(order) {
+		s.figure(id, FigureCheckedOut, 1) // counted in Redis by checkout.lua
+	}
 	return order, nil
 }
 

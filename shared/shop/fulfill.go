@@ -192,7 +192,7 @@ func (s *Service) finishCancel(ctx context.Context, o Order, forget bool) error 
 	}
 	bg := context.WithoutCancel(ctx)
 	for _, h := range holds {
-		if _, err := s.Gate.Release(bg, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt}); err != nil {
+		if _, err := s.Gate.Release(bg, GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt, Count: CountLevels, At: s.now()}); err != nil {
 			s.Log.Error("release in gate", "order_id", o.ID, "reservation_id", h.ID, "err", err)
 		}
 		s.changed(ctx, h.ProductID)

@@ -85,6 +85,7 @@ func (s *Service) paymentSucceeded(ctx context.Context, o Order, ev PaymentEvent
 			}
 			if ok {
 				s.Log.Info("order paid", "order_id", o.ID, "event_id", ev.ID)
+				s.countPaid(ctx, o)
 				return s.Jobs.EnqueueFulfill(ctx, o.ID)
 			}
 		case OrderPaid:
@@ -268,9 +269,16 @@ func (s *Service) endOrder(ctx context.Context, orderID, from, to, holdStatus st
 	if err != nil || !moved {
 		return moved, err
 	}
+	count := CountLevels
+	if holdStatus == StatusExpired {
+		count = CountExpired // the payment window passed: the order's holds expire
+	}
 	for _, h := range holds {
-		if _, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt}); err != nil {
+		res, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: h.ProductID, ID: h.ID, Deadline: h.ExpiresAt, Count: count, At: s.now()})
+		if err != nil {
 			s.Log.Error("release in gate", "order_id", orderID, "reservation_id", h.ID, "err", err)
+		} else if res.Outcome == GateReleased && count == CountExpired {
+			s.figure(h.ProductID, FigureExpired, 1)
 		}
 		s.changed(ctx, h.ProductID)
 	}

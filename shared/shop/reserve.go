@@ -60,7 +60,7 @@ const replayWait = 3 * time.Second
 // Reserve takes units for a new hold: first atomically in the Redis gate, then durably in
 // Postgres. If the Postgres write fails the units go back before it answers; if the process
 // dies in between, the sweep gives them back after the hold's deadline.
-func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, error) {
+func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (out Reserved, err error) {
 	if !ValidProductID(req.ProductID) {
 		return Reserved{}, Invalid("product_id", "product_id must match [a-z0-9][a-z0-9_-]{0,63}")
 	}
@@ -77,8 +77,29 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 	if req.IdemKey != "" {
 		hash = reserveHash(req)
 	}
-	giveUp := time.Now().Add(replayWait) // a wait bound, not business time
-	charge := true                       // only the first gate call of a request takes a token from the bucket
+	start := time.Now()             // the reserve's latency, for the control room (not business time)
+	giveUp := start.Add(replayWait) // a wait bound, not business time
+	charge := true                  // only the first gate call of a request takes a token from the bucket
+	counted := ""                   // the last answer the gate counted
+	defer func() {
+		if err != nil {
+			switch ErrorCode(err) {
+			case CodeInternal, CodeUnavailable, CodePaymentProviderError:
+				s.figure(req.ProductID, FigureReserve5xx, 1)
+			}
+		}
+		if counted == "" {
+			return
+		}
+		// Recorded by this process's next reserve of the product (metric.lua): nothing is
+		// written after the answer, which a frozen Lambda environment might never send.
+		d := time.Since(start)
+		s.latency.add(req.ProductID, d)
+		if err == nil || outcomeFigure(counted) != FigureReserveOK {
+			s.figure(req.ProductID, outcomeFigure(counted), 1)
+		}
+		s.figure(req.ProductID, FigureReserveLatency, float64(d.Microseconds())/1000)
+	}()
 	for tries := 0; ; tries++ {
 		if tries == maxReserveTries {
 			// Gates rebuilt or refused again and again: a bug or a storm; the shopper may retry.
@@ -89,14 +110,18 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (Reserved, er
 			ProductID: req.ProductID, VariantID: req.VariantID, ID: NewID("r_"), UserID: req.UserID, Quantity: req.Quantity,
 			Now: now, Deadline: now.Add(s.HoldTTL), IdemKey: req.IdemKey, RequestHash: hash,
 			Seed: Seed(), Charge: charge, AdmissionWindow: s.AdmissionWindow,
-			ShopperRate: s.ShopperRate, ShopperBurst: s.ShopperBurst,
+			ShopperRate: s.ShopperRate, ShopperBurst: s.ShopperBurst, Latencies: s.latency.take(req.ProductID),
 		}
 		res, err := s.Gate.Reserve(ctx, a)
 		if err != nil {
+			s.latency.putBack(req.ProductID, a.Latencies)
 			return Reserved{}, err
 		}
 		if res.Outcome != GateMissing {
 			charge = false
+		}
+		if outcomeFigure(res.Outcome) != "" {
+			counted = res.Outcome
 		}
 		if req.IdemKey != "" && refusal(res.Outcome) {
 			// A refusal stores nothing, but the key may have been answered 201 before, and
@@ -239,7 +264,8 @@ func refusal(outcome string) bool {
 
 // undo gives back the units the gate granted to a hold that Postgres did not record.
 func (s *Service) undo(ctx context.Context, a GateReserve) error {
-	_, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: a.ProductID, ID: a.ID, Deadline: a.Deadline, UserID: a.UserID, IdemKey: a.IdemKey})
+	_, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: a.ProductID, ID: a.ID, Deadline: a.Deadline, UserID: a.UserID, IdemKey: a.IdemKey,
+		Count: CountUndo, At: a.Now})
 	s.changed(ctx, a.ProductID)
 	return err
 }
@@ -377,9 +403,13 @@ func (s *Service) Release(ctx context.Context, userID, id string) error {
 	}
 	// FromReserved: a checkout of this hold that marked it in the gate can no longer record its
 	// order, so its mark goes too and the units return now (API.md), not at the payment deadline.
-	if _, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: r.ProductID, ID: r.ID, Deadline: r.ExpiresAt, FromReserved: true}); err != nil {
+	res, err := s.Gate.Release(context.WithoutCancel(ctx), GateRelease{ProductID: r.ProductID, ID: r.ID, Deadline: r.ExpiresAt, FromReserved: true,
+		Count: CountReleased, At: s.now()})
+	if err != nil {
 		// Postgres says released; the sweep gives the units back after the deadline.
 		s.Log.Error("release in gate", "reservation_id", r.ID, "product_id", r.ProductID, "err", err)
+	} else if res.Outcome == GateReleased {
+		s.figure(r.ProductID, FigureReleased, 1)
 	}
 	s.changed(ctx, r.ProductID)
 	return nil

@@ -243,6 +243,7 @@ type Store interface {
 	DropIdem(ctx context.Context, userID, key string) error
 
 	OrderStore
+	ControlStore
 }
 
 // ErrMaybeWritten marks a write whose outcome is unknown: the statement may have committed
@@ -280,6 +281,7 @@ type Gate interface {
 	CartGate
 	Catalog
 	Drops
+	Meter
 }
 
 // Catalog is every product's shopper-facing details kept in Redis beside the gates, so that
@@ -336,6 +338,10 @@ type GateRelease struct {
 	// UserID and IdemKey name an Idempotency-Key entry to forget with the hold (undoing a
 	// reserve that Postgres refused); empty for none.
 	UserID, IdemKey string
+	// Count is what a release by this call counts in the second of At for the control room
+	// (CountReleased, CountExpired, CountUndo, CountLevels); "" or a zero At: nothing.
+	Count string
+	At    time.Time
 }
 
 // GateReserve is one reserve.lua call.
@@ -359,6 +365,9 @@ type GateReserve struct {
 	AdmissionWindow time.Duration
 	ShopperRate     float64
 	ShopperBurst    int64
+	// Latencies are reserve latencies this process measured earlier for the product (bucket →
+	// count, LatencyBucket), recorded by this call in its second's histogram.
+	Latencies map[int]int64
 }
 
 // Gate outcomes (GateResult.Outcome).
@@ -448,8 +457,12 @@ type Service struct {
 	// cancel.after_refund); an error from it stands for the process dying there (tests inject
 	// crashes).
 	Fault func(step string) error
+	// Figures hears the figures a function emits as CloudWatch metrics (shared/metric); nil:
+	// nobody.
+	Figures Figures
 
 	rebuilds singleflight.Group // one gate rebuild per product at a time in this process
+	latency  latencyBook        // reserve latencies measured, not yet handed to the gate
 }
 
 // NewService returns a Service with the default clock, TTLs and logger.

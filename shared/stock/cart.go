@@ -50,6 +50,11 @@ func holdProducts(holds []shop.Reservation) []string {
 // Checkout runs checkout.lua over the whole cart in one call.
 func (g *Gate) Checkout(ctx context.Context, userID string, holds []shop.Reservation, now, deadline time.Time) ([]string, string, error) {
 	order, index, keys := cart(holdProducts(holds), func(k Keys) []string { return []string{k.Gate, k.Holds, k.Deadlines} })
+	if g.Counting { // one more key per product: its second's counts (checkout.lua)
+		for _, id := range order {
+			keys = append(keys, MetricKey(id, now.Unix()))
+		}
+	}
 	args := make([]any, 0, 3+2*len(holds))
 	args = append(args, userID, ms(now), ms(deadline))
 	for _, h := range holds {
@@ -126,8 +131,19 @@ func (g *Gate) Drop(ctx context.Context, holds []shop.Reservation) error {
 	if len(holds) == 0 {
 		return nil
 	}
-	_, index, keys := cart(holdProducts(holds), func(k Keys) []string { return []string{k.Holds, k.Deadlines, k.Users} })
-	args := make([]any, 0, 2*len(holds))
+	now := time.Now()
+	if g.Now != nil {
+		now = g.Now()
+	}
+	_, index, keys := cart(holdProducts(holds), func(k Keys) []string {
+		m := k.Gate // counting off: any key of the slot, never written
+		if g.Counting {
+			m = metricKeyOf(k, now.Unix())
+		}
+		return []string{k.Holds, k.Deadlines, k.Users, k.Gate, m}
+	})
+	args := make([]any, 0, 1+2*len(holds))
+	args = append(args, g.countFlag())
 	for _, h := range holds {
 		args = append(args, index[h.ProductID], h.ID)
 	}

@@ -33,8 +33,8 @@ func (g *Gate) Queue(ctx context.Context, c shop.QueueCall) (shop.QueueResult, e
 	if c.Op != shop.QueueJoin {
 		bucket = keys[1] // read only: a key of the product's slot, never written as a bucket
 	}
-	keys = append(keys, bucket)
-	v, err := queueScript.Run(ctx, g.rdb, keys, c.Op, c.UserID, ms(c.Now), c.Seed, c.Window.Milliseconds(), c.Rate, c.Burst).Slice()
+	keys = append(keys, bucket, MetricKey(c.ProductID, c.Now.Unix()))
+	v, err := queueScript.Run(ctx, g.rdb, keys, c.Op, c.UserID, ms(c.Now), c.Seed, c.Window.Milliseconds(), c.Rate, c.Burst, g.countFlag()).Slice()
 	if err != nil {
 		return shop.QueueResult{}, fmt.Errorf("run queue.lua: %w", Translate(err))
 	}

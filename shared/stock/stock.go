@@ -32,12 +32,20 @@ type Gate struct {
 	rdb redis.UniversalClient
 	// IdemTTL is how long an Idempotency-Key entry lives (24 h by default).
 	IdemTTL time.Duration
+	// Counting turns the control room's per-second counts on (lua/metric.lua; on by default).
+	// Off, the scripts count nothing and GET …/live reads zeros: the benchmarks compare both.
+	Counting bool
+	// Now is the clock of the one script that is given no time by its caller (drop.lua, whose
+	// second of the counts it names); nil: time.Now.
+	Now func() time.Time
 }
 
 var _ shop.Gate = (*Gate)(nil)
 
 // New returns a Gate on rdb.
-func New(rdb redis.UniversalClient) *Gate { return &Gate{rdb: rdb, IdemTTL: 24 * time.Hour} }
+func New(rdb redis.UniversalClient) *Gate {
+	return &Gate{rdb: rdb, IdemTTL: 24 * time.Hour, Counting: true}
+}
 
 // Keys are the Redis keys of one product's gate.
 type Keys struct {
@@ -69,13 +77,14 @@ func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult
 	k := KeysFor(a.ProductID)
 	keys := append(k.list(), IdemKey(a.ProductID, a.UserID, a.IdemKey))
 	keys = append(keys, QueueKeys(a.ProductID)...)
-	keys = append(keys, BucketKey(a.UserID))
+	keys = append(keys, BucketKey(a.UserID), MetricKey(a.ProductID, a.Now.Unix()))
 	charge := "0"
 	if a.Charge {
 		charge = "1"
 	}
 	v, err := reserveScript.Run(ctx, g.rdb, keys, a.ID, a.UserID, a.Quantity, ms(a.Deadline), a.RequestHash, g.IdemTTL.Milliseconds(),
-		ms(a.Now), a.Seed, a.AdmissionWindow.Milliseconds(), a.ShopperRate, a.ShopperBurst, charge, a.VariantID).Slice()
+		ms(a.Now), a.Seed, a.AdmissionWindow.Milliseconds(), a.ShopperRate, a.ShopperBurst, charge, a.VariantID,
+		g.countFlag(), latencyArg(a.Latencies)).Slice()
 	if err != nil {
 		return shop.GateResult{}, fmt.Errorf("run reserve.lua: %w", Translate(err))
 	}
@@ -126,6 +135,11 @@ func (g *Gate) Offer(ctx context.Context, o shop.GateOffer) (shop.GateResult, er
 func (g *Gate) Release(ctx context.Context, r shop.GateRelease) (shop.GateResult, error) {
 	k := KeysFor(r.ProductID)
 	keys := append(k.list(), IdemKey(r.ProductID, r.UserID, r.IdemKey))
+	count, at := "", k.Gate // counting off: any key of the slot, never written
+	if g.Counting && r.Count != "" && !r.At.IsZero() {
+		count, at = r.Count, MetricKey(r.ProductID, r.At.Unix())
+	}
+	keys = append(keys, at)
 	forget, deadline, fromReserved := "0", "", "0"
 	if r.IdemKey != "" {
 		forget = "1"
@@ -136,7 +150,7 @@ func (g *Gate) Release(ctx context.Context, r shop.GateRelease) (shop.GateResult
 	if !r.Deadline.IsZero() {
 		deadline = strconv.FormatInt(ms(r.Deadline), 10)
 	}
-	v, err := releaseScript.Run(ctx, g.rdb, keys, r.ID, forget, deadline, fromReserved).Slice()
+	v, err := releaseScript.Run(ctx, g.rdb, keys, r.ID, forget, deadline, fromReserved, count).Slice()
 	if err != nil {
 		return shop.GateResult{}, fmt.Errorf("run release.lua: %w", Translate(err))
 	}
