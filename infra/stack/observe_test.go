@@ -3,8 +3,12 @@ package stack
 import (
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -331,4 +335,73 @@ func TestTracing(t *testing.T) {
 			return awslambda.Code_FromInline(jsii.String("x"))
 		}})
 	})
+}
+
+// stringConsts is the string constants of the Go files matching glob whose names start with
+// prefix, by name.
+func stringConsts(t *testing.T, glob, prefix string) map[string]string {
+	t.Helper()
+	paths, _ := filepath.Glob(glob)
+	out := map[string]string{}
+	for _, p := range paths {
+		if strings.HasSuffix(p, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), p, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range g.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, n := range vs.Names {
+					if i >= len(vs.Values) || !strings.HasPrefix(n.Name, prefix) {
+						continue
+					}
+					if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						out[n.Name], _ = strconv.Unquote(lit.Value)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestMetricsMatchTheFunctions: the dashboard and the alarms read exactly the metrics the
+// functions write (shared/shop's Figure* names, shared/metric's namespace), so renaming one
+// on either side fails here rather than leaving an empty graph or an alarm that never fires.
+func TestMetricsMatchTheFunctions(t *testing.T) {
+	emitted := map[string]bool{}
+	for _, v := range stringConsts(t, "../../shared/shop/*.go", "Figure") {
+		emitted[v] = true
+	}
+	if len(emitted) == 0 {
+		t.Fatal("no Figure* constants in shared/shop")
+	}
+	read := map[string]bool{MetricReserveLatency: true, MetricReserve5xx: true}
+	for _, list := range [][]string{ReserveOutcomes, HoldOutcomes, SweepSignals} {
+		for _, m := range list {
+			read[m] = true
+		}
+	}
+	if got, want := sorted(read), sorted(emitted); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("the stack reads %v, the functions write %v", got, want)
+	}
+	if ns := stringConsts(t, "../../shared/metric/*.go", "Namespace")["Namespace"]; ns != MetricNamespace {
+		t.Errorf("shared/metric writes namespace %q, the stack reads %q", ns, MetricNamespace)
+	}
+	functions := map[string]bool{}
+	for _, f := range Functions {
+		functions[f.Name] = true
+	}
+	for _, b := range BusinessAlarms {
+		if !functions[b.Service] {
+			t.Errorf("alarm %s reads Service=%s, which is no function", b.ID, b.Service)
+		}
+	}
 }

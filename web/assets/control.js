@@ -17,7 +17,8 @@ const REFUSALS = ["out_of_stock", "limit_exceeded", "not_admitted", "not_open", 
 
 // CHARTS: what each chart draws. A series is a live point's field (or a function of the
 // points), counted ("sum": events per second, totalled over the window) or read ("last": a
-// value at the end of each second, shown as the latest).
+// value at the end of each second, shown as the latest; "latency": the same, null in a second
+// without a reserve).
 const CHARTS = [
   { id: "reserves", title: "Reserves by outcome (answers per second)", series: [
     { field: "reserve_ok", label: "reserved", color: "#0a6b2e", kind: "sum" },
@@ -70,13 +71,17 @@ function problem(err) {
   say($("cr-msg"), err.message, "bad");
 }
 
+// clock is a second (Unix time) as the admin's local time of day, to the second.
+function clock(t) { return new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" }); }
+
 // makeChart draws an empty chart into its figure's plot box, as wide as the box.
 function makeChart(def) {
   const box = document.querySelector(`[data-chart="${def.id}"] .cr-plot`);
   const opts = {
     width: Math.max(box.clientWidth, 240), height: 180,
     scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
-    axes: [{ stroke: "#4a4a4a", grid: { stroke: "#e4e4e0" } }, { stroke: "#4a4a4a", grid: { stroke: "#e4e4e0" }, size: 48 }],
+    axes: [{ stroke: "#4a4a4a", grid: { stroke: "#e4e4e0" }, space: 80, values: (u, splits) => splits.map(clock) },
+      { stroke: "#4a4a4a", grid: { stroke: "#e4e4e0" }, size: 48 }],
     legend: { show: false }, // the totals under the chart name the series, with their colours
     // A latency second between two seconds without a reserve is a lone point: draw points there.
     series: [{}].concat(def.series.map((s) => ({ label: s.label, stroke: s.color, width: 2, dash: s.dash, spanGaps: false,
@@ -109,8 +114,7 @@ function totals(def, points) {
   return def.series.map((s) => {
     const values = points.map((p) => p[s.field]).filter((v) => v != null);
     if (s.kind === "sum") return [s, values.reduce((a, b) => a + b, 0)];
-    if (s.kind === "latency") return [s, values.length ? Math.max(...values) : null];
-    return [s, values.length ? values[values.length - 1] : null];
+    return [s, values.length ? values[values.length - 1] : null]; // "last", "latency": the latest value
   });
 }
 
@@ -122,7 +126,7 @@ function drawLive(live) {
     charts[def.id].setData([xs, ...def.series.map((s) => points.map((p) => (p[s.field] == null ? null : p[s.field])))]);
     const sum = totals(def, points);
     const fig = document.querySelector(`[data-chart="${def.id}"] .cr-totals`);
-    const word = { sum: "in the window", last: "now", latency: "highest in the window" };
+    const word = { sum: "in the window", last: "now", latency: "the last second with reserves" };
     fig.replaceChildren(...sum.map(([s, v]) => el("span", { "data-series": s.field, "data-value": v == null ? "" : String(v) },
       swatch(s), el("b", {}, v == null ? "–" : String(Math.round(v * 10) / 10)), " " + s.label)), el("small", {}, "(" + word[def.series[0].kind] + ")"));
   }
