@@ -204,6 +204,10 @@ bench: services local ## reserve req/s and p50/p99 over HTTP at BENCH_CONC vs th
 	@echo
 	@echo "reserve.lua round trip: a product in 12 sizes vs one variant vs the script before variants (interleaved, medians; docs/variants.md)"
 	@$(GO) test -run '^$$' -bench 'ReserveVariants' -benchtime 5000x -count 3 ./shared/stock/ | tee $(RUN)/bench-variants.txt | grep -E '^Benchmark'
+	@echo
+	@echo "the control room's counting on vs off (interleaved, medians; docs/control-room.md): reserve.lua's round trip alone, then the whole reserve (gate + Postgres)"
+	@$(GO) test -run '^$$' -bench 'ReserveCounting$$' -benchtime 5000x -count 3 ./shared/stock/ | grep -E '^Benchmark'
+	@$(GO) test -run '^$$' -bench 'ReserveCountingFull' -benchtime 500x -count 3 ./shared/shop/ | grep -E '^Benchmark'
 
 # Mutation testing (cmd/mutants): plants each known bug in a copy of the tree and runs the
 # tests of shared/ and lua/; every mutant must be killed. `go run ./cmd/mutants -list` lists them.

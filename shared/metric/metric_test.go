@@ -33,11 +33,6 @@ func TestEmitterWritesParsableEMF(t *testing.T) {
 	wg.Wait()
 	e.Emit("", map[string]float64{shop.FigureStaleGates: 2, shop.FigureRefundsStuck: 0})
 
-	type want struct {
-		dims    [][]string
-		product string
-		metrics map[string]string // name -> unit
-	}
 	counts := map[string]int{}
 	sc := bufio.NewScanner(&buf)
 	n := 0

@@ -120,9 +120,20 @@ func Quantile(h map[int]int64, q float64) *float64 {
 // handed to the gate: the next reserve of the product carries them (a Lambda environment may
 // freeze right after it answers, so nothing is written after the answer).
 type latencyBook struct {
-	mu sync.Mutex
-	m  map[string]map[int]int64
+	mu    sync.Mutex
+	m     map[string]map[int]int64
+	n     map[string]int       // samples pending per product
+	first map[string]time.Time // when the oldest pending sample was taken (wall clock)
 }
+
+// DefaultLatencyBatch is how many reserve latencies of a product a process gathers before a
+// reserve hands them to the gate (Service.LatencyBatch): fewer writes in the script, at the
+// cost of recording them up to latencyMaxWait later.
+const DefaultLatencyBatch = 8
+
+// latencyMaxWait is how long a latency waits for its batch before the next reserve of the
+// product hands over what there is.
+const latencyMaxWait = time.Second
 
 // maxPendingBuckets bounds one product's pending histogram (it never grows past its buckets).
 const maxPendingBuckets = 161
@@ -131,26 +142,37 @@ func (b *latencyBook) add(productID string, d time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.m == nil {
-		b.m = map[string]map[int]int64{}
+		b.m, b.n, b.first = map[string]map[int]int64{}, map[string]int{}, map[string]time.Time{}
 	}
 	h := b.m[productID]
 	if h == nil {
 		if len(b.m) >= 1000 { // many products, few reserves each: forget rather than grow
 			clear(b.m)
+			clear(b.n)
+			clear(b.first)
 		}
 		h = make(map[int]int64, 8)
 		b.m[productID] = h
+		b.first[productID] = time.Now()
 	}
 	if len(h) < maxPendingBuckets {
 		h[LatencyBucket(d)]++
+		b.n[productID]++
 	}
 }
 
-func (b *latencyBook) take(productID string) map[int]int64 {
+// take hands over the product's pending latencies once there are batch of them or the oldest
+// has waited latencyMaxWait; else nil.
+func (b *latencyBook) take(productID string, batch int) map[int]int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	h := b.m[productID]
+	if h == nil || (b.n[productID] < batch && time.Since(b.first[productID]) < latencyMaxWait) {
+		return nil
+	}
 	delete(b.m, productID)
+	delete(b.n, productID)
+	delete(b.first, productID)
 	return h
 }
 
@@ -162,15 +184,16 @@ func (b *latencyBook) putBack(productID string, h map[int]int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.m == nil {
-		b.m = map[string]map[int]int64{}
+		b.m, b.n, b.first = map[string]map[int]int64{}, map[string]int{}, map[string]time.Time{}
 	}
 	cur := b.m[productID]
 	if cur == nil {
-		b.m[productID] = h
-		return
+		cur = map[int]int64{}
+		b.m[productID], b.first[productID] = cur, time.Now()
 	}
 	for k, v := range h {
 		cur[k] += v
+		b.n[productID] += int(v)
 	}
 }
 

@@ -18,6 +18,7 @@ func TestControlRoomScriptedDrop(t *testing.T) {
 	t.Parallel()
 	env := testenv.NewEnv(t).WithPayments(t)
 	tap := env.WithStripeTap(t)
+	env.Shop.LatencyBatch = 1 // every reserve hands the last latency over
 	env.Product(t, "cr", 5, 2)
 	reserve := func(user string, qty int64, want shop.Code) string {
 		t.Helper()
@@ -189,4 +190,63 @@ func checkReport(t *testing.T, env *testenv.Env, t0 time.Time) string {
 		t.Errorf("the JSON report carries its minutes: %s", b)
 	}
 	return string(b)
+}
+
+// The waiting room is counted too: first joins (a repeat join is not a new shopper), refusals
+// before the opening and without an admitted ticket, and serving; the report's funnel takes
+// them from the rolled minutes.
+func TestControlRoomCountsTheQueue(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	t0 := env.Clock.Now()
+	opens := t0.Add(10 * time.Second)
+	if _, err := env.Shop.UpsertProduct(ctx, "crq", shop.ProductInput{Name: "Queued", PriceCents: 100, Currency: "usd",
+		Stock: 5, MaxPerUser: 1, OpensAt: &opens, QueueRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	join := func(user string) {
+		t.Helper()
+		if _, err := env.Shop.JoinQueue(ctx, user, "crq"); err != nil {
+			t.Fatalf("%s joins: %v", user, err)
+		}
+	}
+	join("alice")
+	join("bob")
+	join("alice") // the same shopper again
+	if _, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: "carol", ProductID: "crq", Quantity: 1}); code(err) != shop.CodeNotOpen {
+		t.Fatalf("before the opening: %v", err)
+	}
+	env.Clock.Advance(10 * time.Second)
+	join("dave")
+	if _, err := env.Shop.Reserve(ctx, shop.ReserveRequest{UserID: "erin", ProductID: "crq", Quantity: 1}); code(err) != shop.CodeNotAdmitted {
+		t.Fatalf("without a ticket: %v", err)
+	}
+	live, err := env.Shop.Live(ctx, "crq", 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := live.Points[0], live.Points[10]
+	if first.QueueJoined != 2 || first.NotOpen != 1 || last.QueueJoined != 1 || last.NotAdmitted != 1 {
+		t.Errorf("first second %+v, last %+v: want 2 joins and a not_open, then 1 join and a not_admitted", first, last)
+	}
+	var joined, refused int64
+	for _, p := range live.Points {
+		joined += p.QueueJoined
+		refused += p.NotOpen + p.NotAdmitted
+	}
+	if joined != 3 || refused != 2 || last.Available != 5 {
+		t.Errorf("%d joins, %d refusals, available %d; want 3, 2, 5", joined, refused, last.Available)
+	}
+	env.Clock.Advance(2 * time.Minute)
+	if _, err := env.Shop.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := env.Shop.Report(ctx, "crq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Funnel.QueueJoined != 3 || rep.Funnel.Admitted > 3 || rep.Refusals[shop.CodeNotOpen] != 1 || rep.Refusals[shop.CodeNotAdmitted] != 1 ||
+		rep.OpenedAt == nil || !rep.OpenedAt.Equal(opens) {
+		t.Errorf("report %+v", rep)
+	}
 }

@@ -110,7 +110,7 @@ func (s *Service) Reserve(ctx context.Context, req ReserveRequest) (out Reserved
 			ProductID: req.ProductID, VariantID: req.VariantID, ID: NewID("r_"), UserID: req.UserID, Quantity: req.Quantity,
 			Now: now, Deadline: now.Add(s.HoldTTL), IdemKey: req.IdemKey, RequestHash: hash,
 			Seed: Seed(), Charge: charge, AdmissionWindow: s.AdmissionWindow,
-			ShopperRate: s.ShopperRate, ShopperBurst: s.ShopperBurst, Latencies: s.latency.take(req.ProductID),
+			ShopperRate: s.ShopperRate, ShopperBurst: s.ShopperBurst, Latencies: s.latency.take(req.ProductID, s.LatencyBatch),
 		}
 		res, err := s.Gate.Reserve(ctx, a)
 		if err != nil {

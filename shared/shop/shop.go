@@ -457,6 +457,9 @@ type Service struct {
 	// cancel.after_refund); an error from it stands for the process dying there (tests inject
 	// crashes).
 	Fault func(step string) error
+	// LatencyBatch is how many reserve latencies of a product this process gathers before a
+	// reserve hands them to the gate's histogram (DefaultLatencyBatch; 1: every reserve).
+	LatencyBatch int
 	// Figures hears the figures a function emits as CloudWatch metrics (shared/metric); nil:
 	// nobody.
 	Figures Figures
@@ -468,7 +471,7 @@ type Service struct {
 // NewService returns a Service with the default clock, TTLs and logger.
 func NewService(st Store, g Gate) *Service {
 	return &Service{Store: st, Gate: g, Log: slog.Default(), Now: time.Now, HoldTTL: 10 * time.Minute, AdmissionWindow: 2 * time.Minute, ShopperRate: 5, ShopperBurst: 10, IdemTTL: 24 * time.Hour, PaymentWindow: 15 * time.Minute, FailedJobMaxAge: 24 * time.Hour, FulfillDeadline: 15 * time.Minute,
-		ReconcileBatch: 20, ReconcileEvery: 10 * time.Minute, ReconcileWindow: 72*time.Hour + PaymentGrace}
+		ReconcileBatch: 20, LatencyBatch: DefaultLatencyBatch, ReconcileEvery: 10 * time.Minute, ReconcileWindow: 72*time.Hour + PaymentGrace}
 }
 
 func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Millisecond) }
