@@ -139,6 +139,8 @@ var HTTPRoutes = []HTTPRoute{
 	{"GET /admin/products", "admin", Admin},
 	{"PUT /admin/products/{id}", "admin", Admin},
 	{"POST /admin/products/{id}/restock", "admin", Admin},
+	{"GET /admin/products/{id}/live", "admin", Admin},   // the control room (API.md)
+	{"GET /admin/products/{id}/report", "admin", Admin}, // JSON, or the per-minute CSV with Accept: text/csv
 	{"GET /admin/failed-jobs", "admin", Admin},
 	{"POST /admin/failed-jobs/{order_id}/retry", "admin", Admin},
 	{"POST /admin/failed-jobs/{order_id}/cancel", "admin", Admin},
