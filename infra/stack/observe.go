@@ -104,7 +104,7 @@ var BusinessAlarms = []BusinessAlarm{
 		"The sweep found Redis gates behind Postgres (a Redis failover or flush) and rebuilt them: check Redis's events, " +
 			"and that the products' available units look right (GET /admin/products)."},
 	{"RefundsStuck", "expire", MetricRefundsStuck, "Maximum",
-		"Refunds have been pending for more than an hour: look at the orders in refund_pending (GET /admin/orders) and at Stripe's dashboard."},
+		"Refunds asked for more than an hour ago whose orders are still paid: look at those orders (GET /admin/orders?status=paid) and at the refunds in Stripe's dashboard."},
 	{"DrawsOverdue", "expire", MetricDrawsOverdue, "Maximum",
 		"A draw has not run five minutes after its draw_at: check the expire function's errors and logs, then the draw (docs/draws.md)."},
 	{"Reserve5xx", "reserve", MetricReserve5xx, "Sum",
