@@ -11,6 +11,10 @@ import { accessToken, user } from "./auth.js";
 const $ = (id) => document.getElementById(id);
 const KEY = "lastunit.control"; // sessionStorage: the product and window picked
 const LIVE_EVERY = 1000, REPORT_EVERY = 5000, PRODUCTS_EVERY = 5000;
+// Every second the page asks for the last TAIL seconds only and merges them into the window it
+// holds (a second's counts may still grow after it ends: a latency recorded with the next call);
+// the whole window every FULL_EVERY, and when the product or the window changes.
+const TAIL = 5, FULL_EVERY = 30000;
 
 // The refusal codes, as the report names them, and their field in a live point.
 const REFUSALS = ["out_of_stock", "limit_exceeded", "not_admitted", "not_open", "rate_limited"];
@@ -53,7 +57,7 @@ const FUNNEL = [["queue_joined", "joined the queue"], ["admitted", "admitted"], 
 
 const charts = {}; // id → uPlot
 let product = "", seconds = 300;
-let last = null; // the last live answer, with joined_total filled in
+let kept = [], keptFor = "", fullAt = 0; // the window's raw points, for which product and window, when read whole
 let queueJoined = null; // the product's queue.joined from GET /admin/products (the queue chart's anchor)
 let inFlight = false;
 let reportedAt = 0; // when the report was last asked for (0: ask at the next tick)
@@ -118,9 +122,18 @@ function totals(def, points) {
   });
 }
 
-function drawLive(live) {
-  const points = withJoinedTotal(live.points || []);
-  last = Object.assign({}, live, { points });
+// merge puts fresh points (the last few seconds) over the kept ones and keeps the window.
+function merge(fresh) {
+  if (fresh.length === 0) return;
+  const from = Date.parse(fresh[0].t);
+  const newest = Date.parse(fresh[fresh.length - 1].t);
+  // Seconds missed (a tab whose timers the browser slowed): read the whole window next time.
+  if (kept.length && from > Date.parse(kept[kept.length - 1].t) + 1000) fullAt = 0;
+  kept = kept.filter((p) => Date.parse(p.t) < from && Date.parse(p.t) > newest - seconds * 1000).concat(fresh);
+}
+
+function drawLive() {
+  const points = withJoinedTotal(kept);
   const xs = points.map((p) => Date.parse(p.t) / 1000);
   for (const def of CHARTS) {
     charts[def.id].setData([xs, ...def.series.map((s) => points.map((p) => (p[s.field] == null ? null : p[s.field])))]);
@@ -144,7 +157,12 @@ async function refreshLive() {
   if (!product || !user() || inFlight) return;
   inFlight = true;
   try {
-    drawLive(await api("GET", `/admin/products/${encodeURIComponent(product)}/live?seconds=${seconds}`));
+    const id = product, key = product + "|" + seconds;
+    const whole = key !== keptFor || Date.now() - fullAt >= FULL_EVERY;
+    const live = await api("GET", `/admin/products/${encodeURIComponent(id)}/live?seconds=${whole ? seconds : Math.min(TAIL, seconds)}`);
+    if (id !== product) return; // the admin picked another product meanwhile
+    if (whole) { kept = live.points || []; keptFor = key; fullAt = Date.now(); } else merge(live.points || []);
+    drawLive();
     if ($("cr-msg").classList.contains("bad")) say($("cr-msg"), "", "");
   } catch (err) { problem(err); } finally { inFlight = false; }
 }
