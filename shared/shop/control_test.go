@@ -4,10 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"lastunit/shared/shop"
+	"lastunit/shared/store"
 	"lastunit/shared/testenv"
 )
 
@@ -248,5 +252,50 @@ func TestControlRoomCountsTheQueue(t *testing.T) {
 	if rep.Funnel.QueueJoined != 3 || rep.Funnel.Admitted > 3 || rep.Refusals[shop.CodeNotOpen] != 1 || rep.Refusals[shop.CodeNotAdmitted] != 1 ||
 		rep.OpenedAt == nil || !rep.OpenedAt.Equal(opens) {
 		t.Errorf("report %+v", rep)
+	}
+}
+
+// figures records what a Service reports as CloudWatch figures.
+type figures struct {
+	mu  sync.Mutex
+	got map[string]float64
+}
+
+func (f *figures) Figure(productID, name string, v float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.got == nil {
+		f.got = map[string]float64{}
+	}
+	f.got[productID+"/"+name] += v
+}
+
+// A hold the gate granted but Postgres never recorded (Postgres down) is taken back: the second
+// counts no reserve_ok and no release, and the figures say Reserve5xx, not ReserveOK.
+func TestControlRoomUndoneReserveIsNotCounted(t *testing.T) {
+	t.Parallel()
+	env := testenv.NewEnv(t)
+	env.Product(t, "crundo", 5, 5)
+	dead, err := pgxpool.New(ctx, "postgres://postgres@127.0.0.1:1/nothing?sslmode=disable&connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	down := shop.NewService(store.New(dead), env.Shop.Gate)
+	down.Now, down.Log = env.Clock.Now, env.Shop.Log
+	f := &figures{}
+	down.Figures = f
+	if _, err := down.Reserve(ctx, shop.ReserveRequest{UserID: "a", ProductID: "crundo", Quantity: 2}); code(err) != shop.CodeUnavailable {
+		t.Fatalf("reserve with postgres down: %v, want unavailable", err)
+	}
+	live, err := env.Shop.Live(ctx, "crundo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := live.Points[0]; p.ReserveOK != 0 || p.Released != 0 || p.Available != 5 || p.Held != 0 {
+		t.Errorf("the undone reserve's second: %+v; want nothing counted, 5 available", p)
+	}
+	if f.got["crundo/Reserve5xx"] != 1 || f.got["crundo/ReserveOK"] != 0 || f.got["crundo/ReserveLatency"] <= 0 {
+		t.Errorf("figures %v: want one Reserve5xx, no ReserveOK, a latency", f.got)
 	}
 }
