@@ -146,8 +146,6 @@ var HTTPRoutes = []HTTPRoute{
 	{"POST /admin/failed-jobs/{order_id}/cancel", "admin", Admin},
 	{"POST /admin/failed-jobs/redrive", "admin", Admin},
 	{"GET /admin/orders", "admin", Admin},
-	{"GET /admin/products/{id}/live", "admin", Admin},
-	{"GET /admin/products/{id}/report", "admin", Admin},
 }
 
 // DefaultRouteFunction serves the HTTP API's $default route (unknown routes: 404 in API.md's shape).
