@@ -12,6 +12,9 @@
 //
 // dbSslMode (verify-full: the functions check the RDS Proxy's certificate; require).
 //
+// tracing (true; false: no X-Ray active tracing on the functions, read by the stack itself,
+// stack.TracingContext).
+//
 // The drop (README: "Before the drop"): dbInstanceClass (t4g.micro, ...: infra/stack/budget.go),
 // dbMaxConnections (the instance's max_connections if not the table's), proxyMaxConnectionsPercent
 // (90), accountConcurrency (the account's Lambda quota, 1000), concurrency ("reserve=40,checkout=20":

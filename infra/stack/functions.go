@@ -144,13 +144,13 @@ var HTTPRoutes = []HTTPRoute{
 	{"PUT /admin/products/{id}", "admin", Admin},
 	{"POST /admin/products/{id}/restock", "admin", Admin},
 	{"POST /admin/products/{id}/draw-beacon", "admin", Admin},
+	{"GET /admin/products/{id}/live", "admin", Admin},   // the control room (API.md)
+	{"GET /admin/products/{id}/report", "admin", Admin}, // JSON, or the per-minute CSV with Accept: text/csv
 	{"GET /admin/failed-jobs", "admin", Admin},
 	{"POST /admin/failed-jobs/{order_id}/retry", "admin", Admin},
 	{"POST /admin/failed-jobs/{order_id}/cancel", "admin", Admin},
 	{"POST /admin/failed-jobs/redrive", "admin", Admin},
 	{"GET /admin/orders", "admin", Admin},
-	{"GET /admin/products/{id}/live", "admin", Admin},
-	{"GET /admin/products/{id}/report", "admin", Admin},
 }
 
 // DefaultRouteFunction serves the HTTP API's $default route (unknown routes: 404 in API.md's shape).

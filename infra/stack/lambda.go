@@ -33,8 +33,9 @@ func retention(days int) awslogs.RetentionDays {
 // logicalName is a function's construct id prefix: "reserve" → "Reserve".
 func logicalName(fn string) string { return strings.ToUpper(fn[:1]) + fn[1:] }
 
-// newFunction deploys functions/<f.Name>: arm64 provided.al2023, in the VPC, X-Ray tracing,
-// JSON logs into its own log group with a retention, and exactly the grants f asks for.
+// newFunction deploys functions/<f.Name>: arm64 provided.al2023, in the VPC, X-Ray active
+// tracing (unless context tracing=false), JSON logs into its own log group with a retention,
+// and exactly the grants f asks for.
 func (s *Stack) newFunction(f Function) awslambda.Function {
 	id := logicalName(f.Name)
 	logs := awslogs.NewLogGroup(s.Stack, jsii.String(id+"Logs"), &awslogs.LogGroupProps{
@@ -57,7 +58,7 @@ func (s *Stack) newFunction(f Function) awslambda.Function {
 		MemorySize:            jsii.Number(float64(f.MemoryMB)),
 		Timeout:               seconds(f.TimeoutSeconds),
 		Environment:           &env,
-		Tracing:               awslambda.Tracing_ACTIVE,
+		Tracing:               s.tracing(),
 		LoggingFormat:         awslambda.LoggingFormat_JSON,
 		ApplicationLogLevelV2: awslambda.ApplicationLogLevel_INFO,
 		SystemLogLevelV2:      awslambda.SystemLogLevel_WARN,

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
@@ -29,6 +30,8 @@ const (
 		"interfaces a function in a VPC needs. AWS keeps them minimal and current; a copy would only drift."
 	reasonXRay = "X-Ray's PutTraceSegments and PutTelemetryRecords take no resource (IAM supports only \"*\"); " +
 		"every other statement names its resource (TestNoWildcards)."
+	reasonNoTracing = "X-Ray is turned off by the operator (context tracing=false): the functions' JSON logs and the EMF metrics remain; " +
+		"deploy without the flag to trace again."
 	reasonSyncDLQ = "Invoked synchronously (API Gateway, an SQS event source, the deploy's trigger, Secrets Manager): " +
 		"a Lambda dead-letter queue only ever receives failed asynchronous invocations, and none happen here. " +
 		"SQS messages dead-letter through their queue's redrive policy."
@@ -75,7 +78,11 @@ func (s *Stack) nagSuppressions() {
 			policies = append(policies, policyVPCAccess)
 		}
 		s.suppress(fn, "AwsSolutions-IAM4", reasonManagedPolicies, policies...)
-		s.suppress(fn, "AwsSolutions-IAM5", reasonXRay, "Resource::*")
+		if s.tracing() == awslambda.Tracing_ACTIVE {
+			s.suppress(fn, "AwsSolutions-IAM5", reasonXRay, "Resource::*")
+		} else {
+			s.suppress(fn, "Serverless-LambdaTracing", reasonNoTracing)
+		}
 		if f.Scheduled {
 			s.suppress(fn, "Serverless-LambdaDLQ", "Invoked asynchronously by its schedule, and a failed run goes to the on-failure "+
 				"destination (the schedule-failures queue), which records the error with the event: a dead-letter queue would be a second, poorer copy.")
@@ -125,6 +132,9 @@ func (s *Stack) nagSuppressions() {
 		s.suppress(s.Data.RedisRotation, "AwsSolutions-IAM4", reasonManagedPolicies, policyBasicExecution, policyVPCAccess)
 		s.suppress(s.Data.RedisRotation, "AwsSolutions-IAM5", reasonXRay+" The same holds for secretsmanager:GetRandomPassword, which the CDK's rotation schedule grants.", "Resource::*")
 		s.suppress(s.Data.RedisRotation, "Serverless-LambdaDLQ", reasonSyncDLQ)
+		if s.tracing() != awslambda.Tracing_ACTIVE {
+			s.suppress(s.Data.RedisRotation, "Serverless-LambdaTracing", reasonNoTracing)
+		}
 	}
 
 	if s.APIs != nil {

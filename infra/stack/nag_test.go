@@ -17,21 +17,24 @@ import (
 )
 
 // nagConfigs are the stacks cdk-nag checks: the default one (what `make deploy` deploys
-// without context), production with the WAF, and that with a domain of one's own (which
-// takes the CFR4 suppression away).
+// without context), production with the WAF, that with a domain of one's own (which
+// takes the CFR4 suppression away), and the default one with X-Ray off (context).
 var nagConfigs = []struct {
-	name  string
-	props Props
+	name    string
+	props   Props
+	context map[string]any
 }{
-	{"default", Props{WebDir: "../../web", StripePublishableKey: "pk_test_site"}},
-	{"production, WAF", Props{WebDir: "../../web", Production: true, WAF: true, AlarmEmail: "ops@example.com"}},
+	{"default", Props{WebDir: "../../web", StripePublishableKey: "pk_test_site"}, nil},
+	{"production, WAF", Props{WebDir: "../../web", Production: true, WAF: true, AlarmEmail: "ops@example.com"}, nil},
 	{"production, WAF, own domain", Props{WebDir: "../../web", Production: true, WAF: true, AlarmEmail: "ops@example.com",
-		SiteDomain: "shop.example.com", SiteCertificateArn: "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"}},
+		SiteDomain: "shop.example.com", SiteCertificateArn: "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"}, nil},
+	// X-Ray off (context tracing=false): Serverless-LambdaTracing is suppressed with its reason.
+	{"default, tracing off", Props{WebDir: "../../web"}, map[string]any{TracingContext: "false"}},
 }
 
-// nagStack synthesizes props with cdk-nag's AwsSolutions and Serverless packs applied and
+// nagStack synthesizes props (and CDK context, if any) with cdk-nag's AwsSolutions and Serverless packs applied and
 // returns the stack's annotations.
-func nagStack(t *testing.T, props Props) (*Stack, assertions.Annotations) {
+func nagStack(t *testing.T, props Props, context map[string]any) (*Stack, assertions.Annotations) {
 	t.Helper()
 	synth(t) // jsii is up
 	codeDir := t.TempDir()
@@ -39,7 +42,11 @@ func nagStack(t *testing.T, props Props) (*Stack, assertions.Annotations) {
 		t.Fatal(err)
 	}
 	props.Code = func(string) awslambda.Code { return awslambda.Code_FromAsset(jsii.String(codeDir), nil) }
-	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(t.TempDir())})
+	appProps := &awscdk.AppProps{Outdir: jsii.String(t.TempDir())}
+	if context != nil {
+		appProps.Context = &context
+	}
+	app := awscdk.NewApp(appProps)
 	s := New(app, "LastunitNag", props)
 	awscdk.Aspects_Of(app).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
 	awscdk.Aspects_Of(app).Add(cdknag.NewServerlessChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
@@ -52,7 +59,7 @@ func nagStack(t *testing.T, props Props) (*Stack, assertions.Annotations) {
 func TestNag(t *testing.T) {
 	for _, c := range nagConfigs {
 		t.Run(c.name, func(t *testing.T) {
-			_, an := nagStack(t, c.props)
+			_, an := nagStack(t, c.props, c.context)
 			var findings []string
 			for level, found := range map[string]*[]*cxapi.SynthesisMessage{
 				"error":   an.FindError(jsii.String("*"), assertions.Match_AnyValue()),
@@ -77,7 +84,7 @@ func TestNagSuppressionsDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range nagConfigs {
-		s, _ := nagStack(t, c.props)
+		s, _ := nagStack(t, c.props, c.context)
 		for _, rule := range s.SuppressedRules() {
 			if !strings.Contains(string(raw), "`"+rule+"`") {
 				t.Errorf("%s: %s is suppressed but docs/deploy-checks.md does not name it", c.name, rule)

@@ -40,8 +40,8 @@ func (s *Stack) newSchedules() {
 	})
 }
 
-// newAlarms raises an alarm (to an SNS topic) when a dead-letter queue holds anything, and
-// when any function errs or is throttled.
+// newAlarms raises an alarm (to an SNS topic) when a dead-letter queue holds anything, when
+// any function errs or is throttled, and on the business signals (BusinessAlarms, observe.go).
 func (s *Stack) newAlarms() {
 	topic := awssns.NewTopic(s.Stack, jsii.String("Alarms"), &awssns.TopicProps{
 		TopicName: name(s.Props.Prefix, "alarms"), EnforceSSL: jsii.Bool(true),
@@ -51,7 +51,8 @@ func (s *Stack) newAlarms() {
 		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(s.Props.AlarmEmail), nil))
 	}
 	action := awscloudwatchactions.NewSnsAction(topic)
-	alarm := func(id, desc string, metric awscloudwatch.IMetric) {
+	s.Alarms = map[string]awscloudwatch.Alarm{}
+	alarm := func(id, desc string, metric awscloudwatch.IMetric) awscloudwatch.Alarm {
 		a := awscloudwatch.NewAlarm(s.Stack, jsii.String(id), &awscloudwatch.AlarmProps{
 			AlarmDescription:   jsii.String(desc),
 			Metric:             metric,
@@ -62,7 +63,11 @@ func (s *Stack) newAlarms() {
 		})
 		a.AddAlarmAction(action)
 		a.AddOkAction(action)
+		s.Alarms[id] = a
+		s.AlarmIDs = append(s.AlarmIDs, id)
+		return a
 	}
+	s.newBusinessAlarms(alarm)
 	for _, q := range []struct {
 		id   string
 		dlq  awssqs.Queue

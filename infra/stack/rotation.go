@@ -52,7 +52,7 @@ func (s *Stack) newRedisRotation() {
 		Code:         awslambda.Code_FromInline(jsii.String(RedisRotationCode)),
 		MemorySize:   jsii.Number(256),
 		Timeout:      seconds(redisRotationTimeoutSeconds),
-		Tracing:      awslambda.Tracing_ACTIVE,
+		Tracing:      s.tracing(),
 		LogGroup:     logs,
 		Vpc:          n.Vpc, VpcSubnets: privateSubnets(),
 		SecurityGroups: &[]awsec2.ISecurityGroup{n.Functions},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsapplicationautoscaling"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
@@ -161,6 +162,12 @@ type Stack struct {
 	Edge *Edge
 	// AlarmTopic receives every alarm.
 	AlarmTopic awssns.Topic
+	// Alarms is every alarm by construct id; AlarmIDs lists them in the order they were made
+	// (the business alarms first, then the dead letters, then the functions').
+	Alarms   map[string]awscloudwatch.Alarm
+	AlarmIDs []string
+	// Dashboard is the drop's CloudWatch dashboard (observe.go).
+	Dashboard awscloudwatch.Dashboard
 	// Suppressed is every cdk-nag rule the stack suppresses somewhere (nag.go).
 	Suppressed map[string]bool
 }
@@ -219,6 +226,7 @@ func New(scope constructs.Construct, id string, props Props) *Stack {
 	}
 	s.newSchedules()
 	s.newAlarms()
+	s.newDashboard()
 	s.newOutputs()
 	if s.APIs != nil {
 		s.newSignInOutputs()

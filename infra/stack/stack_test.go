@@ -347,8 +347,8 @@ func TestSchedules(t *testing.T) {
 	})
 }
 
-// TestAlarms: DLQ depth > 0 on both dead-letter queues and the schedule-failures queue, and errors and throttles of every
-// function, each notifying the alarm topic.
+// TestAlarms: DLQ depth > 0 on both dead-letter queues and the schedule-failures queue, errors and throttles of every
+// function, and the business alarms (TestBusinessAlarms), each notifying the alarm topic.
 func TestAlarms(t *testing.T) {
 	s, tp, _ := synth(t)
 	topic := map[string]any{"Ref": logicalID(s, s.AlarmTopic)}
@@ -362,6 +362,9 @@ func TestAlarms(t *testing.T) {
 	for _, q := range []interface{ Node() constructsNode }{s.Queues.FulfillDLQ, s.Queues.StockUpdatesDLQ, s.Queues.ScheduleFailures} {
 		tests = append(tests, alarm{"dlq " + *q.Node().Id(), "ApproximateNumberOfMessagesVisible", "AWS/SQS",
 			[]any{map[string]any{"Name": "QueueName", "Value": map[string]any{"Fn::GetAtt": []any{logicalID(s, q), "QueueName"}}}}})
+	}
+	for _, b := range BusinessAlarms { // TestBusinessAlarms checks them
+		tests = append(tests, alarm{b.ID, b.Metric, "lastunit", []any{map[string]any{"Name": "Service", "Value": b.Service}}})
 	}
 	for _, f := range Functions {
 		for _, m := range []string{"Errors", "Throttles"} {
@@ -878,8 +881,9 @@ func TestLocalStackVariant(t *testing.T) {
 	}{
 		{"community", false, map[string]int{
 			"AWS::Lambda::Function": len(Functions) + 1, "AWS::SQS::Queue": 5, "Custom::Trigger": 1, // + the trigger's provider "AWS::Events::Rule": 2,
-			"AWS::Lambda::EventSourceMapping": 2, "AWS::CloudWatch::Alarm": 3 + 2*len(Functions),
-			"AWS::EC2::VPC": 0, "AWS::EC2::NatGateway": 0, "AWS::RDS::DBInstance": 0, "AWS::ElastiCache::ReplicationGroup": 0,
+			"AWS::Lambda::EventSourceMapping": 2, "AWS::CloudWatch::Alarm": 3 + 2*len(Functions) + len(BusinessAlarms),
+			"AWS::CloudWatch::Dashboard": 1,
+			"AWS::EC2::VPC":              0, "AWS::EC2::NatGateway": 0, "AWS::RDS::DBInstance": 0, "AWS::ElastiCache::ReplicationGroup": 0,
 			"AWS::ApiGatewayV2::Api": 0, "AWS::Cognito::UserPool": 0,
 			"AWS::S3::Bucket": 0, "AWS::CloudFront::Distribution": 0, "Custom::CDKBucketDeployment": 0,
 		}},
