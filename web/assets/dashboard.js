@@ -4,8 +4,11 @@
 // every two seconds. Variants: a product sold in sizes shows a row per size (its stock, held,
 // sold, available, and its own restock); the form edits a product's sizes (add, change, remove
 // rows: PUT /admin/products/{id} with "variants"), and "Edit" loads a product into it.
+// Draws: dashboard-draws.js (the form's allocation and draw time, a row of counts under each
+// draw, the beacon).
 import { api, ApiError, el, loadConfig, money, say, state } from "./api.js";
 import { initAuth, signIn, signOut, user } from "./auth.js";
+import * as draws from "./dashboard-draws.js";
 
 const KEY = "lastunit.admin";
 const $ = (id) => document.getElementById(id);
@@ -70,6 +73,7 @@ function renderProducts(list) {
       el("td", { "data-col": "window" }, windowText(p)),
       el("td", { "data-col": "queue" }, queueText(p)),
       sized(p) ? el("td", { class: "hint" }, "per size") : restockCell("delta-" + p.id, p.id, { path })));
+    rows.push(...draws.rows(p, act));
     if (!sized(p)) return;
     p.variants.forEach((v) => rows.push(el("tr", { class: "variant", "data-product": p.id, "data-variant": v.id },
       el("th", { scope: "row" }, el("span", { class: "visually-hidden" }, p.name + ", "), v.name, " ", el("small", {}, "(" + v.id + ")")),
@@ -140,6 +144,7 @@ function edit(id) {
   $("p-opens").value = localInput(p.opens_at);
   $("p-closes").value = localInput(p.closes_at);
   $("p-rate").value = String(p.queue_rate || 0);
+  draws.edit(p);
   $("v-rows").replaceChildren();
   // A size at the product's price is left blank, so that it follows the product's price.
   if (sized(p)) for (const v of p.variants) sizeRow(v.price_cents === p.price_cents ? Object.assign({}, v, { price_cents: null }) : v);
@@ -239,8 +244,10 @@ async function main() {
     };
     // Either the sizes (each with its stock) or one stock: API.md refuses both.
     if ($("v-rows").children.length > 0) body.variants = sizesFromForm(); else body.stock = Number($("p-stock").value);
+    draws.formBody(body);
     act("Saved " + id + ".", () => api("PUT", "/admin/products/" + id, body));
   });
+  draws.setupForm();
   $("v-add").addEventListener("click", () => { sizeRow({}); $("v-rows").lastElementChild.querySelector(".v-id").focus(); });
   $("redrive").addEventListener("click", () => act("Redriven.", async () => {
     const r = await api("POST", "/admin/failed-jobs/redrive");
