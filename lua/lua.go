@@ -44,6 +44,11 @@ var QueueCast = waitroom + queuecast
 //go:embed gatedrop.lua
 var GateDrop string
 
+// DrawCast claims a draw's next counts message (drawcast.lua).
+//
+//go:embed drawcast.lua
+var DrawCast string
+
 //go:embed offer.lua
 var offer string
 

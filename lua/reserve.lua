@@ -44,7 +44,8 @@
 --   {"rate_limited", ms}                  the shopper's bucket is empty: retry after ms; nothing changed
 --   {"not_open", "opens"|"closes"}        before the opening or after the close
 --   {"not_admitted", ahead}               the product has a waiting room and the caller holds no
---                                         admitted ticket; ahead is -1 before the opening
+--                                         admitted ticket; ahead is -1 before the opening; or the
+--                                         product is sold by draw (gate field draw, ahead -1)
 -- Order of the checks: gate, rate, idempotency replay, variant, sale window, admission, stock,
 -- limit.
 -- An idempotency entry whose hold is gone (released, fulfilled, lost) is stale: the request is
@@ -89,6 +90,9 @@ if not g[1] then
 end
 
 local G = wr_gate(KEYS[1])
+if G.draw then
+  return {'not_admitted', -1} -- a draw's units go only to its entries' offers (offer.lua)
+end
 if G.opens >= 0 and now < G.opens then
   return {'not_open', 'opens'}
 end

@@ -230,11 +230,12 @@ local function wr_bucket(key, now, rate, burst)
   return 0
 end
 
--- wr_gate reads a gate's drop fields: {opens (ms or -1), closes (ms or -1), rate, avail}.
+-- wr_gate reads a gate's drop fields: {opens (ms or -1), closes (ms or -1), rate, avail,
+-- draw (true for a product sold by draw)}.
 local function wr_gate(gate)
-  local g = redis.call('HMGET', gate, 'opens', 'closes', 'qrate', 'avail')
+  local g = redis.call('HMGET', gate, 'opens', 'closes', 'qrate', 'avail', 'draw')
   return {opens = tonumber(g[1] or '-1') or -1, closes = tonumber(g[2] or '-1') or -1,
-    rate = tonumber(g[3] or '0') or 0, avail = tonumber(g[4] or '0') or 0}
+    rate = tonumber(g[3] or '0') or 0, avail = tonumber(g[4] or '0') or 0, draw = g[5] == '1'}
 end
 
 -- ==== the script ====

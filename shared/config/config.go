@@ -38,6 +38,8 @@ type Config struct {
 	// Drops: how long an admitted ticket may reserve, and each shopper's token bucket
 	// (requests per second on average, SHOPPER_RATE 0 turns it off; burst).
 	AdmissionWindow time.Duration
+	// DrawOfferWindow is how long a draw's offer holds its units (DRAW_OFFER_WINDOW).
+	DrawOfferWindow time.Duration
 	ShopperRate     float64
 	ShopperBurst    int64
 	// Migrate applies migrations when the App opens (MIGRATE_ON_START): the local runner does;
@@ -102,6 +104,7 @@ func Load() (Config, error) {
 		{"FAILED_JOB_MAX_AGE", "24h", &c.FailedJobAge},
 		{"FULFILL_VISIBILITY", "30s", &c.FulfillVisibility},
 		{"ADMISSION_WINDOW", "2m", &c.AdmissionWindow},
+		{"DRAW_OFFER_WINDOW", "1h", &c.DrawOfferWindow},
 	} {
 		v, err := time.ParseDuration(env(d.name, d.def))
 		if err != nil || v <= 0 {
@@ -174,12 +177,15 @@ func Open(ctx context.Context, c Config, log *slog.Logger, opts ...store.Option)
 		opt.DialTimeout = redisDialTimeout
 	}
 	rdb := redis.NewClient(opt)
-	svc := shop.NewService(store.New(pool), stock.New(rdb))
+	gate := stock.New(rdb)
+	svc := shop.NewService(store.New(pool), gate)
+	svc.DrawNotify = gate
 	svc.Log = log
 	svc.HoldTTL = c.ReservationTTL
 	svc.PaymentWindow = c.PaymentWindow
 	svc.AdmissionWindow, svc.ShopperRate, svc.ShopperBurst = c.AdmissionWindow, c.ShopperRate, c.ShopperBurst
 	svc.FailedJobMaxAge = c.FailedJobAge
+	svc.DrawOfferWindow = c.DrawOfferWindow
 	svc.FulfillDeadline = 3*c.FulfillVisibility + 10*time.Minute
 	app := &App{Config: c, Log: log, Pool: pool, Redis: rdb, Shop: svc}
 	if c.StripeSecretKey != "" {

@@ -23,7 +23,13 @@ const (
 	RouteCancelJob     = "POST /admin/failed-jobs/{order_id}/cancel"
 	RouteRedrive       = "POST /admin/failed-jobs/redrive"
 	RouteAdminOrders   = "GET /admin/orders"
+	RouteDrawBeacon    = "POST /admin/products/{id}/draw-beacon"
 )
+
+// BeaconBody is the body of POST /admin/products/{id}/draw-beacon.
+type BeaconBody struct {
+	Beacon *string `json:"beacon"`
+}
 
 // ProductBody is the body of PUT /admin/products/{id}; every field is required, but for
 // stock and variants: exactly one of them.
@@ -39,6 +45,10 @@ type ProductBody struct {
 	OpensAt   *Time  `json:"opens_at"`
 	ClosesAt  *Time  `json:"closes_at"`
 	QueueRate *int64 `json:"queue_rate"`
+	// Optional draw fields (API.md "Draws"): allocation first_come (default) or draw, and
+	// draw_at.
+	Allocation *string `json:"allocation"`
+	DrawAt     *Time   `json:"draw_at"`
 }
 
 // VariantBody is one variant of a PUT: id, name and stock required, price_cents optional.
@@ -106,6 +116,13 @@ func (b ProductBody) Shop() (shop.ProductInput, error) {
 	if b.QueueRate != nil {
 		in.QueueRate = *b.QueueRate
 	}
+	if b.Allocation != nil {
+		if *b.Allocation == "" {
+			return shop.ProductInput{}, shop.Invalid("allocation", "allocation must be first_come or draw")
+		}
+		in.Allocation = *b.Allocation
+	}
+	in.DrawAt = b.DrawAt.ptr()
 	return in, nil
 }
 
@@ -133,6 +150,17 @@ func Admin(svc *shop.Service, log *slog.Logger) *apigw.Mux {
 			return 0, nil, err
 		}
 		p, err := svc.UpsertProduct(ctx, r.Param("id"), in)
+		return http.StatusOK, p, err
+	})
+	m.Handle(RouteDrawBeacon, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		var body BeaconBody
+		if err := apigw.Decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		if body.Beacon == nil {
+			return 0, nil, shop.Invalid("beacon", "beacon is required")
+		}
+		p, err := svc.SetBeacon(ctx, r.Param("id"), *body.Beacon)
 		return http.StatusOK, p, err
 	})
 	m.Handle(RouteRestock, apigw.Admin, func(ctx context.Context, r *apigw.Request) (int, any, error) {

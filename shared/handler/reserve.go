@@ -21,7 +21,18 @@ const (
 	RouteRelease      = "DELETE /reservations/{id}"
 	RouteJoinQueue    = "POST /products/{id}/queue"
 	RouteGetTicket    = "GET /products/{id}/queue"
+	RouteEnter        = "POST /products/{id}/entry"
+	RouteGetEntry     = "GET /products/{id}/entry"
+	RouteWithdraw     = "DELETE /products/{id}/entry"
+	RouteDrawRecord   = "GET /products/{id}/draw"
 )
+
+// EntryRequest is the body of POST /products/{id}/entry; variant_ids may be left out for a
+// product with one variant, quantity defaults to 1.
+type EntryRequest struct {
+	VariantIDs *[]string `json:"variant_ids"`
+	Quantity   *int64    `json:"quantity"`
+}
 
 // ReserveRequest is the body of POST /reservations; variant_id may be left out for a product
 // with one variant.
@@ -67,6 +78,40 @@ func Reserve(svc *shop.Service, log *slog.Logger) *apigw.Mux {
 	m.Handle(RouteGetTicket, apigw.Shopper, func(ctx context.Context, r *apigw.Request) (int, any, error) {
 		t, err := svc.QueueTicket(ctx, r.User.UserID, r.Param("id"))
 		return http.StatusOK, t, err
+	})
+	m.Handle(RouteEnter, apigw.Shopper, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		var body EntryRequest
+		if err := apigw.Decode(r, &body); err != nil {
+			return 0, nil, err
+		}
+		req := shop.EntryRequest{UserID: r.User.UserID, ProductID: r.Param("id")}
+		if body.VariantIDs != nil {
+			req.VariantIDs = *body.VariantIDs
+			if req.VariantIDs == nil { // "variant_ids": null is left out
+				req.VariantIDs = nil
+			} else if len(req.VariantIDs) == 0 {
+				return 0, nil, shop.Invalid("variant_ids", "variant_ids must name 1 to %d variants", shop.MaxEntryVariants)
+			}
+		}
+		if body.Quantity != nil {
+			if *body.Quantity < 1 {
+				return 0, nil, shop.Invalid("quantity", "quantity must be an integer from 1 to max_per_user")
+			}
+			req.Quantity = *body.Quantity
+		}
+		e, err := svc.Enter(ctx, req)
+		return http.StatusOK, e, err
+	})
+	m.Handle(RouteGetEntry, apigw.Shopper, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		e, err := svc.MyEntry(ctx, r.User.UserID, r.Param("id"))
+		return http.StatusOK, e, err
+	})
+	m.Handle(RouteWithdraw, apigw.Shopper, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		return http.StatusNoContent, nil, svc.Withdraw(ctx, r.User.UserID, r.Param("id"))
+	})
+	m.Handle(RouteDrawRecord, apigw.Public, func(ctx context.Context, r *apigw.Request) (int, any, error) {
+		rec, err := svc.DrawRecord(ctx, r.Param("id"))
+		return http.StatusOK, rec, err
 	})
 	return m
 }

@@ -18,6 +18,7 @@ import (
 var (
 	broadcastScript = redis.NewScript(lua.Broadcast)
 	queueCastScript = redis.NewScript(lua.QueueCast)
+	drawCastScript  = redis.NewScript(lua.DrawCast)
 )
 
 // Broadcaster posts products' current available units to the connections in their rooms.
@@ -81,7 +82,9 @@ type Result struct {
 	// Serving is the serving it sent.
 	Queue   string
 	Serving int64
-	Err     error
+	// Draw is what the draw step did: "send", "same", "wait", "none" or "failed".
+	Draw string
+	Err  error
 }
 
 // Broadcast sends each product's current value to its room, the products in parallel and at
@@ -120,7 +123,33 @@ func (b *Broadcaster) one(ctx context.Context, productID string, sem chan struct
 	if err := b.queue(ctx, productID, sem, &r); err != nil {
 		r.Queue, r.Err = "failed", err
 	}
+	if err := b.draw(ctx, productID, sem, &r); err != nil {
+		r.Draw, r.Err = "failed", err
+	}
 	return r
+}
+
+// draw sends a draw's counts when they changed, at most once per QueueInterval (drawcast.lua);
+// counts that changed sooner are sent by a look planned with Again (or by the next notice).
+func (b *Broadcaster) draw(ctx context.Context, productID string, sem chan struct{}, r *Result) error {
+	p := "{p:" + productID + "}:"
+	v, err := drawCastScript.Run(ctx, b.rdb, []string{p + "draw", p + "dsent"}, b.Now().UnixMilli(), b.QueueInterval.Milliseconds(), (60 * b.QueueInterval).Milliseconds()).Slice()
+	if err != nil {
+		return fmt.Errorf("run drawcast.lua for %s: %w", productID, stock.Translate(err))
+	}
+	r.Draw = lua.Str(v, 0)
+	switch r.Draw {
+	case "send":
+		m := Draw{Type: TypeDraw, ProductID: productID, State: "drawn", Won: lua.Int(v, 1), Waitlisted: lua.Int(v, 2)}
+		return b.postAll(ctx, productID, m.JSON(), sem, r)
+	case "wait":
+		if b.Again != nil {
+			if err := b.Again(context.WithoutCancel(ctx), productID, time.Duration(lua.Int(v, 1))*time.Millisecond); err != nil {
+				b.Log.Warn("plan the next draw message", "product_id", productID, "err", err.Error())
+			}
+		}
+	}
+	return nil
 }
 
 // postAll posts data to every connection in the product's room, counting into r.

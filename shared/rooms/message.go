@@ -11,6 +11,7 @@ import (
 const (
 	TypeStock = "stock"
 	TypeQueue = "queue"
+	TypeDraw  = "draw"
 	TypeError = "error"
 )
 
@@ -50,6 +51,22 @@ type Queue struct {
 
 // JSON encodes the message.
 func (m Queue) JSON() []byte {
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// Draw is the message a draw's viewers get when it runs and when backfill changes its counts
+// (API.md, "Draws").
+type Draw struct {
+	Type       string `json:"type"`
+	ProductID  string `json:"product_id"`
+	State      string `json:"state"`
+	Won        int64  `json:"won"`
+	Waitlisted int64  `json:"waitlisted"`
+}
+
+// JSON encodes the message.
+func (m Draw) JSON() []byte {
 	b, _ := json.Marshal(m)
 	return b
 }

@@ -163,6 +163,9 @@ func (s *Service) withAvailable(ctx context.Context, ps []Product) ([]Product, e
 			vs[i] = v
 		}
 		p.Variants = vs
+		if p.Allocation == "" {
+			p.Allocation = AllocationFirstCome // a catalog entry written before draws
+		}
 		out = append(out, p)
 	}
 	return out, nil
@@ -173,8 +176,13 @@ func (r ProductRow) product() Product {
 	for i, v := range r.Variants {
 		vs[i] = Variant{ID: v.ID, Name: v.Name, PriceCents: v.Price(r.PriceCents)}
 	}
-	return Product{ID: r.ID, Name: r.Name, PriceCents: r.PriceCents, Currency: r.Currency, MaxPerUser: r.MaxPerUser,
-		OpensAt: r.OpensAt, ClosesAt: r.ClosesAt, QueueRate: r.QueueRate, Variants: vs}
+	p := Product{ID: r.ID, Name: r.Name, PriceCents: r.PriceCents, Currency: r.Currency, MaxPerUser: r.MaxPerUser,
+		OpensAt: r.OpensAt, ClosesAt: r.ClosesAt, QueueRate: r.QueueRate, Variants: vs, Allocation: AllocationFirstCome}
+	if d := r.Draw; d != nil {
+		at, c := d.DrawAt, d.Commitment
+		p.Allocation, p.DrawAt, p.DrawCommitment, p.DrawEntriesDigest, p.DrawSeed = AllocationDraw, &at, &c, d.EntriesDigest, d.Seed
+	}
+	return p
 }
 
 // Admin returns the admin's view of a row: available is stock on hand minus live holds, as
@@ -199,7 +207,10 @@ func (s *Service) AdminProducts(ctx context.Context) ([]AdminProduct, error) {
 	}
 	out := make([]AdminProduct, 0, len(rows))
 	for _, r := range rows {
-		a := r.Admin()
+		a, err := s.adminOf(ctx, r)
+		if err != nil {
+			return nil, err
+		}
 		if r.QueueRate > 0 {
 			if a.Queue, err = s.queueStats(ctx, r.ID); err != nil {
 				s.Log.Warn("read waiting room", "product_id", r.ID, "err", err)
@@ -237,12 +248,15 @@ func (s *Service) UpsertProduct(ctx context.Context, id string, in ProductInput)
 	if err := validDrop(in); err != nil {
 		return AdminProduct{}, err
 	}
+	if err := s.prepareDraw(&in); err != nil {
+		return AdminProduct{}, err
+	}
 	row, err := s.Store.UpsertProduct(ctx, id, in, s.now())
 	if err != nil {
 		return AdminProduct{}, err
 	}
 	s.refreshGate(ctx, row)
-	return row.Admin(), nil
+	return s.adminOf(ctx, row)
 }
 
 // Restock adds delta units (maybe negative, never below what is held) to the stock on hand of
@@ -271,7 +285,13 @@ func (s *Service) RestockVariant(ctx context.Context, id, variantID string, delt
 		return AdminProduct{}, err
 	}
 	s.refreshGate(ctx, row)
-	return row.Admin(), nil
+	if row.Draw != nil {
+		// New units of a drawn draw go to its waitlist at once, never to a first-come pool.
+		if _, err := s.Offers(context.WithoutCancel(ctx), id, false); err != nil {
+			s.Log.Error("offer restocked units", "product_id", id, "err", err) // the sweep's round does it
+		}
+	}
+	return s.adminOf(ctx, row)
 }
 
 // Variant limits (API.md, "Variants").
@@ -385,6 +405,7 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 				s.changed(ctx, h.ProductID)
 			}
 		}
+		s.holdsEnded(ctx, holds...)
 		if len(holds) < sweepBatch {
 			break
 		}
@@ -411,6 +432,11 @@ func (s *Service) Sweep(ctx context.Context) (SweepReport, error) {
 		}
 	}
 	if _, err := s.Store.DeleteIdemBefore(ctx, now.Add(-s.IdemTTL-time.Hour)); err != nil {
+		errs = append(errs, err)
+	}
+	// Draws: the digest at closes_at, the ranking at draw_at, and a round of offers for every
+	// drawn draw (which repairs a backfill or an offer a death left half-done).
+	if err := s.sweepDraws(ctx, now); err != nil {
 		errs = append(errs, err)
 	}
 	// The passes that call Stripe come last: a slow or failing Stripe must not keep the gates

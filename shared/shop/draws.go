@@ -75,6 +75,45 @@ type DrawStore interface {
 	RankDraw(ctx context.Context, productID string, now time.Time) (bool, error)
 	// DrawRecord returns the public record of the draw (API.md's GET /products/{id}/draw).
 	DrawRecord(ctx context.Context, productID string) (draw.Record, error)
+	// OfferRound runs one round of a drawn draw's offers in one transaction under the draw's
+	// lock: won entries whose hold ended unpaid become expired, every free unit is offered by
+	// rule in rank order to the waitlisted entries (each offer a hold, reserved until
+	// now+window, id idFor(user), recorded with the entry's won), and entries all of whose
+	// variants are sold become lost. An empty round for a draw not drawn yet.
+	OfferRound(ctx context.Context, productID string, now time.Time, window time.Duration, idFor func(userID string) string,
+		rule func(free map[string]int64, w Waiting) (Offer, bool)) (DrawRound, error)
+	// DrawCounts counts a draw's entries by state.
+	DrawCounts(ctx context.Context, productID string) (DrawCounts, error)
+	// SetBeacon sets the beacon once, between closes_at and draw_at; false otherwise.
+	SetBeacon(ctx context.Context, productID, beacon string, now time.Time) (bool, error)
+	// DrawsDue lists the draws a sweep has work for (to fix, to draw, or drawn).
+	DrawsDue(ctx context.Context, now time.Time) ([]string, error)
+}
+
+// DrawCounts are a draw's entries in each state now (AdminProduct.draw): Won includes the
+// entries whose offer was paid, Paid counts those.
+type DrawCounts struct {
+	Entries    int64 `json:"entries"`
+	Won        int64 `json:"won"`
+	Waitlisted int64 `json:"waitlisted"`
+	Expired    int64 `json:"expired"`
+	Lost       int64 `json:"lost"`
+	Paid       int64 `json:"paid"`
+}
+
+// DrawRound is what one round of offers did.
+type DrawRound struct {
+	// Drawn says the draw has run (else the round did nothing).
+	Drawn bool
+	// Offers are the holds this round recorded, for the gate to take.
+	Offers []Reservation
+	// Recent are the offers recorded in the last minutes and still reserved: the gate takes
+	// them again (it answers replay for those it has), which repairs a round that died after
+	// its commit and before the gate.
+	Recent []Reservation
+	// Expired counts the won entries whose hold ended unpaid, now expired.
+	Expired int
+	Counts  DrawCounts
 }
 
 // Allocation modes of a product.

@@ -197,6 +197,7 @@ func (s *Service) finishCancel(ctx context.Context, o Order, forget bool) error 
 		}
 		s.changed(ctx, h.ProductID)
 	}
+	s.holdsEnded(ctx, holds...)
 	if forget && s.Dead != nil {
 		if err := s.Dead.ForgetDead(bg, o.ID); err != nil {
 			s.Log.Warn("forget dead-lettered job", "order_id", o.ID, "err", err) // fulfill ignores it if redriven

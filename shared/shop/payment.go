@@ -274,6 +274,7 @@ func (s *Service) endOrder(ctx context.Context, orderID, from, to, holdStatus st
 		}
 		s.changed(ctx, h.ProductID)
 	}
+	s.holdsEnded(ctx, holds...)
 	return true, nil
 }
 

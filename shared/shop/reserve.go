@@ -382,6 +382,7 @@ func (s *Service) Release(ctx context.Context, userID, id string) error {
 		s.Log.Error("release in gate", "reservation_id", r.ID, "product_id", r.ProductID, "err", err)
 	}
 	s.changed(ctx, r.ProductID)
+	s.holdsEnded(ctx, r) // a draw's offer: its units go to the waitlist at once
 	return nil
 }
 

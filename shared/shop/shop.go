@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"lastunit/shared/draw"
 )
 
 // Hold statuses (the status of a Reservation).
@@ -60,6 +62,14 @@ type Product struct {
 	QueueRate int64 `json:"queue_rate"`
 	// Variants are the product's 1..100 variants in the admin's order; Available is their sum.
 	Variants []Variant `json:"variants"`
+	// Allocation is first_come or draw; the draw fields are null unless it is a draw (API.md
+	// "Draws"): the seed's commitment from the start, the entries' digest from closes_at, the
+	// seed (hex) after the draw.
+	Allocation        string     `json:"allocation"`
+	DrawAt            *time.Time `json:"draw_at"`
+	DrawCommitment    *string    `json:"draw_commitment"`
+	DrawEntriesDigest *string    `json:"draw_entries_digest"`
+	DrawSeed          *string    `json:"draw_seed"`
 }
 
 // AdminProduct is a product with its ledger: Available + Held == Stock, and Stock + Sold
@@ -73,6 +83,8 @@ type AdminProduct struct {
 	Variants []AdminVariant `json:"variants"`
 	// Queue is the waiting room's state, for a product with one (dashboard only).
 	Queue *QueueStats `json:"queue,omitempty"`
+	// Draw counts a draw's entries by state (absent for a first-come product).
+	Draw *DrawCounts `json:"draw,omitempty"`
 }
 
 // ProductInput is what an admin sets on a product.
@@ -89,6 +101,14 @@ type ProductInput struct {
 	// Variants, when not nil, are exactly the product's variants (then Stock is unused);
 	// nil: the product has one variant holding Stock.
 	Variants []VariantInput `json:"variants"`
+	// Allocation ("" or first_come, or draw) and DrawAt: API.md "Draws". DrawSeed is the seed a
+	// product that becomes a draw now gets (never replaces the seed of a draw).
+	Allocation string     `json:"allocation"`
+	DrawAt     *time.Time `json:"draw_at"`
+	DrawSeed   draw.Seed  `json:"-"`
+	// CheckAllocation, when set, is called by the store under the product's lock with what the
+	// product is now (nil: it did not exist); an error from it changes nothing.
+	CheckAllocation func(cur *CurrentAllocation) error `json:"-"`
 }
 
 // VariantInput is what an admin sets on one variant.
@@ -135,6 +155,17 @@ type ProductRow struct {
 	QueueRate  int64
 	// Variants in the product's order; Stock, Sold and Held are their sums.
 	Variants []VariantRow
+	// Draw is the product's draw, nil for a first-come product.
+	Draw *DrawInfo
+}
+
+// DrawInfo is what a product row carries of its draw: its public fields.
+type DrawInfo struct {
+	DrawAt        time.Time
+	Commitment    string
+	EntriesDigest *string
+	// Seed is the seed in hex once the draw ran (nil before: it is secret until then).
+	Seed *string
 }
 
 // VariantRow is a variant as Postgres keeps it.
@@ -179,6 +210,9 @@ type GateState struct {
 	Purchased map[string]int64
 	// Row is the product as the rebuild read it, under the new generation (for the catalog).
 	Row ProductRow
+	// Draw says the product is sold by draw: the gate refuses every reserve (not_admitted) and
+	// takes only offers.
+	Draw bool
 }
 
 // IdemRecord is a stored answer to a request that carried an Idempotency-Key.
@@ -243,6 +277,7 @@ type Store interface {
 	DropIdem(ctx context.Context, userID, key string) error
 
 	OrderStore
+	DrawStore
 }
 
 // ErrMaybeWritten marks a write whose outcome is unknown: the statement may have committed
@@ -276,6 +311,8 @@ type Gate interface {
 	// Holds returns the gate's generation, version and holds (id -> quantity), read
 	// together; ErrNotFound when the product has no gate.
 	Holds(ctx context.Context, productID string) (gen, version int64, holds map[string]int64, err error)
+
+	DrawGate
 
 	CartGate
 	Catalog
@@ -442,6 +479,11 @@ type Service struct {
 	// a rate of 0 turns the limit off.
 	ShopperRate  float64
 	ShopperBurst int64
+	// DrawOfferWindow is how long a draw's offer holds its units (DRAW_OFFER_WINDOW; 0: 1 h).
+	DrawOfferWindow time.Duration
+	// DrawNotify hears a draw's counts when they change (the WebSocket's draw message); nil:
+	// nobody.
+	DrawNotify DrawNotifier
 	// Fault, when set, is called between two steps that a crash could separate (its step
 	// names: reserve.before_record, release.before_gate, sweep.before_gate, checkout.before_order,
 	// checkout.before_payment, fulfill, fulfill.before_drop, cancel.after_request,

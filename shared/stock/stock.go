@@ -210,7 +210,11 @@ func dropArgs(s shop.GateState) []any {
 		}
 		return strconv.FormatInt(ms(*t), 10)
 	}
-	args := []any{s.Gen, opt(s.OpensAt), opt(s.ClosesAt), s.QueueRate}
+	draw := "0"
+	if s.Draw {
+		draw = "1"
+	}
+	args := []any{s.Gen, opt(s.OpensAt), opt(s.ClosesAt), s.QueueRate, draw}
 	for u, n := range s.Purchased {
 		args = append(args, u, n)
 	}
@@ -342,4 +346,19 @@ func Translate(err error) error {
 		return fmt.Errorf("%w: %w", shop.ErrUnavailable, err)
 	}
 	return err
+}
+
+// DrawChanged writes a draw's counts for its room's next draw message (drawcast.lua sends
+// them, coalesced). It implements shop.DrawNotifier.
+func (g *Gate) DrawChanged(ctx context.Context, productID string, c shop.DrawCounts) error {
+	k := "{p:" + productID + "}:draw"
+	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, k, "won", c.Won, "waitlisted", c.Waitlisted)
+		p.HIncrBy(ctx, k, "seq", 1)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write draw counts: %w", Translate(err))
+	}
+	return nil
 }

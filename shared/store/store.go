@@ -171,17 +171,27 @@ const liveStatuses = `('reserved', 'checked_out')`
 // productCols are a product's own columns; its stock, sold and held units are the sums over
 // its variants, read with them (loadVariants) in one statement, so that available + held ==
 // stock holds in every answer.
+// A draw's public fields come from its row in draws (one primary-key lookup each).
 const productCols = `p.id, p.name, p.price_cents, p.currency, p.max_per_user, p.gate_gen,
-	p.opens_at, p.closes_at, p.queue_rate`
+	p.opens_at, p.closes_at, p.queue_rate,
+	(SELECT d.draw_at FROM draws d WHERE d.product_id = p.id),
+	(SELECT encode(sha256(d.seed), 'hex') FROM draws d WHERE d.product_id = p.id),
+	(SELECT d.entries_digest FROM draws d WHERE d.product_id = p.id),
+	(SELECT encode(d.seed, 'hex') FROM draws d WHERE d.product_id = p.id AND d.drawn_at IS NOT NULL)`
 
 func scanProduct(row pgx.Row) (shop.ProductRow, error) {
 	var p shop.ProductRow
+	var drawAt *time.Time
+	var commitment, digest, seed *string
 	err := row.Scan(&p.ID, &p.Name, &p.PriceCents, &p.Currency, &p.MaxPerUser, &p.Gen,
-		&p.OpensAt, &p.ClosesAt, &p.QueueRate)
+		&p.OpensAt, &p.ClosesAt, &p.QueueRate, &drawAt, &commitment, &digest, &seed)
 	for _, t := range []*time.Time{p.OpensAt, p.ClosesAt} {
 		if t != nil {
 			*t = t.UTC()
 		}
+	}
+	if drawAt != nil && commitment != nil {
+		p.Draw = &shop.DrawInfo{DrawAt: drawAt.UTC(), Commitment: *commitment, EntriesDigest: digest, Seed: seed}
 	}
 	return p, err
 }
@@ -337,17 +347,23 @@ func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInp
 		// Create the row first (empty: a trigger gives it the variant `default`, stock 0) unless
 		// it exists, then always lock it and its slots: two creating PUTs are serialized on the
 		// row, and a reserve that took units from a new product in between is counted.
-		if _, err := tx.Exec(ctx, `
+		tag, err := tx.Exec(ctx, `
 			INSERT INTO products (id, name, price_cents, currency, stock, max_per_user, gate_gen, created_at, updated_at,
 				opens_at, closes_at, queue_rate)
 			VALUES ($1, $2, $3, $4, 0, $5, nextval('gate_generations'), $6, $6, $7, $8, $9)
 			ON CONFLICT (id) DO NOTHING`,
-			id, in.Name, in.PriceCents, in.Currency, in.MaxPerUser, now, in.OpensAt, in.ClosesAt, in.QueueRate); err != nil {
+			id, in.Name, in.PriceCents, in.Currency, in.MaxPerUser, now, in.OpensAt, in.ClosesAt, in.QueueRate)
+		if err != nil {
 			return fmt.Errorf("create product: %w", translate(err))
 		}
 		cur, err := lockProduct(ctx, tx, id)
 		if err != nil {
 			return fmt.Errorf("lock product: %w", translate(err))
+		}
+		if in.CheckAllocation != nil {
+			if err := checkAllocation(ctx, tx, cur, tag.RowsAffected() == 1, in.CheckAllocation); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM product_variants WHERE product_id = $1 ORDER BY id FOR UPDATE`, id); err != nil {
 			return fmt.Errorf("lock variants: %w", translate(err))
@@ -413,6 +429,9 @@ func (s *Store) UpsertProduct(ctx context.Context, id string, in shop.ProductInp
 			id, in.Name, in.PriceCents, in.Currency, in.MaxPerUser, now, in.OpensAt, in.ClosesAt, in.QueueRate)
 		if err != nil {
 			return fmt.Errorf("update product: %w", translate(err))
+		}
+		if err := setAllocation(ctx, tx, id, in, now); err != nil {
+			return err
 		}
 		out, err = productIn(ctx, tx, id)
 		return err
@@ -491,7 +510,7 @@ func (s *Store) RebuildGate(ctx context.Context, id string, apply func(shop.Gate
 			s.Pause("rebuild.locked")
 		}
 		st := shop.GateState{ProductID: id, MaxPerUser: p.MaxPerUser,
-			OpensAt: p.OpensAt, ClosesAt: p.ClosesAt, QueueRate: p.QueueRate}
+			OpensAt: p.OpensAt, ClosesAt: p.ClosesAt, QueueRate: p.QueueRate, Draw: p.Draw != nil}
 		if st.Purchased, err = purchased(ctx, tx, id); err != nil {
 			return err
 		}
