@@ -73,9 +73,7 @@ function renderProducts(list) {
       el("td", { "data-col": "window" }, windowText(p)),
       el("td", { "data-col": "queue" }, queueText(p)),
       sized(p) ? el("td", { class: "hint" }, "per size") : restockCell("delta-" + p.id, p.id, { path })));
-    rows.push(...draws.rows(p, act));
-    if (!sized(p)) return;
-    p.variants.forEach((v) => rows.push(el("tr", { class: "variant", "data-product": p.id, "data-variant": v.id },
+    if (sized(p)) p.variants.forEach((v) => rows.push(el("tr", { class: "variant", "data-product": p.id, "data-variant": v.id },
       el("th", { scope: "row" }, el("span", { class: "visually-hidden" }, p.name + ", "), v.name, " ", el("small", {}, "(" + v.id + ")")),
       el("td", { "data-col": "stock" }, String(v.stock)),
       el("td", { "data-col": "held" }, String(v.held)),
@@ -83,6 +81,7 @@ function renderProducts(list) {
       el("td", { "data-col": "available" }, String(v.available)),
       el("td", { colspan: "2", class: "hint" }, v.price_cents !== p.price_cents ? money(v.price_cents, p.currency) : ""),
       restockCell(`delta-${p.id}--${v.id}`, `${p.id} ${v.id}`, { path, extra: { variant_id: v.id } }))));
+    rows.push(...draws.rows(p, act));
   });
   // The table is drawn again every two seconds: keep what the admin typed into the restock
   // fields, and the focus, across it.

@@ -24,6 +24,9 @@ export function setup(h) { hooks = h; }
 // isDraw: the product is sold by draw, never first come.
 export function isDraw(pr) { return pr && pr.allocation === "draw"; }
 
+// setText changes a node's text only when it differs (a live region re-announces a rewrite).
+function setText(node, text) { if (node.textContent !== text) node.textContent = text; }
+
 const at = (t) => (t ? new Date(t).getTime() : 0);
 const ordinal = (n) => n + (n === 1 ? "st" : n === 2 ? "nd" : n === 3 ? "rd" : "th");
 
@@ -80,17 +83,18 @@ export function render(id) {
   d.dataset.phase = ph;
   const line = d.querySelector(".phase");
   const drawIn = pr.draw_at ? " · draw in " + hooks.clock(at(pr.draw_at) - now) : "";
-  line.textContent = ph === "upcoming" ? "Entries open in " + hooks.clock(at(pr.opens_at) - now)
+  setText(line, ph === "upcoming" ? "Entries open in " + hooks.clock(at(pr.opens_at) - now)
     : ph === "open" ? "Entries close in " + hooks.clock(at(pr.closes_at) - now) + drawIn
     : ph === "closed" ? "Entries closed" + drawIn
-    : ph === "drawing" ? "Entries closed · drawing now…" : "Drawn";
+    : ph === "drawing" ? "Entries closed · drawing now…"
+    : "Drawn" + (pr.draw_at ? " at " + new Date(pr.draw_at).toLocaleTimeString() : ""));
   // The count line: units in the draw before it, the counts from the live messages after it.
   const n = p.node.querySelector(".available");
-  n.textContent = ph === "drawn" ? "Drawn" : `${pr.available} in the draw`;
+  setText(n, ph === "drawn" ? "Draw results" : `${pr.available} in the draw`);
   n.classList.toggle("zero", false);
   const counts = d.querySelector(".counts");
   const m = p.drawMsg;
-  counts.textContent = m ? `${m.won} won · ${m.waitlisted} on the waitlist` : "";
+  setText(counts, m ? `${m.won} won · ${m.waitlisted} on the waitlist` : "");
 
   // The form: only while entries are open, for a signed-in shopper.
   const form = d.querySelector("form.enter");
@@ -104,9 +108,9 @@ export function render(id) {
   // The state's words are a live region; the offer's timer beside it is not (it would be read
   // out every second).
   const [words, timer] = entryText(p, ph, now);
-  if (line2.textContent !== words) line2.textContent = words;
+  setText(line2, words);
   const offer = d.querySelector(".offer");
-  offer.textContent = timer || "";
+  setText(offer, timer || "");
   offer.hidden = !timer;
 
   const proof = d.querySelector(".proof");

@@ -77,10 +77,10 @@ function setAvailable(id, available, version, variants) {
     for (const v of vs) if (v.id in variants) v.available = variants[v.id];
     if (!sized(p.product)) vs[0].available = available;
   }
+  if (draws.isDraw(p.product)) { draws.render(id); return; }
   const n = p.node.querySelector(".available");
   n.textContent = available > 0 ? `${available} available` : "Sold out";
   n.classList.toggle("zero", available <= 0);
-  if (draws.isDraw(p.product)) { draws.render(id); return; }
   renderSizes(id);
   renderDrop(id);
 }
