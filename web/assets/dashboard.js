@@ -232,6 +232,7 @@ async function main() {
   showUser();
   if (problem) say($("msg"), problem, "bad");
   $("signin-button").addEventListener("click", () => signIn().catch((err) => say($("msg"), "Could not start sign-in: " + err.message, "bad")));
+  document.body.dataset.signin = "ready"; // Sign in works from now on (the browser tests wait for it)
   $("signout").addEventListener("click", signOut);
   $("create").addEventListener("submit", (e) => {
     e.preventDefault();
