@@ -260,7 +260,7 @@ func describe(errs []*verrors.ValidationError) string {
 // answer or accepted request leaves the file is reported; exchanges the file allows are not.
 func TestContractCatchesAnswersThatLeaveTheFile(t *testing.T) {
 	t.Parallel()
-	const product = `{"id":"p1","name":"Sneaker","price_cents":100,"currency":"usd","available":3,"max_per_user":2,"opens_at":null,"closes_at":null,"queue_rate":0,"variants":[{"id":"default","name":"Sneaker","price_cents":100,"available":3}]}`
+	const product = `{"id":"p1","name":"Sneaker","price_cents":100,"currency":"usd","available":3,"max_per_user":2,"opens_at":null,"closes_at":null,"queue_rate":0,"variants":[{"id":"default","name":"Sneaker","price_cents":100,"available":3}],"allocation":"first_come","draw_at":null,"draw_commitment":null,"draw_entries_digest":null,"draw_seed":null}`
 	const hold = `{"id":"r1","product_id":"p1","variant_id":"default","quantity":1,"status":"reserved","expires_at":"2026-01-01T00:00:00Z","created_at":"2026-01-01T00:00:00Z","order_id":null,"available":2}`
 	shopper := "Bearer a.b.c"
 	cases := []struct {

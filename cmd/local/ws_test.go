@@ -77,6 +77,9 @@ type wsMsg struct {
 	Version   int64  `json:"version"`
 	Serving   int64  `json:"serving"`
 	SoldOut   bool   `json:"sold_out"`
+	State     string `json:"state"`
+	Won       int64  `json:"won"`
+	Wait      int64  `json:"waitlisted"`
 	Code      string `json:"code"`
 	Message   string `json:"message"`
 	at        time.Time

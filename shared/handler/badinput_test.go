@@ -192,6 +192,9 @@ func takeSnapshot(t testing.TB, env *testenv.Env, products, users []string) snap
 		query("holds "+id, `SELECT json_agg(r ORDER BY id)::text FROM reservations r WHERE product_id = $1`, id)
 		query("variants "+id, `SELECT json_agg(v ORDER BY id)::text FROM product_variants v WHERE product_id = $1`, id)
 		query("slots "+id, `SELECT json_agg(s ORDER BY variant_id, slot)::text FROM product_slots s WHERE product_id = $1`, id)
+		query("draw "+id, `SELECT (SELECT row_to_json(d)::text FROM draws d WHERE product_id = $1)`, id)
+		query("entries "+id, `SELECT json_agg(e ORDER BY user_id)::text FROM draw_entries e WHERE product_id = $1`, id)
+		query("ranks "+id, `SELECT json_agg(r ORDER BY rank)::text FROM draw_ranks r WHERE product_id = $1`, id)
 		if _, ok := s.PG["product "+id]; ok {
 			s.Ledgers[id] = env.ReadLedger(t, id)
 		}

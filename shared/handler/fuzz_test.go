@@ -221,7 +221,11 @@ func FuzzProductBody(f *testing.F) {
 			in = pi
 			want = shop.ValidProductID(id) && in.Name != "" && len(in.Name) <= shop.MaxNameLen && shop.ValidText(in.Name) &&
 				in.PriceCents >= 0 && in.PriceCents <= shop.MaxPriceCents && currency.MatchString(in.Currency) &&
-				in.Stock >= 0 && in.Stock <= shop.MaxStock && in.MaxPerUser >= 1 && in.MaxPerUser <= shop.MaxStock
+				in.Stock >= 0 && in.Stock <= shop.MaxStock && in.MaxPerUser >= 1 && in.MaxPerUser <= shop.MaxStock &&
+				shop.CheckDrawSettings(nil, shop.DrawSettings{Allocation: in.Allocation, OpensAt: in.OpensAt, ClosesAt: in.ClosesAt, DrawAt: in.DrawAt, QueueRate: in.QueueRate}, time.Time{}) == nil
+			if in.Allocation == "" {
+				in.Allocation = shop.AllocationFirstCome // the shop's default
+			}
 		}
 
 		svc, st, _ := fakeService()
@@ -240,7 +244,9 @@ func FuzzProductBody(f *testing.F) {
 			t.Fatalf("id %q body %q: reached the store %d times, valid %v (status %d %s)", id, body, len(st.upserts), want, resp.StatusCode, resp.Body)
 		}
 		if want {
-			if st.upserts[0].id != id || !reflect.DeepEqual(st.upserts[0].in, in) {
+			got := st.upserts[0].in
+			got.CheckAllocation, got.DrawSeed = nil, in.DrawSeed // the check under the lock, and a draw's fresh seed
+			if st.upserts[0].id != id || !reflect.DeepEqual(got, in) {
 				t.Fatalf("the store got %+v, want %q %+v", st.upserts[0], id, in)
 			}
 			if resp.StatusCode != 200 {

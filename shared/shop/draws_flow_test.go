@@ -205,3 +205,101 @@ func TestDrawFlow(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// TestDrawBackfillAfterAnUnpaidOrder: a winner checks out and never pays; when the payment
+// deadline ends the order, the entry is expired and the next fitting entry is offered the units
+// at once with a fresh window; a winner whose paid order is cancelled by the admin (refunded)
+// hands its units on too.
+func TestDrawBackfillAfterAnUnpaidOrder(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e, opens, _, drawAt := drawEnv(t, "unpaid", 1)
+	e.WithPayments(t)
+	tap := e.WithStripeTap(t)
+	svc := e.Shop
+	svc.DrawOfferWindow = 30 * time.Minute
+	svc.PaymentWindow = 10 * time.Minute
+	users := drawEntries(t, e, "unpaid", 6, opens, drawAt)
+	if _, err := svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	won := func() []drawRow {
+		var out []drawRow
+		for _, r := range readDraw(t, e, "unpaid").entries {
+			if r.state == shop.EntryWon {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	first := won()
+	if len(first) == 0 {
+		t.Fatal("nobody won")
+	}
+	w := first[0]
+	o, err := svc.Checkout(ctx, shop.CheckoutRequest{UserID: w.user, ReservationIDs: []string{w.reservation}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Clock.Advance(11 * time.Minute) // past the payment deadline, inside the offer window
+	if _, err := svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := svc.Store.Order(ctx, o.ID); err != nil || got.Status != shop.OrderExpired {
+		t.Fatalf("order after its deadline: %+v, %v", got, err)
+	}
+	st := checkDraw(t, e, "unpaid", 2)
+	for _, r := range st.entries {
+		if r.user == w.user && r.state != shop.EntryExpired {
+			t.Fatalf("the unpaid winner's entry is %s", r.state)
+		}
+	}
+	var fresh int
+	for _, r := range won() {
+		en, err := svc.MyEntry(ctx, r.user, "unpaid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if en.OfferExpiresAt.Equal(e.Clock.Now().Add(30 * time.Minute)) {
+			fresh++
+		}
+	}
+	if fresh == 0 {
+		t.Fatalf("no offer with a fresh window after the order expired (%d entries, %v)", len(users), won())
+	}
+
+	// The next winner pays; fulfilment never happens, and the admin cancels the failed job:
+	// refunded, the entry expired, its unit offered on.
+	p := won()[0]
+	o, err = svc.Checkout(ctx, shop.CheckoutRequest{UserID: p.user, ReservationIDs: []string{p.reservation}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap.Succeed(t, o.ID)
+	if err := svc.HandlePaymentEvent(ctx, succeeded(o, "evt_"+o.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if c := counts(t, e, "unpaid"); c.Paid != 1 {
+		t.Fatalf("counts after a payment: %+v", c)
+	}
+	e.Clock.Advance(svc.FulfillDeadline + time.Minute)
+	if _, err := svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.CancelJob(ctx, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	if en, err := svc.MyEntry(ctx, p.user, "unpaid"); err != nil || en.State != shop.EntryExpired {
+		t.Fatalf("the refunded winner's entry: %+v, %v", en, err)
+	}
+	st = checkDraw(t, e, "unpaid", 2)
+	var after int
+	for _, r := range st.entries {
+		if r.state == shop.EntryWon && r.holdStatus == shop.StatusReserved {
+			after++
+		}
+	}
+	if after == 0 {
+		t.Fatalf("no live offer after the cancel: %+v", st.entries)
+	}
+}

@@ -303,6 +303,26 @@ func (s *Service) Offers(ctx context.Context, productID string, drawn bool) (Dra
 			rebuild = true
 		}
 	}
+	// A hold released between the commit and the gate's take (its release found nothing to give
+	// back) would stay in the gate until its deadline: give it back now.
+	if len(taken) > 0 && !rebuild {
+		ids := make([]string, 0, len(taken))
+		for id := range taken {
+			ids = append(ids, id)
+		}
+		status, err := s.Store.HoldStatuses(ctx, ids)
+		if err != nil {
+			return round, err
+		}
+		for _, h := range append(round.Offers, round.Recent...) {
+			if st := status[h.ID]; st != StatusReserved && st != StatusCheckedOut && st != StatusFulfilled {
+				if _, err := s.Gate.Release(ctx, GateRelease{ProductID: productID, ID: h.ID, Deadline: h.ExpiresAt, FromReserved: true}); err != nil {
+					return round, err
+				}
+				s.changed(ctx, productID)
+			}
+		}
+	}
 	if rebuild {
 		if err := s.Gate.Invalidate(ctx, productID, math.MaxInt64); err != nil {
 			return round, err

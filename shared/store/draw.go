@@ -296,6 +296,16 @@ func checkAllocation(ctx context.Context, tx pgx.Tx, cur shop.ProductRow, create
 		c.Allocation, c.DrawAt, c.EntriesFixed = shop.AllocationDraw, &drawAt, fixed
 	case !errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("lock draw: %w", translate(err))
+	case cur.OpensAt == nil:
+		// A first-come product without an opening has been on sale since it was created: once
+		// it was ever held, its sale has started.
+		var held bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM reservations WHERE product_id = $1)`, cur.ID).Scan(&held); err != nil {
+			return fmt.Errorf("look for holds: %w", translate(err))
+		}
+		if held {
+			c.OpensAt = &time.Time{}
+		}
 	}
 	return check(c)
 }
@@ -358,6 +368,12 @@ func (s *Store) OfferRound(ctx context.Context, productID string, now time.Time,
 
 func (s *Store) offerRound(ctx context.Context, tx pgx.Tx, productID string, now time.Time, window time.Duration, idFor func(string) string,
 	rule func(map[string]int64, shop.Waiting) (shop.Offer, bool), out *shop.DrawRound) error {
+	// The product first, in the order of every path that locks it and then its draw or its
+	// slots (UpsertProduct, Restock, RebuildGate take it FOR UPDATE): the holds inserted below
+	// need this lock anyway (their foreign key), and taking it last would deadlock with them.
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM products WHERE id = $1 FOR KEY SHARE`, productID); err != nil {
+		return fmt.Errorf("lock product: %w", err)
+	}
 	d, err := lockDraw(ctx, tx, productID)
 	if err != nil {
 		return err

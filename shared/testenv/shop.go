@@ -40,7 +40,9 @@ func NewEnv(t testing.TB) *Env {
 	pool, url := Postgres(t)
 	rdb := Redis(t)
 	clock := NewClock(Start)
-	svc := shop.NewService(store.New(pool), stock.New(rdb))
+	gate := stock.New(rdb)
+	svc := shop.NewService(store.New(pool), gate)
+	svc.DrawNotify = gate
 	svc.Now = clock.Now
 	svc.ShopperRate = 0 // the clock stands still in tests: tests of the rate turn it on
 	svc.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))

@@ -236,3 +236,23 @@ func ReserveEvent(user, product string) []byte {
 	b, _ := json.Marshal(ev)
 	return b
 }
+
+// EntryEvent is a POST /products/{id}/entry event from user for a one-variant draw product.
+func EntryEvent(user, product string) []byte {
+	path := "/products/" + product + "/entry"
+	ev := events.APIGatewayV2HTTPRequest{
+		Version: "2.0", RouteKey: handler.RouteEnter, RawPath: path,
+		Headers:        map[string]string{"content-type": "application/json"},
+		PathParameters: map[string]string{"id": product},
+		Body:           `{"quantity":1}`,
+		RequestContext: events.APIGatewayV2HTTPRequestContext{
+			RouteKey: handler.RouteEnter, Stage: "$default", RequestID: "entry-" + user,
+			HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: "POST", Path: path, Protocol: "HTTP/1.1"},
+			Authorizer: &events.APIGatewayV2HTTPRequestContextAuthorizerDescription{
+				JWT: &events.APIGatewayV2HTTPRequestContextAuthorizerJWTDescription{Claims: map[string]string{"sub": user}},
+			},
+		},
+	}
+	b, _ := json.Marshal(ev)
+	return b
+}
