@@ -12,7 +12,6 @@ import (
 
 	"lastunit/shared/draw"
 	"lastunit/shared/handler"
-	"lastunit/shared/shop"
 	"lastunit/shared/testenv"
 )
 
@@ -70,8 +69,6 @@ func TestDrawInABrowser(t *testing.T) {
 	env.Shop.Now = time.Now
 	const offerWindow = 8 * time.Second // DRAW_OFFER_WINDOW, short
 	env.Shop.DrawOfferWindow = offerWindow
-	// The draw's counts for the room's draw messages, as config.App wires the runner's.
-	env.Shop.DrawNotify = env.Shop.Gate.(shop.DrawNotifier)
 	srv, _, block := startFullServerBlockable(t, env)
 	sweepEvery(t, env, 250*time.Millisecond)
 	b := browser(t)
