@@ -55,7 +55,8 @@ func pickSizes(product string, sizes ...string) chromedp.Action {
 // TestDrawInABrowser: a one-unit draw in real Chromium, from the admin's form to the paid
 // order. The admin creates the draw (sizes US 9 with the unit and US 10 with none) with the
 // dashboard's form; three shoppers enter naming US 10 then US 9 (one replaces her entry, one
-// withdraws and enters again); the card offers no Reserve button and counts down to the close
+// withdraws and enters again; a one-variant draw beside it is entered without sizes); the card
+// offers no Reserve button and counts down to the close
 // and the draw. Between the close and the draw the admin sets a beacon. The sweep draws: rank 1 is offered US 9 (the first size of her list with a unit),
 // sees the offer's timer and the hold in her cart, and lets it run out; the unit goes at once to
 // rank 2, whose page learns it from the room's draw message and who checks out and pays (test
@@ -123,6 +124,13 @@ func TestDrawInABrowser(t *testing.T) {
 		t.Fatalf("Edit loads allocation %q, draw at %q", alloc, drawAt)
 	}
 
+	// A one-variant draw beside it (entries open for an hour): entered without sizes.
+	poster := time.Now().Add(2 * time.Second).UTC().Truncate(time.Second)
+	if r := call(t, srv, "PUT", "/admin/products/poster", bearer(t, "ada", "admin"), fmt.Sprintf(`{"name":"Poster","price_cents":2000,"currency":"usd","stock":5,"max_per_user":2,"allocation":"draw","opens_at":%q,"closes_at":%q,"draw_at":%q}`,
+		poster.Format(time.RFC3339), poster.Add(time.Hour).Format(time.RFC3339), poster.Add(time.Hour).Format(time.RFC3339))); r.status != 200 {
+		t.Fatalf("put the poster draw: %d %s", r.status, r.body)
+	}
+
 	// Before the opening the card counts down to it. A draw is never reserved: no Reserve
 	// button, and the API refuses a hold.
 	for i, name := range names {
@@ -155,6 +163,18 @@ func TestDrawInABrowser(t *testing.T) {
 	}
 	waitText(t, shoppers["alice"], `[data-draw="sneaker"] .phase`, "draw in", time.Second)
 	enter("alice", "us-10", "us-9")
+	// The one-variant draw has no size selects; Alice enters it for two.
+	var selects int
+	do(t, shoppers["alice"], "the poster's selects", chromedp.Evaluate(`document.querySelectorAll('[data-draw="poster"] select').length`, &selects))
+	if selects != 0 {
+		t.Fatalf("a one-variant draw shows %d size selects", selects)
+	}
+	do(t, shoppers["alice"], "alice enters the poster draw", chromedp.SetValue("#entry-qty-poster", "2", chromedp.ByQuery),
+		chromedp.Click(`[data-enter="poster"] button.enter`, chromedp.ByQuery))
+	waitText(t, shoppers["alice"], `[data-draw="poster"] .entry`, "You are in the draw: quantity 2", 5*time.Second)
+	if r := call(t, srv, "GET", "/products/poster/entry", bearer(t, "alice"), ""); r.status != 200 || !strings.Contains(string(r.body), `"quantity":2`) || !strings.Contains(string(r.body), `"state":"entered"`) {
+		t.Fatalf("alice's poster entry: %d %s", r.status, r.body)
+	}
 	screenshot(t, shoppers["alice"], "draw-entered.png")
 	// Bob replaces his entry: the button reads "Update entry", the form holds his list.
 	enter("bob", "us-9")

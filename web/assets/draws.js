@@ -128,7 +128,8 @@ function entryText(p, ph, now) {
     if (ph === "open") return [hooks.sized(pr) ? "Not entered. Name up to five sizes, best first: you are offered the first one with a unit left for you." : "Not entered."];
     return ["You did not enter this draw."];
   }
-  const sizes = (e.variant_ids || []).map((v) => sizeName(pr, v));
+  // A one-variant product's entry names its one variant ("default"): nothing to list.
+  const sizes = hooks.sized(pr) ? (e.variant_ids || []).map((v) => sizeName(pr, v)) : [];
   const what = (sizes.length ? sizes.join(", then ") + " · " : "") + "quantity " + e.quantity;
   const rank = e.rank != null ? ` (rank ${e.rank})` : "";
   switch (e.state) {
