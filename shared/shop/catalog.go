@@ -41,6 +41,9 @@ func (s *Service) Products(ctx context.Context) ([]Product, error) {
 			return nil, err
 		}
 	}
+	for i := range ps {
+		ps[i] = s.fixDue(ctx, ps[i])
+	}
 	return s.withAvailable(ctx, ps)
 }
 
@@ -57,7 +60,7 @@ func (s *Service) Product(ctx context.Context, id string) (Product, error) {
 	if !found {
 		return Product{}, Errorf(CodeNotFound, "no product %q", id)
 	}
-	ps, err := s.withAvailable(ctx, []Product{p})
+	ps, err := s.withAvailable(ctx, []Product{s.fixDue(ctx, p)})
 	if err != nil {
 		return Product{}, err
 	}

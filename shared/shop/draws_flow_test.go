@@ -97,6 +97,13 @@ func TestDrawFlow(t *testing.T) {
 	users = users[:5]
 
 	e.Clock.Advance(closes.Sub(opens))
+	// From closes_at the digest shows at once, before any sweep, in the product and the record.
+	if p, err := svc.Product(ctx, "kicks"); err != nil || p.DrawEntriesDigest == nil {
+		t.Fatalf("product at the close: %+v, %v", p, err)
+	}
+	if rec, err := svc.DrawRecord(ctx, "kicks"); err != nil || rec.EntriesDigest == nil || len(rec.Entries) != 5 {
+		t.Fatalf("record at the close: %+v, %v", rec, err)
+	}
 	if _, err := svc.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}

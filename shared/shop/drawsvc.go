@@ -182,6 +182,14 @@ func (s *Service) DrawRecord(ctx context.Context, productID string) (draw.Record
 		return draw.Record{}, Invalid("id", "product id must match [a-z0-9][a-z0-9_-]{0,63}")
 	}
 	rec, err := s.Store.DrawRecord(ctx, productID)
+	if err == nil && rec.EntriesDigest == nil {
+		// Past closes_at the record shows the digest and the entries at once, not after the sweep.
+		if d, derr := s.Store.Draw(ctx, productID); derr == nil && !s.now().Before(d.ClosesAt) {
+			if _, err = s.Store.FixEntries(ctx, productID, s.now()); err == nil {
+				rec, err = s.Store.DrawRecord(ctx, productID)
+			}
+		}
+	}
 	if errors.Is(err, ErrNotFound) {
 		if _, err := s.drawProduct(ctx, productID); err != nil {
 			return draw.Record{}, err
@@ -222,6 +230,34 @@ func (s *Service) SetBeacon(ctx context.Context, productID, beacon string) (Admi
 		return AdminProduct{}, Errorf(CodeInvalidState, "a beacon is set once, between closes_at and draw_at")
 	}
 	return s.adminOf(ctx, row)
+}
+
+// fixDue shows a draw's digest from closes_at on, without waiting for the sweep: a catalog
+// entry of a draw past its close without a digest has it fixed (FixEntries, idempotent) and is
+// written again, once per process at a time; until then every read costs nothing in Postgres.
+// A failure leaves the product as it was (the sweep fixes the digest).
+func (s *Service) fixDue(ctx context.Context, p Product) Product {
+	if p.Allocation != AllocationDraw || p.DrawEntriesDigest != nil || p.ClosesAt == nil || s.now().Before(*p.ClosesAt) {
+		return p
+	}
+	v, err, _ := s.rebuilds.Do("\x00fix:"+p.ID, func() (any, error) {
+		if _, err := s.Store.FixEntries(ctx, p.ID, s.now()); err != nil {
+			return nil, err
+		}
+		row, err := s.Store.Product(ctx, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Gate.PutCatalog(ctx, catalogEntries(row), false); err != nil {
+			s.Log.Warn("write catalog entry", "product_id", p.ID, "err", err)
+		}
+		return row.product(), nil
+	})
+	if err != nil {
+		s.Log.Warn("fix a draw's entries on read", "product_id", p.ID, "err", err)
+		return p
+	}
+	return v.(Product)
 }
 
 // offerRule is the rule of the draw and of every backfill: the entry's first variant that has
