@@ -86,9 +86,9 @@ func TestDrawInABrowser(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	// The admin makes the draw with the form: entries from in 6 s for 20 s, the draw 8 s after
+	// The admin makes the draw with the form: entries from in 6 s for 30 s, the draw 10 s after
 	// the close (time for the beacon). Choosing "Draw" sets the queue rate to 0 and enables Draw at.
-	const open, entries, drawAfter = 6 * time.Second, 20 * time.Second, 8 * time.Second
+	const open, entries, drawAfter = 6 * time.Second, 30 * time.Second, 10 * time.Second
 	created := time.Now()
 	do(t, admin, "create the draw",
 		chromedp.SendKeys("#p-id", "sneaker", chromedp.ByQuery), chromedp.SendKeys("#p-name", "Sneaker", chromedp.ByQuery),
