@@ -184,8 +184,11 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // the code gone from the address bar.
 func signInAs(t *testing.T, ctx context.Context, url, name string, admin bool) {
 	t.Helper()
-	do(t, ctx, "open "+url, chromedp.Navigate(url), chromedp.WaitVisible("#signin-button", chromedp.ByQuery),
-		chromedp.Click("#signin-button", chromedp.ByQuery))
+	do(t, ctx, "open "+url, chromedp.Navigate(url), chromedp.WaitVisible("#signin-button", chromedp.ByQuery))
+	// The button shows before the page's script has wired it (it first reads config.json): a
+	// click before that is lost, which a loaded machine made happen.
+	waitJS(t, ctx, "the page's sign-in is wired", `document.body.dataset.signin === "ready"`, 20*time.Second)
+	do(t, ctx, "click Sign in", chromedp.Click("#signin-button", chromedp.ByQuery))
 	// Each click above and below starts a navigation: wait for its page by asking it again
 	// (a query that waits across a navigation can hang in chromedp).
 	waitJS(t, ctx, "the provider's sign-in page", `!!document.querySelector("#username")`, 20*time.Second)

@@ -4,8 +4,11 @@
 // every two seconds. Variants: a product sold in sizes shows a row per size (its stock, held,
 // sold, available, and its own restock); the form edits a product's sizes (add, change, remove
 // rows: PUT /admin/products/{id} with "variants"), and "Edit" loads a product into it.
+// Draws: dashboard-draws.js (the form's allocation and draw time, a row of counts under each
+// draw, the beacon).
 import { api, ApiError, el, loadConfig, money, say, state } from "./api.js";
 import { initAuth, signIn, signOut, user } from "./auth.js";
+import * as draws from "./dashboard-draws.js";
 
 const KEY = "lastunit.admin";
 const $ = (id) => document.getElementById(id);
@@ -70,8 +73,7 @@ function renderProducts(list) {
       el("td", { "data-col": "window" }, windowText(p)),
       el("td", { "data-col": "queue" }, queueText(p)),
       sized(p) ? el("td", { class: "hint" }, "per size") : restockCell("delta-" + p.id, p.id, { path })));
-    if (!sized(p)) return;
-    p.variants.forEach((v) => rows.push(el("tr", { class: "variant", "data-product": p.id, "data-variant": v.id },
+    if (sized(p)) p.variants.forEach((v) => rows.push(el("tr", { class: "variant", "data-product": p.id, "data-variant": v.id },
       el("th", { scope: "row" }, el("span", { class: "visually-hidden" }, p.name + ", "), v.name, " ", el("small", {}, "(" + v.id + ")")),
       el("td", { "data-col": "stock" }, String(v.stock)),
       el("td", { "data-col": "held" }, String(v.held)),
@@ -79,6 +81,7 @@ function renderProducts(list) {
       el("td", { "data-col": "available" }, String(v.available)),
       el("td", { colspan: "2", class: "hint" }, v.price_cents !== p.price_cents ? money(v.price_cents, p.currency) : ""),
       restockCell(`delta-${p.id}--${v.id}`, `${p.id} ${v.id}`, { path, extra: { variant_id: v.id } }))));
+    rows.push(...draws.rows(p, act));
   });
   // The table is drawn again every two seconds: keep what the admin typed into the restock
   // fields, and the focus, across it.
@@ -140,6 +143,7 @@ function edit(id) {
   $("p-opens").value = localInput(p.opens_at);
   $("p-closes").value = localInput(p.closes_at);
   $("p-rate").value = String(p.queue_rate || 0);
+  draws.edit(p);
   $("v-rows").replaceChildren();
   // A size at the product's price is left blank, so that it follows the product's price.
   if (sized(p)) for (const v of p.variants) sizeRow(v.price_cents === p.price_cents ? Object.assign({}, v, { price_cents: null }) : v);
@@ -228,6 +232,7 @@ async function main() {
   showUser();
   if (problem) say($("msg"), problem, "bad");
   $("signin-button").addEventListener("click", () => signIn().catch((err) => say($("msg"), "Could not start sign-in: " + err.message, "bad")));
+  document.body.dataset.signin = "ready"; // Sign in works from now on (the browser tests wait for it)
   $("signout").addEventListener("click", signOut);
   $("create").addEventListener("submit", (e) => {
     e.preventDefault();
@@ -239,8 +244,10 @@ async function main() {
     };
     // Either the sizes (each with its stock) or one stock: API.md refuses both.
     if ($("v-rows").children.length > 0) body.variants = sizesFromForm(); else body.stock = Number($("p-stock").value);
+    draws.formBody(body);
     act("Saved " + id + ".", () => api("PUT", "/admin/products/" + id, body));
   });
+  draws.setupForm();
   $("v-add").addEventListener("click", () => { sizeRow({}); $("v-rows").lastElementChild.querySelector(".v-id").focus(); });
   $("redrive").addEventListener("click", () => act("Redriven.", async () => {
     const r = await api("POST", "/admin/failed-jobs/redrive");

@@ -5,8 +5,11 @@
 // Variants: a product sold in sizes gets a size picker with each size's count live (sold-out
 // sizes disabled); the cart and the order name the size. A product with one variant,
 // "default", looks as it did before variants: no picker.
+// Draws: a product with allocation "draw" has no Reserve button; draws.js gives its card the
+// entry (sizes in order of preference), the countdowns, the result and the won offer's timer.
 import { api, ApiError, el, loadConfig, money, say, state } from "./api.js";
 import { initAuth, signIn, signOut, signedIn, user } from "./auth.js";
+import * as draws from "./draws.js";
 
 const KEY = "lastunit.shopper";
 const $ = (id) => document.getElementById(id);
@@ -74,6 +77,7 @@ function setAvailable(id, available, version, variants) {
     for (const v of vs) if (v.id in variants) v.available = variants[v.id];
     if (!sized(p.product)) vs[0].available = available;
   }
+  if (draws.isDraw(p.product)) { draws.render(id); return; }
   const n = p.node.querySelector(".available");
   n.textContent = available > 0 ? `${available} available` : "Sold out";
   n.classList.toggle("zero", available <= 0);
@@ -135,6 +139,7 @@ function clock(ms) {
 function renderDrop(id) {
   const p = products.get(id);
   if (!p) return;
+  if (draws.isDraw(p.product)) { draws.render(id); return; }
   const button = p.node.querySelector("button.reserve");
   button.disabled = !canReserve(p);
   button.textContent = sized(p.product) && !picked(p) && p.product.available > 0 ? "Pick a size" : "Reserve";
@@ -202,8 +207,10 @@ async function joinQueue(id) {
 function loadTickets() {
   for (const [id, p] of products) {
     p.ticket = null;
+    if (draws.isDraw(p.product)) continue;
     if (p.product.queue_rate > 0 && signedIn()) refreshTicket(id); else renderDrop(id);
   }
+  draws.loadEntries();
 }
 
 function renderProducts(list) {
@@ -213,22 +220,25 @@ function renderProducts(list) {
   for (const p of list) {
     const qid = "qty-" + p.id;
     p.variants = variantsOf(p);
+    const draw = draws.isDraw(p);
     const node = el("article", { class: "card", "data-product": p.id, "aria-labelledby": "name-" + p.id },
       el("h3", { id: "name-" + p.id }, p.name),
       el("div", {}, money(p.price_cents, p.currency), " · max ", String(p.max_per_user), " per shopper"),
       el("div", { class: "available", "data-available": p.id, "aria-live": "polite" }),
-      sized(p) ? sizePicker(p) : "",
-      el("div", { class: "row" },
+      // A draw is entered, never reserved: no size picker, quantity or Reserve button.
+      draw ? draws.card(p) : "",
+      draw || !sized(p) ? "" : sizePicker(p),
+      draw ? "" : el("div", { class: "row" },
         el("label", { for: qid }, "Quantity"),
         el("input", { id: qid, type: "number", min: "1", max: String(Math.min(p.max_per_user, 1000)), value: "1", inputmode: "numeric" }),
         el("button", { type: "button", class: "reserve", onclick: () => reserve(p.id, Number($(qid).value)) }, "Reserve")));
-    if (p.opens_at || p.closes_at || p.queue_rate > 0) {
+    if (!draw && (p.opens_at || p.closes_at || p.queue_rate > 0)) {
       node.append(el("div", { class: "drop", "data-drop": p.id },
         el("div", { class: "opens countdown", "aria-live": "off" }),
         p.queue_rate > 0 ? el("div", { class: "ticket", "aria-live": "polite" }) : "",
         p.queue_rate > 0 ? el("button", { type: "button", class: "join secondary", onclick: () => joinQueue(p.id) }, "Join the queue") : ""));
     }
-    products.set(p.id, { product: p, version: undefined, node, ticket: null, serving: 0 });
+    products.set(p.id, { product: p, version: undefined, node, ticket: null, serving: 0, entry: null, drawMsg: null });
     root.append(node);
     const keep = chosen.get(p.id) && node.querySelector(`.sizes input[value="${CSS.escape(chosen.get(p.id))}"]`);
     if (keep) keep.checked = true;
@@ -271,8 +281,9 @@ setInterval(() => {
     const t = p.ticket, pr = p.product;
     const opened = pr.opens_at && Math.abs(Date.now() - new Date(pr.opens_at).getTime()) < 1000;
     if (t && (opened || (ticks % 5 === 0 && (t.state === "waiting" || t.state === "sold_out")))) refreshTicket(id);
-    renderDrop(id);
+    if (!draws.isDraw(pr)) renderDrop(id);
   }
+  draws.tick();
 }, 1000);
 
 // Live stock: subscribe to every product shown; re-subscribe as a heartbeat so that a room
@@ -319,6 +330,7 @@ function connect() {
     let m;
     try { m = JSON.parse(e.data); } catch (_) { return; }
     if (m.type === "stock") setAvailable(m.product_id, m.available, m.version, m.variants);
+    if (m.type === "draw") draws.message(m);
     if (m.type === "queue" && products.has(m.product_id)) {
       const p = products.get(m.product_id);
       p.serving = m.serving;
@@ -358,7 +370,9 @@ async function pollOnce() {
     await Promise.all([...products.keys()].map(async (id) => {
       let pr;
       try { pr = await api("GET", "/products/" + encodeURIComponent(id)); } catch (_) { return; }
-      if (!live) setAvailable(id, pr.available, undefined, variantMap(pr));
+      if (live) return;
+      setAvailable(id, pr.available, undefined, variantMap(pr));
+      draws.polled(id, pr);
     }));
   } finally { polling = false; }
 }
@@ -401,7 +415,8 @@ function renderCart() {
   root.replaceChildren();
   for (const r of cart) {
     root.append(el("li", { "data-reservation": r.id, "data-variant": r.variant_id || "" },
-      el("div", {}, `${r.quantity} × ${itemName(r.product_id, r.variant_id)} `, el("span", { class: "status" }, r.status.replace("_", " "))),
+      el("div", {}, `${r.quantity} × ${itemName(r.product_id, r.variant_id)} `, el("span", { class: "status" }, r.status.replace("_", " ")),
+        draws.holdLabel(r) ? el("small", { class: "won" }, " · " + draws.holdLabel(r)) : ""),
       el("div", { class: "countdown", "data-expires": r.expires_at }, left(r.expires_at) || ""),
       r.status === "reserved" ? el("button", { type: "button", class: "secondary", onclick: () => release(r.id) }, "Release") : ""));
   }
@@ -415,6 +430,7 @@ async function loadCart() {
     cart = (await api("GET", "/reservations")).reservations;
   } catch (err) { say($("msg"), explain(err), "bad"); }
   renderCart();
+  for (const [id, p] of products) if (draws.isDraw(p.product)) draws.render(id);
 }
 
 // Countdown: tick every second; a hold that runs out leaves the cart.
@@ -531,6 +547,7 @@ async function main() {
   showUser();
   if (problem) say($("msg"), problem, "bad");
   $("signin-button").addEventListener("click", () => signIn().catch((err) => say($("msg"), "Could not start sign-in: " + err.message, "bad")));
+  document.body.dataset.signin = "ready"; // Sign in works from now on (the browser tests wait for it)
   $("signout").addEventListener("click", signOut);
   $("checkout").addEventListener("click", checkout);
   $("pay-test").addEventListener("click", payTest);
@@ -539,4 +556,5 @@ async function main() {
   connect();
 }
 
+draws.setup({ products, cart: () => cart, loadCart, explain, variantsOf, sized, itemName, clock });
 main().catch((err) => say($("msg"), "Could not load the store: " + err.message, "bad"));
