@@ -4,8 +4,8 @@
 -- rebuild counts them again from Postgres's fulfilled holds).
 --
 -- KEYS     five per product, in order: {p:ID}:holds, {p:ID}:dl, {p:ID}:users, {p:ID}:gate (whose
---          held field, metric.lua, loses the units), {p:ID}:m:<second> (the second's counts, where
---          available and held are recorded; any key of the slot when ARGV[1] is "0")
+--          held field, metric.lua, loses the units), {p:ID}:m:<second> (the counts of the caller's
+--          second, where available and held are recorded; any key of the slot when ARGV[1] is "0")
 --
 -- ARGV[1]  "1" to record available and held in the second's counts, "0" not to
 -- ARGV[2..] two values per hold: the 1-based index of its product in KEYS (k → KEYS[5k-4..5k]),

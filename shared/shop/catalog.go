@@ -573,7 +573,7 @@ func (s *Service) sweepGate(ctx context.Context, p ProductRow, now time.Time, re
 			s.changed(ctx, productID)
 		}
 	}
-	if err := s.Gate.Drop(ctx, fulfilled); err != nil {
+	if err := s.Gate.Drop(ctx, fulfilled, now); err != nil {
 		return err
 	}
 	if orphans > 0 {

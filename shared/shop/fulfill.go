@@ -51,7 +51,7 @@ func (s *Service) fulfill(ctx context.Context, orderID string) error {
 	if err := s.fault("fulfill.before_drop"); err != nil {
 		return nil // the process "dies" after the commit: the sweep drops the holds from the gate
 	}
-	if err := s.Gate.Drop(context.WithoutCancel(ctx), res.Holds); err != nil {
+	if err := s.Gate.Drop(context.WithoutCancel(ctx), res.Holds, s.now()); err != nil {
 		// Postgres has it fulfilled; the sweep drops the holds from the gate.
 		s.Log.Error("drop fulfilled holds from the gate", "order_id", orderID, "err", err)
 	}

@@ -163,8 +163,9 @@ type CartGate interface {
 	Checkout(ctx context.Context, userID string, holds []Reservation, now, deadline time.Time) (failed []string, missing string, err error)
 	// Uncheckout puts checked-out holds back to reserved with their original deadlines.
 	Uncheckout(ctx context.Context, items []OrderItem) error
-	// Drop forgets fulfilled holds without changing available units (drop.lua).
-	Drop(ctx context.Context, holds []Reservation) error
+	// Drop forgets fulfilled holds without changing available units (drop.lua), recording
+	// available and held in the counts of the second now (the caller's clock).
+	Drop(ctx context.Context, holds []Reservation, now time.Time) error
 	// Retake takes an order's units again (retake.lua) and returns each product's gate
 	// generation, or the product that is out of stock or has no gate.
 	Retake(ctx context.Context, userID string, items []OrderItem, deadline time.Time) (gens map[string]int64, short, missing string, err error)

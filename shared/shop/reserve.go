@@ -370,7 +370,7 @@ func (s *Service) settleRebuilt(ctx context.Context, productID string, holds []R
 		}
 	}
 	if len(fulfilled) > 0 {
-		return s.Gate.Drop(ctx, fulfilled)
+		return s.Gate.Drop(ctx, fulfilled, s.now())
 	}
 	return nil
 }

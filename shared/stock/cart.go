@@ -126,14 +126,11 @@ func (g *Gate) Retake(ctx context.Context, userID string, items []shop.OrderItem
 
 var dropScript = redis.NewScript(lua.Drop)
 
-// Drop forgets fulfilled holds without changing available units.
-func (g *Gate) Drop(ctx context.Context, holds []shop.Reservation) error {
+// Drop forgets fulfilled holds without changing available units, recording available and
+// held in the counts of the caller's second now.
+func (g *Gate) Drop(ctx context.Context, holds []shop.Reservation, now time.Time) error {
 	if len(holds) == 0 {
 		return nil
-	}
-	now := time.Now()
-	if g.Now != nil {
-		now = g.Now()
 	}
 	_, index, keys := cart(holdProducts(holds), func(k Keys) []string {
 		m := k.Gate // counting off: any key of the slot, never written

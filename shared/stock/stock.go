@@ -35,9 +35,6 @@ type Gate struct {
 	// Counting turns the control room's per-second counts on (lua/metric.lua; on by default).
 	// Off, the scripts count nothing and GET …/live reads zeros: the benchmarks compare both.
 	Counting bool
-	// Now is the clock of the one script that is given no time by its caller (drop.lua, whose
-	// second of the counts it names); nil: time.Now.
-	Now func() time.Time
 }
 
 var _ shop.Gate = (*Gate)(nil)

@@ -63,7 +63,7 @@ func TestVersionBumpsWithEveryChangeOfAvailable(t *testing.T) {
 		}, false},
 		{"retake after a late payment", func() { _, _, _, err := g.Retake(ctx, "u", item("r3", 4), now.Add(time.Hour)); must(err) }, true},
 		{"retake of a hold still held", func() { _, _, _, err := g.Retake(ctx, "u", item("r3", 4), now.Add(time.Hour)); must(err) }, false},
-		{"drop a fulfilled hold", func() { must(g.Drop(ctx, []shop.Reservation{{ID: "r3", ProductID: "p1"}})) }, false},
+		{"drop a fulfilled hold", func() { must(g.Drop(ctx, []shop.Reservation{{ID: "r3", ProductID: "p1"}}, time.Now())) }, false},
 		{"rebuild over a gate (no-op)", func() {
 			_, err := g.Rebuild(ctx, shop.GateState{ProductID: "p1", Available: 99, MaxPerUser: 100, Gen: 1}, now)
 			must(err)

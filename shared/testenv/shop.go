@@ -41,7 +41,6 @@ func NewEnv(t testing.TB) *Env {
 	rdb := Redis(t)
 	clock := NewClock(Start)
 	gate := stock.New(rdb)
-	gate.Now = clock.Now
 	svc := shop.NewService(store.New(pool), gate)
 	svc.DrawNotify = gate
 	svc.Now = clock.Now
