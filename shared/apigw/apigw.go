@@ -4,6 +4,7 @@
 package apigw
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -256,12 +257,12 @@ func DecodeJSON(contentType string, b []byte, v any) error {
 	if len(b) > MaxBody {
 		return shop.Errorf(shop.CodePayloadTooLarge, "the body is over %d bytes", MaxBody)
 	}
-	if len(strings.TrimSpace(string(b))) == 0 {
+	if len(bytes.TrimSpace(b)) == 0 {
 		b = []byte("{}")
 	} else if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt != "application/json" {
 		return shop.Errorf(shop.CodeUnsupportedMediaType, "send the body as application/json")
 	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
