@@ -207,9 +207,8 @@ type ErrorDetail struct {
 // message and details reach the client; anything else is a generic message.
 func ErrorResponse(err error) events.APIGatewayV2HTTPResponse {
 	d := ErrorDetail{Code: shop.ErrorCode(err)}
-	var e *shop.Error
-	switch {
-	case errors.As(err, &e):
+	switch e := shop.AsError(err); {
+	case e != nil:
 		d.Message, d.Details = e.Message, e.Details
 	case d.Code == shop.CodeUnavailable:
 		d.Message = "a dependency is unavailable; nothing was changed, try again"
