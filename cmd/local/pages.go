@@ -16,6 +16,9 @@ import (
 // /reference/ with its OpenAPI file also at /openapi.yaml.
 func (s *server) servePages(cfg web.Config) {
 	s.pages = cfg
+	s.headers.Lock()
+	s.headers.byHost = nil // the headers depend on cfg
+	s.headers.Unlock()
 	page := func(name string) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			b, err := fs.ReadFile(web.FS, name)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -42,7 +43,24 @@ type server struct {
 	hosts  map[string]bool // the Host names served (lower case, no port, no brackets)
 	limits limits
 	pages  web.Config // what the pages are told; it decides whether Stripe's origins are allowed
+	// headers are the security headers per Host (as sent, at most maxHeaderHosts of them),
+	// computed once: servePages empties it.
+	headers struct {
+		sync.RWMutex
+		byHost map[string][]headerValue
+	}
 }
+
+// headerValue is one response header, its key canonical and its value a slice of
+// capacity one, which w.Header() may share between requests (Add appends to a copy).
+type headerValue struct {
+	key string
+	val []string
+}
+
+// maxHeaderHosts bounds the headers cache: the allowed names times the ports they come on.
+// Past it, a new Host's headers are computed on every request, as before the cache.
+const maxHeaderHosts = 64
 
 // limits bound what one client can hold: a connection is closed when its headers, or its
 // request's body, take longer than their timeout, or when it sits idle between requests.
@@ -133,14 +151,38 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The same headers the deployed pages get, with the runner's own WebSocket origin
 	// (the Host is one of ours by now).
-	for k, v := range web.SecurityHeaders(s.pages, s.connectOrigins(r.Host)...) {
-		w.Header().Set(k, v)
+	h := w.Header()
+	for _, kv := range s.securityHeaders(r.Host) {
+		h[kv.key] = kv.val
 	}
 	// The request's body must arrive within limits.body; handlers that read it whole lift
 	// the deadline (readBody) so it cannot cancel their work; net/http lifts it when /ws
 	// takes the connection over.
 	http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.limits.body)) //nolint:errcheck
 	s.mux.ServeHTTP(w, r)
+}
+
+// securityHeaders are web.SecurityHeaders for the pages on host, from the cache when it has
+// them.
+func (s *server) securityHeaders(host string) []headerValue {
+	s.headers.RLock()
+	hv, ok := s.headers.byHost[host]
+	s.headers.RUnlock()
+	if ok {
+		return hv
+	}
+	for k, v := range web.SecurityHeaders(s.pages, s.connectOrigins(host)...) {
+		hv = append(hv, headerValue{key: http.CanonicalHeaderKey(k), val: []string{v}[:1:1]})
+	}
+	s.headers.Lock()
+	defer s.headers.Unlock()
+	if s.headers.byHost == nil {
+		s.headers.byHost = map[string][]headerValue{}
+	}
+	if len(s.headers.byHost) < maxHeaderHosts {
+		s.headers.byHost[host] = hv
+	}
+	return hv
 }
 
 // connectOrigins are the origins the pages may connect to besides their own: the runner's

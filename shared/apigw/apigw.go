@@ -4,6 +4,7 @@
 package apigw
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -120,26 +121,28 @@ func (m *Mux) Serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest) (eve
 	req := &Request{Event: ev}
 	status, body, err := m.dispatch(ctx, req)
 	var resp events.APIGatewayV2HTTPResponse
-	attrs := []any{"route", ev.RouteKey, "request_id", ev.RequestContext.RequestID, "user", req.User.UserID}
+	// Typed attributes, not key-value pairs: no boxing of each value per request.
+	attrs := make([]slog.Attr, 0, 7)
+	attrs = append(attrs, slog.String("route", ev.RouteKey), slog.String("request_id", ev.RequestContext.RequestID), slog.String("user", req.User.UserID))
 	if err != nil {
 		resp = ErrorResponse(err)
-		attrs = append(attrs, "status", resp.StatusCode, "code", shop.ErrorCode(err))
+		attrs = append(attrs, slog.Int("status", resp.StatusCode), slog.String("code", string(shop.ErrorCode(err))))
 		if resp.StatusCode >= 500 {
-			attrs = append(attrs, "err", err.Error())
+			attrs = append(attrs, slog.String("err", err.Error()))
 		}
 	} else if raw, ok := body.(Raw); ok {
 		resp = events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: raw.Headers, Body: raw.Body}
-		attrs = append(attrs, "status", status)
+		attrs = append(attrs, slog.Int("status", status))
 	} else {
 		resp = JSON(status, body)
-		attrs = append(attrs, "status", status)
+		attrs = append(attrs, slog.Int("status", status))
 	}
-	attrs = append(attrs, "ms", float64(time.Since(start).Microseconds())/1000)
+	attrs = append(attrs, slog.Float64("ms", float64(time.Since(start).Microseconds())/1000))
 	level := slog.LevelInfo
 	if resp.StatusCode >= 500 {
 		level = slog.LevelError
 	}
-	m.Log.Log(ctx, level, "request", attrs...)
+	m.Log.LogAttrs(ctx, level, "request", attrs...)
 	return resp, nil
 }
 
@@ -204,9 +207,8 @@ type ErrorDetail struct {
 // message and details reach the client; anything else is a generic message.
 func ErrorResponse(err error) events.APIGatewayV2HTTPResponse {
 	d := ErrorDetail{Code: shop.ErrorCode(err)}
-	var e *shop.Error
-	switch {
-	case errors.As(err, &e):
+	switch e := shop.AsError(err); {
+	case e != nil:
 		d.Message, d.Details = e.Message, e.Details
 	case d.Code == shop.CodeUnavailable:
 		d.Message = "a dependency is unavailable; nothing was changed, try again"
@@ -254,12 +256,12 @@ func DecodeJSON(contentType string, b []byte, v any) error {
 	if len(b) > MaxBody {
 		return shop.Errorf(shop.CodePayloadTooLarge, "the body is over %d bytes", MaxBody)
 	}
-	if len(strings.TrimSpace(string(b))) == 0 {
+	if len(bytes.TrimSpace(b)) == 0 {
 		b = []byte("{}")
 	} else if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt != "application/json" {
 		return shop.Errorf(shop.CodeUnsupportedMediaType, "send the body as application/json")
 	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)

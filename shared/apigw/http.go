@@ -13,29 +13,45 @@ import (
 )
 
 // MatchPath matches a URL path against a route path such as "/products/{id}" and returns
-// the path parameters. Each {name} matches one non-empty segment.
+// the path parameters. Each {name} matches one non-empty segment. It allocates only the
+// parameters of a match (the runner tries every route on every request).
 func MatchPath(pattern, path string) (map[string]string, bool) {
-	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
-	if len(ps) != len(xs) {
-		return nil, false
+	n, ok := matchSegments(pattern, path, nil)
+	if !ok || n == 0 {
+		return nil, ok
 	}
-	var params map[string]string
-	for i, p := range ps {
-		if strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}") {
-			if xs[i] == "" {
-				return nil, false
-			}
-			if params == nil {
-				params = map[string]string{}
-			}
-			params[p[1:len(p)-1]] = xs[i]
-			continue
-		}
-		if p != xs[i] {
-			return nil, false
-		}
-	}
+	params := make(map[string]string, n)
+	matchSegments(pattern, path, params)
 	return params, true
+}
+
+// matchSegments walks pattern and path segment by segment (split at "/"), reports whether
+// they match and how many {name} segments the pattern has, and binds them in params when it
+// is not nil.
+func matchSegments(pattern, path string, params map[string]string) (int, bool) {
+	n := 0
+	for {
+		p, prest, pmore := strings.Cut(pattern, "/")
+		x, xrest, xmore := strings.Cut(path, "/")
+		if strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}") {
+			if x == "" {
+				return 0, false
+			}
+			n++
+			if params != nil {
+				params[p[1:len(p)-1]] = x
+			}
+		} else if p != x {
+			return 0, false
+		}
+		if pmore != xmore {
+			return 0, false // not as many segments
+		}
+		if !pmore {
+			return n, true
+		}
+		pattern, path = prest, xrest
+	}
 }
 
 // FromHTTP builds the event that API Gateway's HTTP API (payload 2.0) sends a function for

@@ -70,12 +70,24 @@ var ErrNotFound = errors.New("not found")
 // connection failures so callers answer 503 instead of 500.
 var ErrUnavailable = errors.New("dependency unavailable")
 
+// AsError is errors.As(err, &e) for an *Error: the first *Error in err's chain, or nil. An
+// *Error itself, the common case on the hot paths, costs no allocation.
+func AsError(err error) *Error {
+	if e, ok := err.(*Error); ok {
+		return e
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return nil
+}
+
 // ErrorCode returns the code of err: its *Error's, unavailable for ErrUnavailable,
 // not_found for ErrNotFound, else internal.
 func ErrorCode(err error) Code {
-	var e *Error
-	switch {
-	case errors.As(err, &e):
+	switch e := AsError(err); {
+	case e != nil:
 		return e.Code
 	case errors.Is(err, ErrUnavailable):
 		return CodeUnavailable

@@ -9,7 +9,6 @@ import (
 	"encoding/base32"
 	"errors"
 	"log/slog"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -520,9 +519,14 @@ func (s *Service) now() time.Time { return s.Now().UTC().Truncate(time.Milliseco
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
+// lowerIDEncoding is idEncoding in lower case: what strings.ToLower makes of its output.
+var lowerIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
 // NewID returns a new random id with the given prefix, e.g. "r_…" for reservations.
 func NewID(prefix string) string {
-	b := make([]byte, 15)
-	_, _ = rand.Read(b)
-	return prefix + strings.ToLower(idEncoding.EncodeToString(b))
+	var b [15]byte
+	_, _ = rand.Read(b[:])
+	out := make([]byte, len(prefix)+lowerIDEncoding.EncodedLen(len(b)))
+	lowerIDEncoding.Encode(out[copy(out, prefix):], b[:])
+	return string(out)
 }

@@ -12,6 +12,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -67,13 +69,48 @@ func IdemKey(productID, userID, key string) string {
 	return "{p:" + productID + "}:idem:" + strconv.Itoa(len(userID)) + ":" + userID + ":" + key
 }
 
+// productKeys are the keys of one product that every reserve passes to reserve.lua, built
+// once: KeysFor(id).list() then QueueKeys(id) in list, and IdemKey(id, _, "").
+type productKeys struct {
+	list   []string
+	noIdem string
+}
+
+// reserveKeys caches productKeys by product id, for at most maxCachedProducts products
+// (past that, keys are built per call, as before the cache).
+var reserveKeys struct {
+	m sync.Map // product id → *productKeys
+	n atomic.Int64
+}
+
+const maxCachedProducts = 4096
+
+func productKeysOf(id string) *productKeys {
+	if v, ok := reserveKeys.m.Load(id); ok {
+		return v.(*productKeys)
+	}
+	pk := &productKeys{list: append(KeysFor(id).list(), QueueKeys(id)...), noIdem: IdemKey(id, "", "")}
+	if reserveKeys.n.Load() < maxCachedProducts {
+		if _, loaded := reserveKeys.m.LoadOrStore(id, pk); !loaded {
+			reserveKeys.n.Add(1)
+		}
+	}
+	return pk
+}
+
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 // Reserve runs reserve.lua for one hold.
 func (g *Gate) Reserve(ctx context.Context, a shop.GateReserve) (shop.GateResult, error) {
-	k := KeysFor(a.ProductID)
-	keys := append(k.list(), IdemKey(a.ProductID, a.UserID, a.IdemKey))
-	keys = append(keys, QueueKeys(a.ProductID)...)
+	pk := productKeysOf(a.ProductID)
+	keys := make([]string, 0, 12)
+	keys = append(keys, pk.list[:5]...) // KeysFor(a.ProductID).list()
+	if a.IdemKey == "" {
+		keys = append(keys, pk.noIdem)
+	} else {
+		keys = append(keys, IdemKey(a.ProductID, a.UserID, a.IdemKey))
+	}
+	keys = append(keys, pk.list[5:]...) // QueueKeys(a.ProductID)
 	keys = append(keys, BucketKey(a.UserID), MetricKey(a.ProductID, a.Now.Unix()))
 	charge := "0"
 	if a.Charge {
