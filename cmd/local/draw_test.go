@@ -189,6 +189,13 @@ func TestDrawOverHTTP(t *testing.T) {
 		}
 		return *list.Products[0].Draw == shop.DrawCounts{Entries: 3, Won: 1, Waitlisted: 1, Expired: 1, Paid: 1}
 	})
+	// The books are read from both stores one after the other: only once the runner's poller
+	// has fulfilled the order (Postgres, then the gate's drop) do they stand still.
+	eventually(t, 15*time.Second, "the order is fulfilled", func() bool {
+		r := call(t, srv, "GET", "/orders/"+o.ID, bearer(t, byRank[2]), "")
+		var got shop.Order
+		return r.status == 200 && json.Unmarshal(r.body, &got) == nil && got.Status == shop.OrderFulfilled
+	})
 	env.CheckLedger(t, "shoe", 1)
 }
 
