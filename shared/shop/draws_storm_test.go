@@ -3,9 +3,7 @@ package shop_test
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,18 +22,7 @@ func (s *storm) drawShopper(user string, rng *rand.Rand, until time.Time) {
 	for time.Now().Before(until) {
 		time.Sleep(time.Duration(5+rng.IntN(20)) * time.Millisecond)
 		if len(unpaid) > 0 && rng.IntN(10) == 0 {
-			k := rng.IntN(len(unpaid))
-			o := unpaid[k]
-			unpaid = slices.Delete(unpaid, k, k+1)
-			s.tap.Succeed(s.t, o.ID)
-			ev := succeeded(o, "evt_late_"+o.ID)
-			err := s.env.Shop.HandlePaymentEvent(ctx, ev)
-			s.answer("late pay", err)
-			if err != nil {
-				s.mu.Lock()
-				s.redeliver = append(s.redeliver, ev)
-				s.mu.Unlock()
-			}
+			unpaid = s.payLate(rng, unpaid)
 			continue
 		}
 		e, err := s.env.Shop.MyEntry(ctx, user, product)
@@ -58,17 +45,7 @@ func (s *storm) drawShopper(user string, rng *rand.Rand, until time.Time) {
 				unpaid = append(unpaid, o)
 				continue
 			}
-			s.tap.Succeed(s.t, o.ID)
-			ev := succeeded(o, "evt_"+o.ID)
-			for range rng.IntN(3) {
-				s.answer("pay", s.env.Shop.HandlePaymentEvent(ctx, ev))
-			}
-			s.mu.Lock()
-			s.paid = append(s.paid, o.ID)
-			s.mu.Unlock()
-			if rng.IntN(2) == 0 {
-				s.answer("fulfill", s.env.Shop.Fulfill(ctx, o.ID, 1))
-			}
+			s.payOnTime(rng, o)
 		default: // left to run out
 		}
 	}
@@ -86,19 +63,7 @@ func (s *storm) drawShopper(user string, rng *rand.Rand, until time.Time) {
 // a free unit, and every charge ended. STORM_SEED replays the dice.
 func TestFaultStormDraws(t *testing.T) {
 	t.Parallel()
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("STORM_SEED"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("STORM_SEED: %v", err)
-		}
-		seed = n
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("fault storm seed %d (replay the dice with STORM_SEED=%d)", seed, seed)
-		}
-	})
+	seed := stormSeed(t)
 	env := testenv.NewEnv(t).WithPayments(t)
 	tap := env.WithStripeTap(t)
 	env.Shop.ReconcileBatch = 10

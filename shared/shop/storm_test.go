@@ -147,18 +147,7 @@ func (s *storm) shopper(user string, rng *rand.Rand, ops int, until time.Time) {
 		case n < 14 && len(unpaid) > 0:
 			// Pays an order it left unpaid, maybe past its deadline: a late payment (the
 			// units again, or a refund). Stripe retries a failed delivery until it is 2xx.
-			k := rng.IntN(len(unpaid))
-			o := unpaid[k]
-			unpaid = slices.Delete(unpaid, k, k+1)
-			s.tap.Succeed(s.t, o.ID)
-			ev := succeeded(o, "evt_late_"+o.ID)
-			err := s.env.Shop.HandlePaymentEvent(ctx, ev)
-			s.answer("late pay", err)
-			if err != nil {
-				s.mu.Lock()
-				s.redeliver = append(s.redeliver, ev)
-				s.mu.Unlock()
-			}
+			unpaid = s.payLate(rng, unpaid)
 		default:
 			o, err := s.env.Shop.Checkout(ctx, shop.CheckoutRequest{UserID: user})
 			s.answer("checkout", err)
@@ -172,17 +161,7 @@ func (s *storm) shopper(user string, rng *rand.Rand, ops int, until time.Time) {
 			}
 			// Paid on time. The webhook may come twice, or never (the sweep finds the
 			// payment at the deadline); a failed delivery is not retried here.
-			s.tap.Succeed(s.t, o.ID)
-			ev := succeeded(o, "evt_"+o.ID)
-			for range rng.IntN(3) {
-				s.answer("pay", s.env.Shop.HandlePaymentEvent(ctx, ev))
-			}
-			s.mu.Lock()
-			s.paid = append(s.paid, o.ID)
-			s.mu.Unlock()
-			if rng.IntN(2) == 0 {
-				s.answer("fulfill", s.env.Shop.Fulfill(ctx, o.ID, 1))
-			}
+			s.payOnTime(rng, o)
 		}
 	}
 }
@@ -486,19 +465,7 @@ func (s *storm) watch(stop <-chan struct{}) (map[string]int64, int) {
 // scheduler's).
 func TestFaultStorm(t *testing.T) {
 	t.Parallel()
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("STORM_SEED"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("STORM_SEED: %v", err)
-		}
-		seed = n
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("fault storm seed %d (replay the dice with STORM_SEED=%d)", seed, seed)
-		}
-	})
+	seed := stormSeed(t)
 	env := testenv.NewEnv(t).WithPayments(t)
 	tap := env.WithStripeTap(t)
 	env.Shop.ReconcileBatch = 10 // a sweep's calls to Stripe stay few
@@ -640,5 +607,59 @@ func (s *storm) quiesce() {
 	env.Clock.Advance(time.Hour)
 	if _, err := env.Shop.Sweep(ctx); err != nil {
 		t.Errorf("last sweep: %v", err)
+	}
+}
+
+// stormSeed is the storm's dice: STORM_SEED when set (a replay), else the time; a failed
+// storm logs it.
+func stormSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("STORM_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("STORM_SEED: %v", err)
+		}
+		seed = n
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("fault storm seed %d (replay the dice with STORM_SEED=%d)", seed, seed)
+		}
+	})
+	return seed
+}
+
+// payLate pays one of the orders a shopper left unpaid, maybe past its deadline: a late
+// payment (the units again, or a refund). Stripe retries a failed delivery until it is 2xx,
+// so one that failed is kept for redelivery. It returns the orders still unpaid.
+func (s *storm) payLate(rng *rand.Rand, unpaid []shop.Order) []shop.Order {
+	k := rng.IntN(len(unpaid))
+	o := unpaid[k]
+	s.tap.Succeed(s.t, o.ID)
+	ev := succeeded(o, "evt_late_"+o.ID)
+	err := s.env.Shop.HandlePaymentEvent(ctx, ev)
+	s.answer("late pay", err)
+	if err != nil {
+		s.mu.Lock()
+		s.redeliver = append(s.redeliver, ev)
+		s.mu.Unlock()
+	}
+	return slices.Delete(unpaid, k, k+1)
+}
+
+// payOnTime pays an order as the shopper does: the webhook comes twice, once, or never (the
+// sweep finds the payment at the deadline), and half the time the order is fulfilled at once.
+func (s *storm) payOnTime(rng *rand.Rand, o shop.Order) {
+	s.tap.Succeed(s.t, o.ID)
+	ev := succeeded(o, "evt_"+o.ID)
+	for range rng.IntN(3) {
+		s.answer("pay", s.env.Shop.HandlePaymentEvent(ctx, ev))
+	}
+	s.mu.Lock()
+	s.paid = append(s.paid, o.ID)
+	s.mu.Unlock()
+	if rng.IntN(2) == 0 {
+		s.answer("fulfill", s.env.Shop.Fulfill(ctx, o.ID, 1))
 	}
 }

@@ -3,9 +3,7 @@ package shop_test
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,18 +70,7 @@ func (s *storm) sizesShopper(user string, rng *rand.Rand, sizes, ops int, until 
 		time.Sleep(time.Duration(rng.IntN(8)) * time.Millisecond)
 		if len(unpaid) > 0 && rng.IntN(10) == 0 {
 			// Pays an order it left unpaid, maybe past its deadline: a late payment.
-			k := rng.IntN(len(unpaid))
-			o := unpaid[k]
-			unpaid = slices.Delete(unpaid, k, k+1)
-			s.tap.Succeed(s.t, o.ID)
-			ev := succeeded(o, "evt_late_"+o.ID)
-			err := s.env.Shop.HandlePaymentEvent(ctx, ev)
-			s.answer("late pay", err)
-			if err != nil {
-				s.mu.Lock()
-				s.redeliver = append(s.redeliver, ev)
-				s.mu.Unlock()
-			}
+			unpaid = s.payLate(rng, unpaid)
 			continue
 		}
 		a, b := rng.IntN(sizes), rng.IntN(sizes-1)
@@ -133,17 +120,7 @@ func (s *storm) sizesShopper(user string, rng *rand.Rand, sizes, ops int, until 
 				unpaid = append(unpaid, o) // the deadline ends it, unless paid late
 				continue
 			}
-			s.tap.Succeed(s.t, o.ID)
-			ev := succeeded(o, "evt_"+o.ID)
-			for range rng.IntN(3) { // twice, once, or never (the sweep finds it)
-				s.answer("pay", s.env.Shop.HandlePaymentEvent(ctx, ev))
-			}
-			s.mu.Lock()
-			s.paid = append(s.paid, o.ID)
-			s.mu.Unlock()
-			if rng.IntN(2) == 0 {
-				s.answer("fulfill", s.env.Shop.Fulfill(ctx, o.ID, 1))
-			}
+			s.payOnTime(rng, o)
 		default: // left to run out
 		}
 	}
@@ -159,19 +136,7 @@ func (s *storm) sizesShopper(user string, rng *rand.Rand, sizes, ops int, until 
 // every hold answered 201 is in Postgres, and every charge ended. STORM_SEED replays the dice.
 func TestFaultStormVariants(t *testing.T) {
 	t.Parallel()
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("STORM_SEED"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("STORM_SEED: %v", err)
-		}
-		seed = n
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("fault storm seed %d (replay the dice with STORM_SEED=%d)", seed, seed)
-		}
-	})
+	seed := stormSeed(t)
 	env := testenv.NewEnv(t).WithPayments(t)
 	tap := env.WithStripeTap(t)
 	env.Shop.ReconcileBatch = 10
