@@ -54,19 +54,19 @@ var mutations = []mutation{
 		edits: []edit{
 			{"lua/reserve.lua", "if held + qty > max then", "if false then"},
 			{"shared/store/migrations/0031_user_units.sql", "IF n > lim THEN", "IF false THEN"},
-			{"shared/store/migrations/0062_insert_hold_function.sql", "IF v_units > v_lim THEN", "IF false THEN"},
+			{"shared/store/migrations/0063_insert_hold_no_lock_cycle.sql", "IF v_units > v_lim THEN", "IF false THEN"},
 		},
 	},
 	{
 		name: "limit-pg", why: "Postgres no longer checks max_per_user (the gate still does)",
 		edits: []edit{
 			{"shared/store/migrations/0031_user_units.sql", "IF n > lim THEN", "IF false THEN"},
-			{"shared/store/migrations/0062_insert_hold_function.sql", "IF v_units > v_lim THEN", "IF false THEN"},
+			{"shared/store/migrations/0063_insert_hold_no_lock_cycle.sql", "IF v_units > v_lim THEN", "IF false THEN"},
 		},
 	},
 	{
-		name: "limit-pg-fast", why: "the reserve's fast path (lu_insert_hold) no longer checks max_per_user (the trigger, on the plain path, and the gate still do)",
-		edits: []edit{{"shared/store/migrations/0062_insert_hold_function.sql", "IF v_units > v_lim THEN", "IF false THEN"}},
+		name: "limit-pg-fast", why: "the reserve's fast path (lu_take_hold) no longer checks max_per_user (the trigger, on the plain path, and the gate still do)",
+		edits: []edit{{"shared/store/migrations/0063_insert_hold_no_lock_cycle.sql", "IF v_units > v_lim THEN", "IF false THEN"}},
 	},
 	{
 		name: "sweep-late", why: "the sweep expires holds an hour after their deadline",

@@ -3,8 +3,13 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"lastunit/shared/shop"
 	"lastunit/shared/store"
@@ -23,7 +28,7 @@ func holdID(stock int, fast bool) string {
 }
 
 // TestInsertHoldCountsTheShopperOnce: the reserve's statement counts the shopper's units
-// against max_per_user itself on the fast path (lu_insert_hold, migration 0062) and the trigger does on the
+// against max_per_user itself on the fast path (lu_take_hold, migrations 0062 and 0063) and the trigger does on the
 // plain path: either way, exactly once. A hold that would go over the limit is refused as a
 // stale gate (LU003) on both paths and changes nothing: no hold, no units taken, no count.
 func TestInsertHoldCountsTheShopperOnce(t *testing.T) {
@@ -91,5 +96,80 @@ func TestInsertHoldCountsTheShopperOnce(t *testing.T) {
 				t.Fatalf("bob's refused hold left %d product_users rows (%v)", rows, err)
 			}
 		})
+	}
+}
+
+// TestInsertHoldNeverDeadlocks: the reserve's write never waits on a slot while it holds
+// another. Rounds of 200 goroutines call lu_take_hold itself (with store.InsertHold's second
+// call on LU005, but none of its retries on a deadlock) for one unit each of a product whose 64
+// units sit one per slot, so that most holds find the slots taken or short and fall to the
+// path that locks every slot in order. Before migration 0063 a slot the fast path or the
+// trigger's first try had locked and found short stayed locked, and the ordered locking then
+// closed a cycle that Postgres broke after deadlock_timeout (40P01: 6 to 14 a round here).
+// Every round must end with exactly 64 holds, no slot below zero, every refusal an LU001 and
+// no deadlock.
+func TestInsertHoldNeverDeadlocks(t *testing.T) {
+	t.Parallel()
+	const stock, callers, rounds = 64, 200, 4
+	ctx := context.Background()
+	pool, _ := testenv.Postgres(t)
+	st := store.New(pool)
+	now := testenv.Start
+	p, err := st.UpsertProduct(ctx, "drop", shop.ProductInput{Name: "drop", Currency: "usd", Stock: stock, MaxPerUser: 1}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := 1; round <= rounds; round++ {
+		var mu sync.Mutex
+		codes := map[string]int{}
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var ok bool
+				id, user := shop.NewID("r_"), fmt.Sprintf("u%d-%d", round, i)
+				take := func(slot any) error {
+					return pool.QueryRow(ctx, `SELECT lu_take_hold($1, 'drop', 'default', $2, 1, $3, $4, $5, $4, 1, $6, NULL, NULL, NULL, NULL)`,
+						id, user, now.Add(time.Hour), now, p.Gen, slot).Scan(&ok)
+				}
+				err := take(rand.IntN(64))
+				var pe *pgconn.PgError
+				if errors.As(err, &pe) && pe.Code == "LU005" {
+					err = take(nil) // as store.InsertHold does: the slow path, from fresh
+				}
+				code := "ok"
+				switch {
+				case errors.As(err, &pe):
+					code = pe.Code
+				case err != nil:
+					code = err.Error()
+				case !ok:
+					code = "false"
+				}
+				mu.Lock()
+				codes[code]++
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		var held, free, negative int64
+		if err := pool.QueryRow(ctx, `SELECT
+				(SELECT count(*) FROM reservations WHERE product_id = 'drop' AND status = 'reserved'),
+				(SELECT sum(free) FROM product_slots WHERE product_id = 'drop'),
+				(SELECT count(*) FROM product_slots WHERE product_id = 'drop' AND free < 0)`).Scan(&held, &free, &negative); err != nil {
+			t.Fatal(err)
+		}
+		if codes["40P01"] > 0 || codes["ok"] != stock || codes["LU001"] != callers-stock || held != stock || free != 0 || negative != 0 {
+			t.Fatalf("round %d: outcomes %v (want ok %d, LU001 %d, no 40P01); holds %d, free %d, slots below zero %d",
+				round, codes, stock, callers-stock, held, free, negative)
+		}
+		// Give every unit back (the trigger returns each to one slot) and spread them again.
+		if _, err := pool.Exec(ctx, `UPDATE reservations SET status = 'released' WHERE product_id = 'drop' AND status = 'reserved'`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, `SELECT lu_vspread('drop', 'default', (SELECT sum(free) FROM product_slots WHERE product_id = 'drop')::bigint)`); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

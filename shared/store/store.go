@@ -141,9 +141,12 @@ func isUniqueViolation(err error, constraint string) bool {
 const (
 	codeShort     = "LU001"
 	codeOverLimit = "LU003"
+	// codeNoFreeSlot: lu_take_hold's fast path found no slot with the units that it could
+	// take without waiting, and gave back every lock it took.
+	codeNoFreeSlot = "LU005"
 )
 
-// slotOf is the slot (0..15) a hold takes its units from on the fast path.
+// slotOf is the slot (0..63) a hold takes its units from on the fast path.
 func slotOf(id string) int {
 	h := fnv.New32a()
 	h.Write([]byte(id))
@@ -154,6 +157,13 @@ func slotOf(id string) int {
 func isDeadlock(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "40P01"
+}
+
+// isNoFreeSlot reports whether lu_take_hold found no slot it could take the units from at
+// once (LU005, migration 0063): call it again with no slot.
+func isNoFreeSlot(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == codeNoFreeSlot
 }
 
 // isShort reports whether err is Postgres refusing a hold for want of free units, or because
@@ -587,10 +597,12 @@ func scanReservation(row pgx.CollectableRow) (shop.Reservation, error) {
 // deadline is after now: the units come from the hold's variant's slots and are counted
 // against the shopper's max_per_user, and version, the gate's live-stock version when it
 // granted them, is recorded. With idem, the idempotency record is written in the same
-// transaction. It runs lu_insert_hold (migration 0062), whose statements' plans Postgres
-// keeps per connection: the statement sent is a one-line SELECT, cheap to parse and plan.
+// transaction. It runs lu_take_hold (migrations 0062 and 0063), whose statements' plans
+// Postgres keeps per connection: the statement sent is a one-line SELECT, cheap to parse and
+// plan. Its fast path never waits for a slot; when no slot can give the units at once, a
+// second call takes them on the slow path (locking the variant's slots in order).
 func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen, version int64, now time.Time, idem *shop.IdemRecord) (bool, error) {
-	const q = `SELECT lu_insert_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
+	const q = `SELECT lu_take_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
 	args := []any{r.ID, r.ProductID, r.VariantID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now, version, slotOf(r.ID),
 		nil, nil, nil, nil}
 	if idem != nil {
@@ -598,9 +610,17 @@ func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen, version
 	}
 	var ok bool
 	err := s.pool.QueryRow(ctx, q, args...).Scan(&ok)
+	if isNoFreeSlot(err) {
+		// No slot could give the units at once: nothing was written and every lock given
+		// back. The slow path, from fresh: the trigger takes the units from the variant's
+		// slots (pooled when need be) or refuses the hold.
+		args[10] = nil
+		err = s.pool.QueryRow(ctx, q, args...).Scan(&ok)
+	}
 	for tries := 0; isDeadlock(err) && tries < 3; tries++ {
-		// Postgres aborted the statement (nothing written) to break a lock cycle between
-		// slot takes: try again.
+		// Postgres aborted the statement (nothing written) to break a lock cycle. None is
+		// known since migration 0063; a lock cycle with a statement this code does not know
+		// of is still broken this way.
 		err = s.pool.QueryRow(ctx, q, args...).Scan(&ok)
 	}
 	if err != nil {
