@@ -16,8 +16,8 @@
 -- Now no transaction holds a stray slot lock when it locks them in order:
 --
 --   * lu_take_hold, the reserve's write from now on, takes the units on its fast path from the
---     first slot from _slot upwards that has them and that nobody else is changing (SKIP LOCKED:
---     it never waits). When there is no such slot it raises LU005 and so gives back every lock
+--     first slot from _slot upwards (then from 0 up to _slot) that has them and that nobody else
+--     is changing (SKIP LOCKED: it never waits). When there is no such slot it raises LU005 and so gives back every lock
 --     it took; store.InsertHold calls it again with _slot NULL, and that call inserts the hold
 --     plainly for the trigger to take the units from fresh (one more round trip, on the slow
 --     path only). Everything else is lu_insert_hold's (0062).
@@ -47,10 +47,16 @@ BEGIN
          WHERE product_id = _product AND variant_id = _variant AND slot = (SELECT slot FROM product_slots
             WHERE product_id = _product AND variant_id = _variant AND slot >= _slot AND free >= _qty
             ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED);
+        IF NOT FOUND THEN -- wrap around: the slots below _slot
+            UPDATE product_slots SET free = free - _qty, ver = greatest(ver, _version)
+             WHERE product_id = _product AND variant_id = _variant AND slot = (SELECT slot FROM product_slots
+                WHERE product_id = _product AND variant_id = _variant AND slot < _slot AND free >= _qty
+                ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED);
+        END IF;
         IF NOT FOUND THEN
             RAISE EXCEPTION USING ERRCODE = 'LU005', DETAIL = _product,
-                MESSAGE = format('no slot of variant %s of %s from %s up has %s free units and is free to take: call again with no slot',
-                                 _variant, _product, _slot, _qty);
+                MESSAGE = format('no slot of variant %s of %s has %s free units and is free to take: call again with no slot',
+                                 _variant, _product, _qty);
         END IF;
         INSERT INTO product_users AS pu (product_id, user_id, units) VALUES (_product, _user, _qty)
             ON CONFLICT (product_id, user_id) DO UPDATE SET units = pu.units + EXCLUDED.units
