@@ -69,6 +69,21 @@ var mutations = []mutation{
 		edits: []edit{{"shared/store/migrations/0063_insert_hold_no_lock_cycle.sql", "IF v_units > v_lim THEN", "IF false THEN"}},
 	},
 	{
+		name: "lock-cycle-fast", why: "the reserve's fast path goes on to the slow path in the same transaction, holding the slots its tries locked (migration 0062's lock cycle)",
+		edits: []edit{{"shared/store/migrations/0063_insert_hold_no_lock_cycle.sql",
+			"            RAISE EXCEPTION USING ERRCODE = 'LU005', DETAIL = _product,",
+			"            INSERT INTO reservations (id, product_id, variant_id, user_id, quantity, status, expires_at, created_at, updated_at, gate_version)\n" +
+				"            VALUES (_id, _product, _variant, _user, _qty, 'reserved', _expires, _created, _created, _version);\n" +
+				"            RETURN true;\n" +
+				"            RAISE EXCEPTION USING ERRCODE = 'LU005', DETAIL = _product,"}},
+	},
+	{
+		name: "lock-cycle-trigger", why: "lu_take_vunits keeps a slot its first try locked and found short while it locks every slot in order",
+		edits: []edit{{"shared/store/migrations/0063_insert_hold_no_lock_cycle.sql",
+			"ORDER BY slot < pref, slot LIMIT 1 FOR UPDATE SKIP LOCKED);\n        IF FOUND THEN\n            RETURN;\n        END IF;\n        RAISE EXCEPTION USING ERRCODE = 'LU002';\n    EXCEPTION WHEN SQLSTATE 'LU002' THEN\n        NULL;\n    END;",
+			"ORDER BY slot < pref, slot LIMIT 1 FOR UPDATE SKIP LOCKED);\n        IF FOUND THEN\n            RETURN;\n        END IF;\n    END;"}},
+	},
+	{
 		name: "sweep-late", why: "the sweep expires holds an hour after their deadline",
 		edits: []edit{{"shared/shop/catalog.go", "holds, err := s.Store.ExpireDue(ctx, now, sweepBatch)", "holds, err := s.Store.ExpireDue(ctx, now.Add(-time.Hour), sweepBatch)"}},
 	},

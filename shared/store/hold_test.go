@@ -102,14 +102,30 @@ func TestInsertHoldCountsTheShopperOnce(t *testing.T) {
 // TestInsertHoldNeverDeadlocks: the reserve's write never waits on a slot while it holds
 // another. Rounds of 200 goroutines call lu_take_hold itself (with store.InsertHold's second
 // call on LU005, but none of its retries on a deadlock) for one unit each of a product whose 64
-// units sit one per slot, so that most holds find the slots taken or short and fall to the
-// path that locks every slot in order. Before migration 0063 a slot the fast path or the
-// trigger's first try had locked and found short stayed locked, and the ordered locking then
-// closed a cycle that Postgres broke after deadlock_timeout (40P01: 6 to 14 a round here).
-// Every round must end with exactly 64 holds, no slot below zero, every refusal an LU001 and
-// no deadlock.
+// units sit one per slot, so that many holds find the slots taken or short: either starting
+// on the fast path as the reserve does, or all on the slow path (no slot: the insert trigger's
+// lu_take_vunits tries a free slot, then waits for its own, then locks every slot in order).
+// Before migration 0063 a slot that the fast path or one of lu_take_vunits' tries had locked
+// and found short stayed locked, and the ordered locking then closed a cycle that Postgres
+// broke after deadlock_timeout (40P01: 6 to 17 a round here, in either case). Every round must
+// end with exactly 64 holds, no slot below zero, every refusal an LU001 and no deadlock.
 func TestInsertHoldNeverDeadlocks(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		slot func() any // the first call's slot; nil: the slow path from the start
+	}{
+		{"fast path first", func() any { return rand.IntN(64) }},
+		{"slow path", func() any { return nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			holdRounds(t, tc.slot)
+		})
+	}
+}
+
+func holdRounds(t *testing.T, slot func() any) {
 	const stock, callers, rounds = 64, 200, 4
 	ctx := context.Background()
 	pool, _ := testenv.Postgres(t)
@@ -133,7 +149,7 @@ func TestInsertHoldNeverDeadlocks(t *testing.T) {
 					return pool.QueryRow(ctx, `SELECT lu_take_hold($1, 'drop', 'default', $2, 1, $3, $4, $5, $4, 1, $6, NULL, NULL, NULL, NULL)`,
 						id, user, now.Add(time.Hour), now, p.Gen, slot).Scan(&ok)
 				}
-				err := take(rand.IntN(64))
+				err := take(slot())
 				var pe *pgconn.PgError
 				if errors.As(err, &pe) && pe.Code == "LU005" {
 					err = take(nil) // as store.InsertHold does: the slow path, from fresh
