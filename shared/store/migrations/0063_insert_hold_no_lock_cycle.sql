@@ -44,15 +44,7 @@ BEGIN
     END IF;
     IF _slot IS NOT NULL THEN
         UPDATE product_slots SET free = free - _qty, ver = greatest(ver, _version)
-         WHERE product_id = _product AND variant_id = _variant AND slot = (SELECT slot FROM product_slots
-            WHERE product_id = _product AND variant_id = _variant AND slot >= _slot AND free >= _qty
-            ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED);
-        IF NOT FOUND THEN -- wrap around: the slots below _slot
-            UPDATE product_slots SET free = free - _qty, ver = greatest(ver, _version)
-             WHERE product_id = _product AND variant_id = _variant AND slot = (SELECT slot FROM product_slots
-                WHERE product_id = _product AND variant_id = _variant AND slot < _slot AND free >= _qty
-                ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED);
-        END IF;
+         WHERE product_id = _product AND variant_id = _variant AND slot = _slot AND free >= _qty;
         IF NOT FOUND THEN
             RAISE EXCEPTION USING ERRCODE = 'LU005', DETAIL = _product,
                 MESSAGE = format('no slot of variant %s of %s has %s free units and is free to take: call again with no slot',
