@@ -141,8 +141,8 @@ func isUniqueViolation(err error, constraint string) bool {
 const (
 	codeShort     = "LU001"
 	codeOverLimit = "LU003"
-	// codeNoFreeSlot: lu_take_hold's fast path found no slot with the units that it could
-	// take without waiting, and gave back every lock it took.
+	// codeNoFreeSlot: lu_take_hold's fast path found the hold's own slot short; the error
+	// gave back every lock the call took.
 	codeNoFreeSlot = "LU005"
 )
 
@@ -159,8 +159,8 @@ func isDeadlock(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "40P01"
 }
 
-// isNoFreeSlot reports whether lu_take_hold found no slot it could take the units from at
-// once (LU005, migration 0063): call it again with no slot.
+// isNoFreeSlot reports whether lu_take_hold found the hold's own slot short (LU005,
+// migration 0063): call it again with no slot.
 func isNoFreeSlot(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == codeNoFreeSlot
@@ -599,8 +599,9 @@ func scanReservation(row pgx.CollectableRow) (shop.Reservation, error) {
 // granted them, is recorded. With idem, the idempotency record is written in the same
 // transaction. It runs lu_take_hold (migrations 0062 and 0063), whose statements' plans
 // Postgres keeps per connection: the statement sent is a one-line SELECT, cheap to parse and
-// plan. Its fast path never waits for a slot; when no slot can give the units at once, a
-// second call takes them on the slow path (locking the variant's slots in order).
+// plan. When the hold's own slot cannot give the units, a second call takes them on the slow
+// path (the insert trigger: another slot, or the variant's slots pooled), in a fresh
+// transaction that holds no slot yet.
 func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen, version int64, now time.Time, idem *shop.IdemRecord) (bool, error) {
 	const q = `SELECT lu_take_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
 	args := []any{r.ID, r.ProductID, r.VariantID, r.UserID, r.Quantity, r.ExpiresAt, r.CreatedAt, gen, now, version, slotOf(r.ID),
@@ -611,9 +612,9 @@ func (s *Store) InsertHold(ctx context.Context, r shop.Reservation, gen, version
 	var ok bool
 	err := s.pool.QueryRow(ctx, q, args...).Scan(&ok)
 	if isNoFreeSlot(err) {
-		// No slot could give the units at once: nothing was written and every lock given
+		// The hold's slot could not give the units: nothing was written and every lock given
 		// back. The slow path, from fresh: the trigger takes the units from the variant's
-		// slots (pooled when need be) or refuses the hold.
+		// other slots (pooled when need be) or refuses the hold.
 		args[10] = nil
 		err = s.pool.QueryRow(ctx, q, args...).Scan(&ok)
 	}
