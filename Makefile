@@ -168,16 +168,7 @@ test: services vet lint-api browser $(NODE) $(FAUXQS) $(STRIPE_MOCK) ## run ever
 	@$(GO) build -race -v $$($(GO) list -deps -test ./... | grep -v -e ' ' -e '\.test$$') 2>&1 | awk '/ / { print; fflush(); next } { n++; if (n % 20 == 1) printf "  %d packages compiled (now %s)\n", n, $$0; fflush() } END { printf "  %d packages compiled, %s\n", n, (n ? "the rest were cached" : "all cached") }'
 	@echo "go test $(TEST_FLAGS) ./... (each package prints a line when its tests end)"
 	@start=$$(date +%s); ( while sleep 60; do echo "  ... go test running for $$(( ($$(date +%s) - start) / 60 )) min"; done ) & hb=$$!; \
-	status=0; $(GO) test $(TEST_FLAGS) ./... || status=$$?; kill $$hb 2>/dev/null || true; \
-	[ $$status != 0 ] || $(MAKE) --no-print-directory test-prepared || status=$$?; exit $$status
-
-# The packages that use a test database once more in DB_PREPARED_STATEMENTS mode (straight to
-# Postgres, each statement prepared once per connection; shared/testenv), part of `make test`.
-PREPARED_PKGS ?= ./shared/store/ ./shared/shop/ ./shared/handler/
-.PHONY: test-prepared
-test-prepared: services ## the database packages' tests again with named prepared statements, straight to Postgres
-	@echo "go test $(TEST_FLAGS) $(PREPARED_PKGS) with TEST_PREPARED_STATEMENTS=true"
-	@TEST_PREPARED_STATEMENTS=true $(GO) test $(TEST_FLAGS) $(PREPARED_PKGS)
+	status=0; $(GO) test $(TEST_FLAGS) ./... || status=$$?; kill $$hb 2>/dev/null || true; exit $$status
 
 FUZZTIME ?= 20s
 fuzz: ## run each fuzz target for FUZZTIME
@@ -229,13 +220,11 @@ COMPARE_CONC   ?= 200
 COMPARE_USERS  ?= 3000
 COMPARE_ROUNDS ?= 2
 COMPARE_DB     ?= direct
-COMPARE_PREPARED ?= true
-COMPARE_BASE_PREPARED ?= $(COMPARE_PREPARED)
 COMPARE_STATS  ?= 1
 bench-compare: services ## the reserve side by side: REF (default: last tag, origin/main or a929dc3) vs the working tree, back to back, one table
 	@mkdir -p $(RUN)
 	@$(BENCHVARS) CONC=$(COMPARE_CONC) USERS=$(COMPARE_USERS) DURATION=$(BENCH_DURATION) ROUNDS=$(COMPARE_ROUNDS) \
-		DB_MODE=$(COMPARE_DB) PREPARED=$(COMPARE_PREPARED) BASE_PREPARED=$(COMPARE_BASE_PREPARED) STATS=$(COMPARE_STATS) bash cmd/bench/compare.sh $(REF)
+		DB_MODE=$(COMPARE_DB) STATS=$(COMPARE_STATS) bash cmd/bench/compare.sh $(REF)
 
 # Mutation testing (cmd/mutants): plants each known bug in a copy of the tree and runs the
 # tests of shared/ and lua/; every mutant must be killed. `go run ./cmd/mutants -list` lists them.

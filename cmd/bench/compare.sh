@@ -13,10 +13,6 @@
 # measure one commit against its parent).
 # environment: what benchrun.sh needs, plus CONC (200), USERS (3000), DURATION (10s), ROUNDS (2),
 # DB_MODE (direct: the runner straight to Postgres, as in issue 20; pooler: through PgBouncer),
-# PREPARED (direct mode only, default true: the runners get DB_PREPARED_STATEMENTS=true, each
-# statement prepared once per connection, as 2026-11-25's build always did; false: sent unnamed,
-# as through a pooler; builds from before the setting ignore it), BASE_PREPARED (the base side's,
-# default PREPARED: `REF=HEAD BASE_PREPARED=false` measures the setting itself),
 # CEILING_CONNS (16: the runner's pool), STATS (1: per-reserve statements, rows, buffers, trigger
 # calls and CPU, load-independent counts; 0 skips it and its 44 s of waiting per run).
 set -euo pipefail
@@ -29,11 +25,9 @@ fi
 sha=$(git rev-parse --short "$ref^{commit}")
 CONC=${CONC:-200} USERS=${USERS:-3000} DURATION=${DURATION:-10s} ROUNDS=${ROUNDS:-2}
 DB_MODE=${DB_MODE:-direct} CEILING_CONNS=${CEILING_CONNS:-16} STATS=${STATS:-1}
-PREPARED=${PREPARED:-true}
-BASE_PREPARED=${BASE_PREPARED:-$PREPARED}
 case $DB_MODE in
   direct) export BENCH_DB_PORT=$PG_PORT ;;
-  pooler) export BENCH_DB_PORT=$PGBOUNCER_PORT; PREPARED=false BASE_PREPARED=false ;; # PgBouncer 1.18 carries no named statements
+  pooler) export BENCH_DB_PORT=$PGBOUNCER_PORT ;;
   *) echo "DB_MODE must be direct or pooler" >&2; exit 2 ;;
 esac
 out="$RUN_DIR/compare"
@@ -68,9 +62,7 @@ for round in $(seq 1 "$ROUNDS"); do
   for b in $order; do
     log="$out/$b-$round.txt"
     echo "round $round: $b ($log)"
-    prepared=$PREPARED
-    [ "$b" = head ] || prepared=$BASE_PREPARED
-    DB_PREPARED_STATEMENTS=$prepared LOCAL_BIN="$out/$b-local" bash cmd/bench/benchrun.sh "cmp$b" "${BENCH_PORT:-18080}" -- bash -c '
+    LOCAL_BIN="$out/$b-local" bash cmd/bench/benchrun.sh "cmp$b" "${BENCH_PORT:-18080}" -- bash -c '
       set -euo pipefail
       "$LOADGEN" -url "$RUNNER_URL" -db "$DATABASE_URL" -redis "$REDIS_URL" -runner-pid "$RUNNER_PID" \
         -conc "$CONC" -users "$USERS" -duration "$DURATION" -skip-ceiling -skip-burst -variants 0 -soldout -result $LOADGEN_FLAGS
@@ -84,7 +76,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 echo
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores; base $ref ($sha), head $head; c=$CONC, $USERS shoppers, one product, $DURATION per loop, runner $DB_MODE to Postgres, pgbench ceiling from $CEILING_CONNS connections; DB_PREPARED_STATEMENTS base $BASE_PREPARED, head $PREPARED"
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores; base $ref ($sha), head $head; c=$CONC, $USERS shoppers, one product, $DURATION per loop, runner $DB_MODE to Postgres, pgbench ceiling from $CEILING_CONNS connections"
 echo
 awk -v stats="$STATS" '
   function f(k,   i, kv) { for (i = 5; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) return kv[2] } return "" }

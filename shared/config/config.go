@@ -25,18 +25,14 @@ import (
 
 // Config is every setting the functions and the local runner read.
 type Config struct {
-	DatabaseURL string
-	RedisURL    string
-	DBMaxConns  int32
-	// DBPreparedStatements (DB_PREPARED_STATEMENTS=true) prepares each statement once per
-	// connection (store.WithPreparedStatements): only where nothing between the process and
-	// Postgres multiplexes sessions. Off by default, and in the stack (RDS Proxy).
-	DBPreparedStatements bool
-	ReservationTTL       time.Duration
-	PaymentWindow        time.Duration
-	ExpireEvery          time.Duration
-	JanitorEvery         time.Duration
-	FailedJobAge         time.Duration
+	DatabaseURL    string
+	RedisURL       string
+	DBMaxConns     int32
+	ReservationTTL time.Duration
+	PaymentWindow  time.Duration
+	ExpireEvery    time.Duration
+	JanitorEvery   time.Duration
+	FailedJobAge   time.Duration
 	// FulfillVisibility is how long a failed fulfillment waits before SQS delivers it again.
 	FulfillVisibility time.Duration
 	// Drops: how long an admitted ticket may reserve, and each shopper's token bucket
@@ -96,9 +92,6 @@ func Load() (Config, error) {
 		return c, fmt.Errorf("DB_MAX_CONNS: %w", err)
 	}
 	c.DBMaxConns = int32(n)
-	if c.DBPreparedStatements, err = strconv.ParseBool(env("DB_PREPARED_STATEMENTS", "false")); err != nil {
-		return c, fmt.Errorf("DB_PREPARED_STATEMENTS must be true or false")
-	}
 	for _, d := range []struct {
 		name string
 		def  string
@@ -162,9 +155,6 @@ const redisDialTimeout = 8 * time.Second
 //
 // opts go to the pool (store.Open): Start passes the rotating database password in AWS.
 func Open(ctx context.Context, c Config, log *slog.Logger, opts ...store.Option) (*App, error) {
-	if c.DBPreparedStatements {
-		opts = append(opts[:len(opts):len(opts)], store.WithPreparedStatements())
-	}
 	pool, err := store.Open(ctx, c.DatabaseURL, c.DBMaxConns, opts...)
 	if err != nil {
 		return nil, err

@@ -37,16 +37,14 @@ func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 // cold start never waits on (or fails with) Postgres, and a database that is down costs only
 // the requests that need it (503). maxConns caps the pool (0: pgxpool's default).
 //
-// By default queries run in a mode that never creates a named prepared statement (the
-// statement's description is cached and it runs as the unnamed statement in one round trip),
-// so the pool works through PgBouncer in transaction pooling mode and does not pin RDS Proxy
-// sessions. WithPreparedStatements changes that where nothing in between needs it.
+// Queries run in a mode that never creates a named prepared statement (the statement's
+// description is cached and it runs as the unnamed statement in one round trip), so the pool
+// works through PgBouncer in transaction pooling mode and does not pin RDS Proxy sessions.
 func Open(ctx context.Context, url string, maxConns int32, opts ...Option) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
 	}
-	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	for _, o := range opts {
 		o(cfg)
 	}
@@ -54,6 +52,7 @@ func Open(ctx context.Context, url string, maxConns int32, opts ...Option) (*pgx
 		cfg.MaxConns = maxConns
 	}
 	cfg.MinConns = 0
+	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
@@ -66,20 +65,6 @@ func Open(ctx context.Context, url string, maxConns int32, opts ...Option) (*pgx
 
 // Option changes the pool Open builds.
 type Option func(*pgxpool.Config)
-
-// WithPreparedStatements makes the pool prepare each statement once per connection, as a
-// named prepared statement that Postgres plans once (pgx's QueryExecModeCacheStatement), instead
-// of sending it unnamed, to be parsed, analysed and planned, on every call. Use it only where
-// every connection is the client's own to the end of its session: straight to Postgres, or
-// through a pooler that carries named statements across server connections (PgBouncer 1.21 or
-// later with max_prepared_statements set). PgBouncer 1.18 in transaction mode, which `make
-// services` runs, fails such statements ("prepared statement ... does not exist"), and RDS
-// Proxy pins the session to one database connection (DB_PREPARED_STATEMENTS, docs/configuration.md).
-func WithPreparedStatements() Option {
-	return func(cfg *pgxpool.Config) {
-		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
-	}
-}
 
 // WithPassword makes each new connection take its password from password instead of the
 // URL: in AWS the database secret rotates under a warm function, whose open connections keep

@@ -9,9 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	neturl "net/url"
 	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -46,8 +44,7 @@ func randomSuffix() string {
 }
 
 // Postgres creates a fresh, migrated database for the test and drops it afterwards. It
-// returns a pool on it and its URL, both through PgBouncer in transaction pooling mode (with
-// TEST_PREPARED_STATEMENTS=true: straight to Postgres, the pool preparing its statements).
+// returns a pool on it and its URL, both through PgBouncer in transaction pooling mode.
 func Postgres(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
 	ctx := context.Background()
@@ -72,13 +69,7 @@ func Postgres(t testing.TB) (*pgxpool.Pool, string) {
 		c.Close()
 	}
 	url := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", cfg.User, pooler, name)
-	var opts []store.Option
-	if env("TEST_PREPARED_STATEMENTS", "false") == "true" {
-		// The whole suite in the runner's DB_PREPARED_STATEMENTS mode (`make test-prepared`):
-		// straight to Postgres, each statement prepared once per connection.
-		url, opts = Direct(t, url), []store.Option{store.WithPreparedStatements()}
-	}
-	pool, err := store.Open(ctx, url, 40, opts...)
+	pool, err := store.Open(ctx, url, 40)
 	if err != nil {
 		t.Fatalf("open %s: %v", url, err)
 	}
@@ -98,27 +89,6 @@ func Postgres(t testing.TB) (*pgxpool.Pool, string) {
 		}
 	})
 	return pool, url
-}
-
-// Direct returns the URL of the database that url (from Postgres) names, straight to Postgres
-// (TEST_DATABASE_URL's host and user) instead of through PgBouncer: for what the pooler does
-// not carry, such as named prepared statements.
-func Direct(t testing.TB, url string) string {
-	t.Helper()
-	admin, err := pgx.ParseConfig(env("TEST_DATABASE_URL", DefaultDatabaseURL))
-	if err != nil {
-		t.Fatalf("parse TEST_DATABASE_URL: %v", err)
-	}
-	db, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatalf("parse %s: %v", url, err)
-	}
-	u := neturl.URL{Scheme: "postgres", User: neturl.User(admin.User), Host: net.JoinHostPort(admin.Host, strconv.Itoa(int(admin.Port))),
-		Path: "/" + db.Database, RawQuery: "sslmode=disable"}
-	if admin.Password != "" {
-		u.User = neturl.UserPassword(admin.User, admin.Password)
-	}
-	return u.String()
 }
 
 // Redis claims one of Redis's numbered databases (1..15) for the test alone, empties it,
