@@ -93,5 +93,14 @@ awk -v stats="$STATS" '
     if (stats == 1) printf " %s | %s | %s | %s | %s |", f("runner_cpu_us"), f("pg_cpu_us"), f("xacts"), f("bufs"), f("soldout_runner_cpu_us")
     l = f("load"); gsub("/", " ", l); printf " %s |\n", l
   }' "$out/results.txt"
+# Rates on a shared machine swing by up to 2x from one run to the next: the medians over the
+# rounds, and head/base per round (the two runs of a round are back to back), are what to read.
+median() { sort -n | awk '{v[NR] = $1} END {if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+field() { awk -v b="$1" -v k="$2" '$1 == b {for (i = 5; i <= NF; i++) {split($i, kv, "="); if (kv[1] == k) print kv[2]}}' "$out/results.txt"; }
+echo
+for b in base head; do
+  echo "$b medians over $ROUNDS rounds: $(field $b reserve_rps | median) reserves/s, p99 $(field $b p99_ms | median) ms$([ "$STATS" = 1 ] && echo ", Postgres CPU $(field $b pg_cpu_us | median) µs/reserve")"
+done
+echo "head/base reserves/s per round: $(awk '{for (i = 5; i <= NF; i++) {split($i, kv, "="); if (kv[1] == "reserve_rps") r[$1 " " $2] = kv[2]}} END {for (n = 1; ("base " n) in r; n++) printf "%s%.2f", (n > 1 ? ", " : ""), r["head " n] / r["base " n]; print ""}' "$out/results.txt")"
 echo
 echo "per-run logs (with the per-reserve breakdown): $out/{base,head}-N.txt"
